@@ -1,0 +1,40 @@
+"""The `fastgpt` command line: one subcommand per pipeline step.
+
+Each subcommand lives in its own module under `fastgpt.commands` and exposes
+`register(subparsers)`; handlers import their heavy dependencies (torch, ...)
+only when they run, so `fastgpt tokenizer ...` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules under fastgpt.commands, in the order they appear in `fastgpt --help`.
+COMMAND_MODULES = ("tokenizer",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastgpt",
+        description="Train your own GPT from scratch: tokenizer, pretokenize, train, generate.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"fastgpt.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("fastgpt: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError) as exc:
+        # Expected failures (bad input, missing files) get one clear line, not a traceback.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"fastgpt: error: {message}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""One module per `fastgpt` subcommand; each exposes `register(subparsers)`."""
