@@ -1,0 +1,564 @@
+//! Ranked-merge byte-level BPE: encoding, decoding and special tokens.
+//!
+//! A piece (one pre-token) is first looked up whole in the vocabulary; most pieces of real
+//! text are one token. Otherwise its bytes are merged pair by pair, always the adjacent
+//! pair of lowest priority, leftmost first on ties. Priorities live in a map keyed by the
+//! pair of token ids, so one lookup prices a pair. Short pieces use a plain scan; long ones
+//! (a megabyte of one letter is a single piece) a heap with lazy deletion, O(n log n).
+
+use crate::error::{Error, Result};
+use crate::pretokenize::Splitter;
+use crate::Rank;
+use regex_automata::meta::Regex;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
+const SCAN_LIMIT: usize = 64;
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+struct Merge {
+    priority: u32,
+    id: Rank,
+}
+
+#[inline]
+fn pair_key(a: Rank, b: Rank) -> u64 {
+    ((a as u64) << 32) | b as u64
+}
+
+/// Which special tokens `encode` may emit; text matching any other one is encoded as text.
+pub enum Allowed<'a> {
+    None,
+    All,
+    Some(&'a FxHashSet<String>),
+}
+
+/// A BPE vocabulary with its pre-tokenizer and special tokens.
+pub struct Encoder {
+    splitter: Splitter,
+    encoder: FxHashMap<Vec<u8>, Rank>,
+    /// id → bytes for regular and special tokens; `None` for unused ids.
+    decoder: Vec<Option<Box<[u8]>>>,
+    merges: FxHashMap<u64, Merge>,
+    /// Merges in priority order, kept for export when given explicitly (Hugging Face).
+    merge_list: Option<Vec<(Rank, Rank)>>,
+    byte_ids: [Rank; 256],
+    /// Whole-piece lookup before merging (tiktoken always; Hugging Face with `ignore_merges`).
+    direct_lookup: bool,
+    specials: FxHashMap<String, Rank>,
+    special_regex: Option<Regex>,
+}
+
+impl Encoder {
+    /// tiktoken's model: a token's rank is its id and the priority of any merge making it.
+    pub fn from_ranks(
+        ranks: Vec<(Vec<u8>, Rank)>,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+    ) -> Result<Self> {
+        let mut encoder = Self::new(ranks, pattern, specials, true)?;
+        let mut merges = FxHashMap::default();
+        for (bytes, &id) in &encoder.encoder {
+            for k in 1..bytes.len() {
+                if let (Some(&a), Some(&b)) = (
+                    encoder.encoder.get(&bytes[..k]),
+                    encoder.encoder.get(&bytes[k..]),
+                ) {
+                    merges.insert(pair_key(a, b), Merge { priority: id, id });
+                }
+            }
+        }
+        encoder.merges = merges;
+        Ok(encoder)
+    }
+
+    /// Hugging Face's model: an explicit merge list in priority order, each pair of ids
+    /// merging into the id of their concatenated bytes.
+    pub fn from_merges(
+        vocab: Vec<(Vec<u8>, Rank)>,
+        merges: Vec<(Rank, Rank)>,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+        direct_lookup: bool,
+    ) -> Result<Self> {
+        let mut encoder = Self::new(vocab, pattern, specials, direct_lookup)?;
+        let mut map = FxHashMap::default();
+        for (priority, &(a, b)) in merges.iter().enumerate() {
+            let joined = [encoder.token_bytes(a)?, encoder.token_bytes(b)?].concat();
+            let Some(&id) = encoder.encoder.get(&joined) else {
+                return Err(Error::Invalid(format!(
+                    "merge {priority} ({a} {b}) makes {:?}, which is not in the vocabulary",
+                    String::from_utf8_lossy(&joined)
+                )));
+            };
+            map.entry(pair_key(a, b)).or_insert(Merge {
+                priority: priority as u32,
+                id,
+            });
+        }
+        encoder.merges = map;
+        encoder.merge_list = Some(merges);
+        Ok(encoder)
+    }
+
+    fn new(
+        vocab: Vec<(Vec<u8>, Rank)>,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+        direct_lookup: bool,
+    ) -> Result<Self> {
+        let splitter = Splitter::new(pattern)?;
+        let max_id = vocab
+            .iter()
+            .map(|(_, r)| *r)
+            .chain(specials.iter().map(|(_, r)| *r))
+            .max()
+            .unwrap_or(0);
+        if max_id == u32::MAX {
+            return Err(Error::Invalid("token id 4294967295 is too large".into()));
+        }
+        let mut decoder: Vec<Option<Box<[u8]>>> = vec![None; max_id as usize + 1];
+        let mut encoder = FxHashMap::default();
+        encoder.reserve(vocab.len());
+        for (bytes, id) in vocab {
+            if bytes.is_empty() {
+                return Err(Error::Invalid(format!("token {id} is empty")));
+            }
+            if decoder[id as usize].is_some() {
+                return Err(Error::Invalid(format!("token id {id} appears twice")));
+            }
+            decoder[id as usize] = Some(bytes.clone().into_boxed_slice());
+            if let Some(other) = encoder.insert(bytes, id) {
+                return Err(Error::Invalid(format!(
+                    "tokens {other} and {id} have the same bytes"
+                )));
+            }
+        }
+        let mut byte_ids = [0; 256];
+        for (b, slot) in byte_ids.iter_mut().enumerate() {
+            *slot = *encoder.get(&[b as u8][..]).ok_or_else(|| {
+                Error::Invalid(format!("the vocabulary has no token for the single byte {b:#04x}; byte-level BPE needs all 256"))
+            })?;
+        }
+        let mut special_map = FxHashMap::default();
+        for (text, id) in specials {
+            if text.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "special token {id} is an empty string"
+                )));
+            }
+            if decoder[id as usize].is_some() {
+                return Err(Error::Invalid(format!(
+                    "special token {text:?} has id {id}, which is already taken"
+                )));
+            }
+            decoder[id as usize] = Some(text.as_bytes().into());
+            special_map.insert(text, id);
+        }
+        let special_regex = if special_map.is_empty() {
+            None
+        } else {
+            let mut texts: Vec<&String> = special_map.keys().collect();
+            // Longest first, so a special token that extends another wins.
+            texts.sort_by_key(|t| (Reverse(t.len()), (*t).clone()));
+            let alternation: Vec<String> = texts.iter().map(|t| regex_syntax::escape(t)).collect();
+            Some(Regex::new(&alternation.join("|")).map_err(|e| Error::Invalid(e.to_string()))?)
+        };
+        Ok(Encoder {
+            splitter,
+            encoder,
+            decoder,
+            merges: FxHashMap::default(),
+            merge_list: None,
+            byte_ids,
+            direct_lookup,
+            specials: special_map,
+            special_regex,
+        })
+    }
+
+    pub fn splitter(&self) -> &Splitter {
+        &self.splitter
+    }
+
+    /// One more than the largest id, regular or special (tiktoken's `n_vocab`).
+    pub fn n_vocab(&self) -> usize {
+        self.decoder.len()
+    }
+
+    pub fn special_tokens(&self) -> &FxHashMap<String, Rank> {
+        &self.specials
+    }
+
+    pub fn token_bytes(&self, id: Rank) -> Result<&[u8]> {
+        match self.decoder.get(id as usize) {
+            Some(Some(bytes)) => Ok(bytes),
+            _ => Err(Error::UnknownToken(id)),
+        }
+    }
+
+    /// The regular tokens with their ids (no special tokens), in id order.
+    pub fn ranks(&self) -> Vec<(&[u8], Rank)> {
+        let mut ranks: Vec<(&[u8], Rank)> = self
+            .encoder
+            .iter()
+            .map(|(b, &r)| (b.as_slice(), r))
+            .collect();
+        ranks.sort_unstable_by_key(|&(_, r)| r);
+        ranks
+    }
+
+    /// The merges in priority order. For a tiktoken vocabulary, each token's merge is the
+    /// split that BPE on its own bytes reaches using only lower ranks; tokens that BPE
+    /// cannot reach that way (rare) get none and are found by whole-piece lookup.
+    pub fn merges(&self) -> Vec<(Rank, Rank)> {
+        if let Some(list) = &self.merge_list {
+            return list.clone();
+        }
+        let mut parts = Vec::new();
+        let mut out = Vec::new();
+        for (bytes, id) in self.ranks() {
+            if bytes.len() < 2 {
+                continue;
+            }
+            parts.clear();
+            self.merge(bytes, id, &mut parts);
+            if let [a, b] = parts[..] {
+                out.push((a, b));
+            }
+        }
+        out
+    }
+
+    /// Whether merge priorities follow token ids, so the ids alone (a tiktoken rank
+    /// file) describe this encoder.
+    pub fn is_rank_ordered(&self) -> bool {
+        match &self.merge_list {
+            None => true,
+            Some(list) => {
+                self.direct_lookup
+                    && list.iter().enumerate().all(|(p, &(a, b))| {
+                        self.merges
+                            .get(&pair_key(a, b))
+                            .is_some_and(|m| m.priority as usize == p)
+                    })
+                    && list.windows(2).all(|w| {
+                        self.merges[&pair_key(w[0].0, w[0].1)].id
+                            < self.merges[&pair_key(w[1].0, w[1].1)].id
+                    })
+            }
+        }
+    }
+
+    pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
+        let mut out = Vec::with_capacity(text.len() / 3);
+        self.encode_ordinary_into(text, &mut out);
+        out
+    }
+
+    fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) {
+        self.splitter
+            .for_each_piece(text, |piece| self.encode_piece(piece.as_bytes(), out));
+    }
+
+    /// Encodes `text`, emitting the allowed special tokens where their text appears; the
+    /// caller decides (in Python) whether other special tokens in the text are an error.
+    pub fn encode(&self, text: &str, allowed: &Allowed) -> Vec<Rank> {
+        let Some(special_regex) = self
+            .special_regex
+            .as_ref()
+            .filter(|_| !matches!(allowed, Allowed::None))
+        else {
+            return self.encode_ordinary(text);
+        };
+        let mut out = Vec::with_capacity(text.len() / 3);
+        let mut start = 0;
+        let mut search_from = 0;
+        while let Some(m) = special_regex.find(&text[search_from..]) {
+            let (s, e) = (search_from + m.start(), search_from + m.end());
+            let found = &text[s..e];
+            let ok = match allowed {
+                Allowed::All => true,
+                Allowed::Some(set) => set.contains(found),
+                Allowed::None => false,
+            };
+            if ok {
+                self.encode_ordinary_into(&text[start..s], &mut out);
+                out.push(self.specials[found]);
+                start = e;
+                search_from = e;
+            } else {
+                search_from = s + text[s..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        self.encode_ordinary_into(&text[start..], &mut out);
+        out
+    }
+
+    /// The special tokens whose text occurs in `text` (for the caller's disallowed check).
+    pub fn find_special<'t>(&self, text: &'t str) -> Option<&'t str> {
+        self.special_regex
+            .as_ref()?
+            .find(text)
+            .map(|m| &text[m.range()])
+    }
+
+    fn encode_piece(&self, piece: &[u8], out: &mut Vec<Rank>) {
+        if self.direct_lookup {
+            if let Some(&id) = self.encoder.get(piece) {
+                out.push(id);
+                return;
+            }
+        }
+        self.merge(piece, NONE, out);
+    }
+
+    /// BPE on `piece` using merges of priority below `limit`.
+    fn merge(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
+        match piece.len() {
+            0 => {}
+            1 => out.push(self.byte_ids[piece[0] as usize]),
+            n if n <= SCAN_LIMIT => self.merge_scan(piece, limit, out),
+            _ => self.merge_heap(piece, limit, out),
+        }
+    }
+
+    #[inline]
+    fn lookup(&self, a: Rank, b: Rank, limit: u32) -> Option<Merge> {
+        self.merges
+            .get(&pair_key(a, b))
+            .copied()
+            .filter(|m| m.priority < limit)
+    }
+
+    #[inline]
+    fn priority(&self, a: Rank, b: Rank, limit: u32) -> u32 {
+        self.lookup(a, b, limit).map_or(NONE, |m| m.priority)
+    }
+
+    fn merge_scan(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
+        let mut ids = [0 as Rank; SCAN_LIMIT];
+        let mut prio = [NONE; SCAN_LIMIT];
+        let mut n = piece.len();
+        for (slot, &b) in ids.iter_mut().zip(piece) {
+            *slot = self.byte_ids[b as usize];
+        }
+        for i in 0..n - 1 {
+            prio[i] = self.priority(ids[i], ids[i + 1], limit);
+        }
+        loop {
+            let (mut best, mut best_i) = (NONE, 0);
+            for (i, &p) in prio[..n - 1].iter().enumerate() {
+                if p < best {
+                    best = p;
+                    best_i = i;
+                }
+            }
+            if best == NONE {
+                break;
+            }
+            let i = best_i;
+            ids[i] = self.merges[&pair_key(ids[i], ids[i + 1])].id;
+            ids.copy_within(i + 2..n, i + 1);
+            prio.copy_within(i + 1..n - 1, i);
+            n -= 1;
+            if i > 0 {
+                prio[i - 1] = self.priority(ids[i - 1], ids[i], limit);
+            }
+            if i + 1 < n {
+                prio[i] = self.priority(ids[i], ids[i + 1], limit);
+            }
+            if n == 1 {
+                break;
+            }
+        }
+        out.extend_from_slice(&ids[..n]);
+    }
+
+    fn merge_heap(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
+        let n = piece.len();
+        let mut ids: Vec<Rank> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
+        let mut next: Vec<u32> = (1..=n as u32).collect();
+        let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+        let mut alive = vec![true; n];
+        // Entries are (priority, position): the heap's order is the scan's order.
+        let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(n);
+        let entry = |p: u32, i: usize| Reverse(((p as u64) << 32) | i as u64);
+        for i in 0..n - 1 {
+            if let Some(m) = self.lookup(ids[i], ids[i + 1], limit) {
+                heap.push(entry(m.priority, i));
+            }
+        }
+        while let Some(Reverse(key)) = heap.pop() {
+            let (p, i) = ((key >> 32) as u32, (key & 0xffff_ffff) as usize);
+            let j = next[i] as usize;
+            if !alive[i] || j >= n {
+                continue;
+            }
+            // Stale if either side changed since this entry was pushed.
+            let Some(m) = self
+                .lookup(ids[i], ids[j], limit)
+                .filter(|m| m.priority == p)
+            else {
+                continue;
+            };
+            ids[i] = m.id;
+            alive[j] = false;
+            next[i] = next[j];
+            if (next[i] as usize) < n {
+                prev[next[i] as usize] = i as u32;
+            }
+            let before = prev[i];
+            if before != NONE {
+                if let Some(m) = self.lookup(ids[before as usize], ids[i], limit) {
+                    heap.push(entry(m.priority, before as usize));
+                }
+            }
+            if (next[i] as usize) < n {
+                if let Some(m) = self.lookup(ids[i], ids[next[i] as usize], limit) {
+                    heap.push(entry(m.priority, i));
+                }
+            }
+        }
+        let mut i = 0;
+        while i < n {
+            out.push(ids[i]);
+            i = next[i] as usize;
+        }
+    }
+
+    /// The bytes of `ids` concatenated; an id outside the vocabulary is an error naming it.
+    pub fn decode_bytes(&self, ids: &[Rank]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            out.extend_from_slice(self.token_bytes(id)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 256 bytes plus merges a+b, ab+c, b+c, a+a, aa+aa, in that rank order.
+    fn tiny() -> Encoder {
+        let mut ranks: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
+        for (i, t) in ["ab", "abc", "bc", "aa", "aaaa"].iter().enumerate() {
+            ranks.push((t.as_bytes().to_vec(), 256 + i as Rank));
+        }
+        Encoder::from_ranks(ranks, "gpt2", vec![("<|eot|>".into(), 300)]).unwrap()
+    }
+
+    /// tiktoken's algorithm, transcribed naively: merge the lowest-ranked adjacent pair of
+    /// byte ranges, leftmost first, until no concatenation is in the vocabulary.
+    fn naive(enc: &Encoder, piece: &[u8]) -> Vec<Rank> {
+        if let Some(&id) = enc.encoder.get(piece) {
+            return vec![id];
+        }
+        let mut parts: Vec<Vec<u8>> = piece.iter().map(|&b| vec![b]).collect();
+        loop {
+            let best = (0..parts.len().saturating_sub(1))
+                .filter_map(|i| {
+                    enc.encoder
+                        .get(&[parts[i].clone(), parts[i + 1].clone()].concat())
+                        .map(|&r| (r, i))
+                })
+                .min();
+            let Some((_, i)) = best else { break };
+            let right = parts.remove(i + 1);
+            parts[i].extend(right);
+        }
+        parts.iter().map(|p| enc.encoder[p]).collect()
+    }
+
+    #[test]
+    fn merges_follow_ranks() {
+        let enc = tiny();
+        assert_eq!(enc.encode_ordinary("abc"), vec![257]);
+        assert_eq!(enc.encode_ordinary("abcab"), vec![257, 256]);
+        assert_eq!(enc.encode_ordinary("aaaaa"), vec![260, 97]);
+    }
+
+    #[test]
+    fn scan_and_heap_agree_with_the_naive_merge() {
+        let enc = tiny();
+        let mut state = 12345u64;
+        for len in [2usize, 5, 17, 63, 64, 65, 200, 1000] {
+            for _ in 0..20 {
+                let piece: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        b"aabc"[(state >> 33) as usize % 4]
+                    })
+                    .collect();
+                let mut ours = Vec::new();
+                enc.encode_piece(&piece, &mut ours);
+                assert_eq!(
+                    ours,
+                    naive(&enc, &piece),
+                    "piece {:?}",
+                    String::from_utf8_lossy(&piece)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_single_letter_runs_are_linearithmic() {
+        let enc = tiny();
+        let text = "a".repeat(1 << 20);
+        let ids = enc.encode_ordinary(&text);
+        assert_eq!(ids.len(), 1 << 18);
+        assert!(ids.iter().all(|&id| id == 260));
+    }
+
+    #[test]
+    fn special_tokens() {
+        let enc = tiny();
+        let allowed: FxHashSet<String> = ["<|eot|>".to_string()].into_iter().collect();
+        assert_eq!(
+            enc.encode("ab<|eot|>c", &Allowed::Some(&allowed)),
+            vec![256, 300, 99]
+        );
+        assert_eq!(enc.encode("ab<|eot|>", &Allowed::All), vec![256, 300]);
+        assert_eq!(enc.encode("<|eot|>", &Allowed::None).len(), 7);
+        assert_eq!(enc.find_special("x <|eot|>"), Some("<|eot|>"));
+        assert_eq!(enc.decode_bytes(&[256, 300]).unwrap(), b"ab<|eot|>");
+        assert_eq!(enc.decode_bytes(&[299]), Err(Error::UnknownToken(299)));
+        assert_eq!(enc.decode_bytes(&[1000]), Err(Error::UnknownToken(1000)));
+    }
+
+    #[test]
+    fn derived_merges_rebuild_the_same_encoder() {
+        let enc = tiny();
+        let vocab = enc
+            .ranks()
+            .into_iter()
+            .map(|(b, r)| (b.to_vec(), r))
+            .collect();
+        let hf = Encoder::from_merges(vocab, enc.merges(), "gpt2", vec![], true).unwrap();
+        for text in ["abcabc aaaaaaab", "bcabca aaa"] {
+            assert_eq!(hf.encode_ordinary(text), enc.encode_ordinary(text));
+        }
+        assert!(hf.is_rank_ordered());
+    }
+
+    #[test]
+    fn invalid_vocabularies_are_errors() {
+        let no_bytes = Encoder::from_ranks(vec![(b"a".to_vec(), 0)], "gpt2", vec![]);
+        assert!(no_bytes
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("single byte 0x00"));
+        let mut ranks: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
+        ranks.push((b"a".to_vec(), 256));
+        assert!(Encoder::from_ranks(ranks, "gpt2", vec![]).is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! Pre-tokenization: splitting text into pieces before BPE.
+//!
+//! The standard patterns (GPT-2, cl100k, o200k) use the lookahead `\s+(?!\S)`, which a
+//! DFA cannot run. Each is rewritten here without the lookahead, replacing
+//! `\s+(?!\S)|\s+` (or tiktoken's `\s++$|\s+(?!\S)|\s`) by a plain `\s+`, and the lookahead
+//! is applied after each match: a run of two or more whitespace characters that the `\s+`
+//! branch matched, and that stops before a non-space character, gives back its last
+//! character, which then starts the next piece (" world"). The rewritten patterns run on
+//! regex-automata's lazy DFA with leftmost-first semantics, the same preference order a
+//! backtracking engine follows; tests check every piece against fancy-regex running the
+//! original pattern. Custom patterns run on the DFA when they can and on fancy-regex
+//! (lookaround, possessive quantifiers) otherwise.
+
+use crate::error::{Error, Result};
+use regex_automata::{meta::Regex, Anchored, Input};
+
+/// tiktoken's r50k/p50k pattern (GPT-2, GPT-3).
+pub const GPT2_PATTERN: &str =
+    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
+/// The same split as written in GPT-2's encoder and Hugging Face's ByteLevel pre-tokenizer.
+pub const GPT2_PATTERN_HF: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// tiktoken's cl100k_base pattern (GPT-3.5, GPT-4).
+pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+/// tiktoken's o200k_base pattern (GPT-4o).
+pub const O200K_PATTERN: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|\p{N}{1,3}",
+    r"| ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    r"|\s*[\r\n]+",
+    r"|\s+(?!\S)",
+    r"|\s+"
+);
+
+// The lookahead-free rewrites, each ending in the plain `\s+` branch.
+const GPT2_DFA: &str = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
+const CL100K_DFA: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]|\s+";
+const O200K_DFA: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|\p{N}{1,3}",
+    r"| ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    r"|\s*[\r\n]+",
+    r"|\s+"
+);
+
+/// The named patterns: (name, aliases, original regex, DFA rewrite, newline-aware).
+/// In cl100k and o200k an earlier branch takes every whitespace run holding a newline,
+/// so the plain `\s+` branch never ends in one; in GPT-2 it may.
+const NAMED: [(&str, &[&str], &str, &str, bool); 3] = [
+    (
+        "gpt2",
+        &["r50k", "r50k_base", "p50k", "p50k_base", "gpt-2"],
+        GPT2_PATTERN,
+        GPT2_DFA,
+        false,
+    ),
+    ("cl100k", &["cl100k_base"], CL100K_PATTERN, CL100K_DFA, true),
+    ("o200k", &["o200k_base"], O200K_PATTERN, O200K_DFA, true),
+];
+
+/// The names `Splitter::new` accepts, for error messages and `--help`.
+pub fn pattern_names() -> Vec<&'static str> {
+    NAMED.iter().map(|(name, ..)| *name).collect()
+}
+
+enum Engine {
+    /// A named pattern's rewrite, searched anchored at each piece start.
+    Named { regex: Regex, newline_aware: bool },
+    /// A custom pattern without lookaround.
+    Dfa(Regex),
+    /// A custom pattern that needs backtracking.
+    Backtrack(fancy_regex::Regex),
+}
+
+/// Splits text into pre-tokens with one pattern.
+pub struct Splitter {
+    name: Option<&'static str>,
+    pattern: String,
+    engine: Engine,
+}
+
+impl Splitter {
+    /// `spec` is a pattern name (`gpt2`, `cl100k`, `o200k` or an alias such as
+    /// `cl100k_base`) or a regular expression. A regex equal to a named pattern gets
+    /// that pattern's fast path.
+    pub fn new(spec: &str) -> Result<Self> {
+        for (name, aliases, original, dfa, newline_aware) in NAMED {
+            let by_name = spec == name || aliases.contains(&spec);
+            let by_regex = spec == original || (name == "gpt2" && spec == GPT2_PATTERN_HF);
+            if by_name || by_regex {
+                let regex = Regex::new(dfa).map_err(|e| Error::Pattern(e.to_string()))?;
+                return Ok(Splitter {
+                    name: Some(name),
+                    pattern: original.to_string(),
+                    engine: Engine::Named {
+                        regex,
+                        newline_aware,
+                    },
+                });
+            }
+        }
+        let engine = match Regex::new(spec) {
+            Ok(regex) => Engine::Dfa(regex),
+            Err(_) => Engine::Backtrack(fancy_regex::Regex::new(spec).map_err(|e| {
+                let names = pattern_names().join(", ");
+                Error::Pattern(format!(
+                    "invalid pattern {spec:?}: not a pattern name ({names}) and not a valid regex: {e}"
+                ))
+            })?),
+        };
+        Ok(Splitter {
+            name: None,
+            pattern: spec.to_string(),
+            engine,
+        })
+    }
+
+    /// The canonical name of a named pattern, `None` for a custom regex.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// The regex this splitter implements (the original, lookahead form for named patterns).
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Calls `f` on each piece of `text`, in order. Text that a custom pattern does not
+    /// match is skipped, as tiktoken skips it.
+    pub fn for_each_piece<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) {
+        match &self.engine {
+            Engine::Named {
+                regex,
+                newline_aware,
+            } => {
+                let mut start = 0;
+                while start < text.len() {
+                    let input = Input::new(text).range(start..).anchored(Anchored::Yes);
+                    let end = match regex.search(&input) {
+                        Some(m) if m.end() > start => {
+                            trim_lookahead(text, start, m.end(), *newline_aware)
+                        }
+                        // The named patterns match at every position; stay total regardless.
+                        _ => start + text[start..].chars().next().map_or(1, char::len_utf8),
+                    };
+                    f(&text[start..end]);
+                    start = end;
+                }
+            }
+            Engine::Dfa(regex) => regex.find_iter(text).for_each(|m| f(&text[m.range()])),
+            Engine::Backtrack(regex) => {
+                // fancy-regex reports backtrack-limit overflows as errors; the text is then
+                // resumed one character later, so encoding never fails on hostile input.
+                let mut start = 0;
+                while start < text.len() {
+                    match regex.find_from_pos(text, start) {
+                        Ok(Some(m)) if m.end() > m.start() => {
+                            f(m.as_str());
+                            start = m.end();
+                        }
+                        Ok(Some(m)) => {
+                            start = m.start()
+                                + text[m.start()..].chars().next().map_or(1, char::len_utf8)
+                        }
+                        Ok(None) => break,
+                        Err(_) => start += text[start..].chars().next().map_or(1, char::len_utf8),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pieces of `text`, collected (for tests and small inputs).
+    pub fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        let mut pieces = Vec::new();
+        self.for_each_piece(text, |p| pieces.push(p));
+        pieces
+    }
+}
+
+/// Applies `\s+(?!\S)` to a match `text[start..end]` of the rewritten pattern: when the
+/// plain `\s+` branch matched two or more characters before a non-space character, the
+/// last one is given back.
+#[inline]
+fn trim_lookahead(text: &str, start: usize, end: usize, newline_aware: bool) -> usize {
+    if end == text.len() {
+        return end;
+    }
+    let Some(last) = text[start..end].chars().next_back() else {
+        return end;
+    };
+    let plain_ws_branch =
+        last.is_whitespace() && !(newline_aware && (last == '\r' || last == '\n'));
+    if plain_ws_branch && end - start > last.len_utf8() {
+        end - last.len_utf8()
+    } else {
+        end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(pattern: &str, text: &str) -> Vec<String> {
+        let re = fancy_regex::Regex::new(pattern).unwrap();
+        re.find_iter(text)
+            .map(|m| m.unwrap().as_str().to_string())
+            .collect()
+    }
+
+    const SAMPLES: &[&str] = &[
+        "Hello world",
+        "  leading spaces and trailing   ",
+        "a\n\nb\r\n\r\n  c\t\td \n x",
+        "I'm they're WE'LL it'S don't 'Ll",
+        "12345 digits 1 22 333 4444",
+        "emoji 🎉🎉 and CJK 你好世界 and Ωμέγα",
+        "x = foo(bar)/2; // comment\n\tindent();\n",
+        "   \n",
+        "\u{a0}nbsp\u{a0} \u{3000}wide",
+        "combining e\u{301}\u{301} marks and ǅ titlecase ſ long s",
+        "",
+        " ",
+        "trailing newline\n",
+        "a  /path//to\n\n/x",
+    ];
+
+    #[test]
+    fn named_patterns_match_the_backtracking_reference() {
+        for (name, _, original, _, _) in NAMED {
+            let splitter = Splitter::new(name).unwrap();
+            for text in SAMPLES {
+                let ours: Vec<String> =
+                    splitter.split(text).into_iter().map(String::from).collect();
+                assert_eq!(
+                    ours,
+                    reference(original, text),
+                    "pattern {name} on {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_cover_the_text() {
+        for name in pattern_names() {
+            let splitter = Splitter::new(name).unwrap();
+            for text in SAMPLES {
+                assert_eq!(splitter.split(text).concat(), *text);
+            }
+        }
+    }
+
+    #[test]
+    fn regex_equal_to_a_named_pattern_gets_its_name() {
+        assert_eq!(
+            Splitter::new(CL100K_PATTERN).unwrap().name(),
+            Some("cl100k")
+        );
+        assert_eq!(Splitter::new(GPT2_PATTERN_HF).unwrap().name(), Some("gpt2"));
+        assert_eq!(Splitter::new("r50k_base").unwrap().name(), Some("gpt2"));
+    }
+
+    #[test]
+    fn custom_patterns() {
+        let dfa = Splitter::new(r"\w+").unwrap();
+        assert_eq!(dfa.split("ab, cd"), vec!["ab", "cd"]);
+        let fancy = Splitter::new(r"\s+(?!\S)|\S+").unwrap();
+        let pieces: Vec<String> = fancy.split("a  b").into_iter().map(String::from).collect();
+        assert_eq!(pieces, vec!["a", " ", "b"]);
+    }
+
+    #[test]
+    fn bad_patterns_say_why() {
+        let err = Splitter::new("(unclosed").err().unwrap().to_string();
+        assert!(
+            err.contains("gpt2, cl100k, o200k") && err.contains("(unclosed"),
+            "{err}"
+        );
+    }
+}

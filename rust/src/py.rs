@@ -1,0 +1,220 @@
+//! The Python bindings (module `fastgpt._core`): the only file that knows PyO3.
+//! Heavy calls release the GIL; every error becomes a Python exception.
+
+use crate::encode::{Allowed, Encoder};
+use crate::error::Error;
+use crate::{pretokenize, vocab, with_threads, Rank};
+use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use rayon::prelude::*;
+use rustc_hash::FxHashSet;
+
+fn to_py(err: Error) -> PyErr {
+    match err {
+        Error::Pattern(_) | Error::Invalid(_) => PyValueError::new_err(err.to_string()),
+        Error::UnknownToken(_) => PyKeyError::new_err(err.to_string()),
+        Error::Io(_) => PyOSError::new_err(err.to_string()),
+    }
+}
+
+/// `None` means no special token is allowed; `"all"` is passed as `all = true`.
+fn allowed(all: bool, some: &Option<FxHashSet<String>>) -> Allowed<'_> {
+    match (all, some) {
+        (true, _) => Allowed::All,
+        (false, Some(set)) if !set.is_empty() => Allowed::Some(set),
+        _ => Allowed::None,
+    }
+}
+
+#[pyclass(frozen, module = "fastgpt._core", name = "CoreBPE")]
+struct PyEncoder {
+    inner: Encoder,
+}
+
+#[pymethods]
+impl PyEncoder {
+    /// tiktoken's model from a rank file's raw contents.
+    #[staticmethod]
+    fn from_tiktoken(
+        py: Python<'_>,
+        data: &[u8],
+        source: &str,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+    ) -> PyResult<Self> {
+        let inner = py
+            .detach(|| {
+                vocab::parse_tiktoken(data, source)
+                    .and_then(|ranks| Encoder::from_ranks(ranks, pattern, specials))
+            })
+            .map_err(to_py)?;
+        Ok(PyEncoder { inner })
+    }
+
+    /// tiktoken's model from (token bytes, rank) pairs.
+    #[staticmethod]
+    fn from_ranks(
+        py: Python<'_>,
+        ranks: Vec<(Vec<u8>, Rank)>,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+    ) -> PyResult<Self> {
+        let inner = py
+            .detach(|| Encoder::from_ranks(ranks, pattern, specials))
+            .map_err(to_py)?;
+        Ok(PyEncoder { inner })
+    }
+
+    /// Hugging Face's model: vocabulary plus merges (pairs of ids) in priority order.
+    #[staticmethod]
+    fn from_merges(
+        py: Python<'_>,
+        vocab: Vec<(Vec<u8>, Rank)>,
+        merges: Vec<(Rank, Rank)>,
+        pattern: &str,
+        specials: Vec<(String, Rank)>,
+        direct_lookup: bool,
+    ) -> PyResult<Self> {
+        let inner = py
+            .detach(|| Encoder::from_merges(vocab, merges, pattern, specials, direct_lookup))
+            .map_err(to_py)?;
+        Ok(PyEncoder { inner })
+    }
+
+    #[getter]
+    fn n_vocab(&self) -> usize {
+        self.inner.n_vocab()
+    }
+
+    #[getter]
+    fn pattern(&self) -> &str {
+        self.inner.splitter().pattern()
+    }
+
+    #[getter]
+    fn pattern_name(&self) -> Option<&'static str> {
+        self.inner.splitter().name()
+    }
+
+    fn special_tokens(&self) -> Vec<(String, Rank)> {
+        self.inner
+            .special_tokens()
+            .iter()
+            .map(|(s, &r)| (s.clone(), r))
+            .collect()
+    }
+
+    fn encode_ordinary(&self, py: Python<'_>, text: &str) -> Vec<Rank> {
+        py.detach(|| self.inner.encode_ordinary(text))
+    }
+
+    #[pyo3(signature = (text, allowed_special=None, allow_all=false))]
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        allowed_special: Option<FxHashSet<String>>,
+        allow_all: bool,
+    ) -> Vec<Rank> {
+        py.detach(|| {
+            self.inner
+                .encode(text, &allowed(allow_all, &allowed_special))
+        })
+    }
+
+    /// Token ids as little-endian uint32 bytes, for `numpy.frombuffer`.
+    #[pyo3(signature = (text, allowed_special=None, allow_all=false))]
+    fn encode_to_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        allowed_special: Option<FxHashSet<String>>,
+        allow_all: bool,
+    ) -> Bound<'py, PyBytes> {
+        let bytes: Vec<u8> = py.detach(|| {
+            let ids = self
+                .inner
+                .encode(text, &allowed(allow_all, &allowed_special));
+            ids.iter().flat_map(|id| id.to_le_bytes()).collect()
+        });
+        PyBytes::new(py, &bytes)
+    }
+
+    #[pyo3(signature = (texts, allowed_special=None, allow_all=false, num_threads=None))]
+    fn encode_batch(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        allowed_special: Option<FxHashSet<String>>,
+        allow_all: bool,
+        num_threads: Option<usize>,
+    ) -> Vec<Vec<Rank>> {
+        let allowed = allowed(allow_all, &allowed_special);
+        py.detach(|| {
+            with_threads(num_threads, || {
+                texts
+                    .par_iter()
+                    .map(|t| self.inner.encode(t, &allowed))
+                    .collect()
+            })
+        })
+    }
+
+    /// The first special token whose text occurs in `text`, if any.
+    fn find_special(&self, text: &str) -> Option<String> {
+        self.inner.find_special(text).map(str::to_string)
+    }
+
+    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<Rank>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| self.inner.decode_bytes(&ids)).map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    fn token_bytes<'py>(&self, py: Python<'py>, id: Rank) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, self.inner.token_bytes(id).map_err(to_py)?))
+    }
+
+    /// The regular tokens as (bytes, id), in id order.
+    fn ranks<'py>(&self, py: Python<'py>) -> Vec<(Bound<'py, PyBytes>, Rank)> {
+        self.inner
+            .ranks()
+            .into_iter()
+            .map(|(b, r)| (PyBytes::new(py, b), r))
+            .collect()
+    }
+
+    /// The regular tokens in tiktoken's rank-file format.
+    fn to_tiktoken<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &vocab::write_tiktoken(&self.inner.ranks()))
+    }
+
+    fn merges(&self, py: Python<'_>) -> Vec<(Rank, Rank)> {
+        py.detach(|| self.inner.merges())
+    }
+
+    fn is_rank_ordered(&self) -> bool {
+        self.inner.is_rank_ordered()
+    }
+}
+
+/// The names accepted for the standard split patterns.
+#[pyfunction]
+fn pattern_names() -> Vec<&'static str> {
+    pretokenize::pattern_names()
+}
+
+/// Splits `text` into pre-tokens with `pattern` (a name or a regex); for tests and tools.
+#[pyfunction]
+fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
+    let splitter = pretokenize::Splitter::new(pattern).map_err(to_py)?;
+    Ok(splitter.split(text).into_iter().map(String::from).collect())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyEncoder>()?;
+    m.add_function(wrap_pyfunction!(pattern_names, m)?)?;
+    m.add_function(wrap_pyfunction!(split, m)?)?;
+    Ok(())
+}
