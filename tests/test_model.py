@@ -1,0 +1,103 @@
+"""fastgpt.model: shapes, initialisation, KV cache equivalence, accounting, config checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fastgpt.model import GPT, GPTConfig  # noqa: E402
+
+TINY = dict(vocab_size=257, seq_len=32, embed_dim=32, n_heads=4, num_layers=2)
+VARIANTS = [
+    {},
+    dict(norm="layernorm", activation="gelu", tie_embeddings=True, qk_norm=False),
+    dict(activation="swiglu"),
+]
+
+
+def perturbed(cfg: GPTConfig, seed: int = 0) -> GPT:
+    """A model whose zero-initialised weights are made non-zero, so every path matters."""
+    torch.manual_seed(seed)
+    model = GPT(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shapes_and_initial_loss_is_uniform(variant):
+    model = GPT(GPTConfig(**TINY, **variant))
+    idx = torch.randint(0, 257, (3, 20))
+    assert model(idx).shape == (3, 20, 257)  # padded to 320 rows inside, cut back to 257
+    assert model.lm_head.weight.shape[0] == 320
+    if not variant.get("tie_embeddings"):
+        # zero head: uniform prediction, loss exactly ln(vocab)
+        assert model(idx, idx).item() == pytest.approx(math.log(257), abs=1e-5)
+    assert model(idx, idx, reduction="none").shape == (3, 20)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kv_cache_matches_full_forward(variant):
+    model = perturbed(GPTConfig(**TINY, **variant))
+    idx = torch.randint(0, 257, (2, 32))
+    with torch.no_grad():
+        full = model(idx)
+        cache = model.make_cache(batch_size=2)
+        chunks = [(0, 9), (9, 14), *((i, i + 1) for i in range(14, 32))]  # prefill, a chunk, then one by one
+        incremental = torch.cat([model.logits(model.hidden_states(idx[:, a:b], cache)) for a, b in chunks], dim=1)
+    assert cache.pos == 32
+    torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="exceed the context length 32"):
+        model.hidden_states(idx[:, :1], cache)
+
+
+def test_sequence_longer_than_context_is_an_error():
+    model = GPT(GPTConfig(**TINY))
+    with pytest.raises(ValueError, match="33 positions exceed the context length 32"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+    with pytest.raises(ValueError, match="exceeds the model's seq_len"):
+        model.make_cache(1, max_len=64)
+
+
+def test_accounting():
+    untied, tied = GPT(GPTConfig(**TINY)), GPT(GPTConfig(**TINY, tie_embeddings=True))
+    assert untied.num_params() - tied.num_params() == 320 * 32
+    per_layer = 32 * 96 + 32 * 32 + 2 * 32 * 128  # qkv, proj, mlp in and out
+    matmul = 2 * per_layer + 320 * 32  # + the head
+    assert untied.flops_per_token() == 6 * matmul + 12 * 2 * 32 * 32
+    groups = untied.optim_groups(0.1)
+    assert sum(len(g["params"]) for g in groups) == len(list(untied.parameters()))
+    assert all(p.dim() >= 2 for p in groups[0]["params"]) and all(p.dim() < 2 for p in groups[1]["params"])
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(embed_dim=30), "not divisible by n_heads"),
+        (dict(embed_dim=36, n_heads=4), "must be even"),
+        (dict(norm="batchnorm"), "norm must be one of"),
+        (dict(activation="tanh"), "activation must be one of"),
+        (dict(num_layers=0), "num_layers must be positive"),
+        (dict(dropout_rate=1.0), "dropout_rate"),
+    ],
+)
+def test_config_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**{**TINY, **change})
+
+
+def test_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY))
+    opt = torch.optim.AdamW(model.optim_groups(0.0), lr=1e-2)
+    idx = torch.randint(0, 257, (4, 33))
+    for _ in range(40):
+        loss = model(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert loss.item() < 1.0  # from ln(257) = 5.5
