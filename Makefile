@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := test,train
+EXTRAS := test,train,cc,ray
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 
 .PHONY: build test rust-test py-test bench clean

@@ -1,0 +1,32 @@
+"""`fastgpt split`: shuffled train/eval split of a one-document-per-line corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  fastgpt split corpus_en.jsonl --eval_fraction 0.01 --train train.txt --eval eval.txt
+  fastgpt split corpus-*.jsonl --seed 1 --memory_mb 2048 --train train.jsonl --eval eval.jsonl
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("split", help="shuffle a corpus into train and eval files",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="corpus files, one document per line (.jsonl or .txt)")
+    p.add_argument("--eval_fraction", type=float, default=0.01, help="share of documents for eval (default: 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same split and order (default: 0)")
+    p.add_argument("--train", required=True, help="train output (.txt or .jsonl)")
+    p.add_argument("--eval", required=True, help="eval output (.txt or .jsonl)")
+    p.add_argument("--memory_mb", type=int, default=512, help="RAM for shuffling; larger corpora use disk buckets")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from fastgpt.cc_split import split
+
+    counts = split(args.inputs, args.train, args.eval, args.eval_fraction, args.seed, args.memory_mb)
+    print(json.dumps(counts), file=sys.stderr)
+    return 0
