@@ -97,5 +97,10 @@ def classify(text: str) -> tuple[str, float]:
     """Language of `text` and its probability; loads the model on first use in each process."""
     global _IDENT
     if _IDENT is None:
-        _IDENT = FastLangId()
+        try:
+            _IDENT = FastLangId()
+        except AttributeError:  # a py3langid whose internals moved: use its own (slower) scorer
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            _IDENT = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     return _IDENT.classify(text)
