@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,13 @@ def read(path: str | Path) -> dict[str, Any]:
     }
 
 
+def oniguruma_pattern(pattern: str) -> str:
+    """`pattern` as Hugging Face's regex engine (Oniguruma) reads it the same way. There,
+    `{1,3}+` means "`{1,3}`, one or more times", not a possessive `{1,3}`; a bounded
+    repeat followed by nothing that could backtrack into it needs no possessive mark."""
+    return re.sub(r"(\{\d+(?:,\d*)?\})\+", r"\1", pattern)
+
+
 def dumps(ranks: list[tuple[bytes, int]], merges: list[tuple[int, int]], pattern: str, specials: dict[str, int]) -> str:
     """A tokenizer.json giving the same ids as fastgpt: whole pieces found in the vocabulary
     are looked up directly (`ignore_merges`), as tiktoken and fastgpt do."""
@@ -123,7 +131,7 @@ def dumps(ranks: list[tuple[bytes, int]], merges: list[tuple[int, int]], pattern
         "pre_tokenizer": {
             "type": "Sequence",
             "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
+                {"type": "Split", "pattern": {"Regex": oniguruma_pattern(pattern)}, "behavior": "Isolated", "invert": False},
                 {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
             ],
         },

@@ -101,10 +101,20 @@ impl Splitter {
                 });
             }
         }
+        let names = pattern_names().join(", ");
+        // A bare word is a mistyped name, not a useful regex (it would only match itself).
+        if !spec.is_empty()
+            && spec
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::Pattern(format!(
+                "unknown pattern name {spec:?}; known names: {names} (or pass a regex)"
+            )));
+        }
         let engine = match Regex::new(spec) {
             Ok(regex) => Engine::Dfa(regex),
             Err(_) => Engine::Backtrack(fancy_regex::Regex::new(spec).map_err(|e| {
-                let names = pattern_names().join(", ");
                 Error::Pattern(format!(
                     "invalid pattern {spec:?}: not a pattern name ({names}) and not a valid regex: {e}"
                 ))
