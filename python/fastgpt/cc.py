@@ -201,8 +201,16 @@ def _map_local(paths, cfg, with_rejects, workers):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # spawn, not fork: the parent may hold threads (Ray, tqdm's monitor) that fork would copy mid-state.
-    ctx = multiprocessing.get_context("spawn")
+    ray = sys.modules.get("ray")
+    if not (ray is not None and ray.is_initialized()):
+        # fork shares one copy of the language-ID model (loaded here first) with every worker.
+        from fastgpt.cc_langid import classify
+
+        classify("warm up")
+        ctx = multiprocessing.get_context("fork")
+    else:
+        # spawn beside a running Ray client: fork would copy its threads mid-state.
+        ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx) as pool:
         futures = {pool.submit(process_file, p, cfg, with_rejects): i for i, p in enumerate(paths)}
         for fut in as_completed(futures):
@@ -230,11 +238,13 @@ def _atomic_open(path: str):
 
 def extract(inputs, output: str, cfg: FilterConfig | None = None, *, workers: int | None = None,
             rejects: str | None = None, rank: int | None = None, world_size: int | None = None,
-            backend: str = "local", ray_address: str | None = None, progress: bool | None = None) -> dict:
+            backend: str = "local", ray_address: str | None = None, progress: bool | None = None,
+            overwrite: bool = False) -> dict:
     """Filter WET files into `output` (.jsonl or .txt); returns the stats also saved as `<output>.stats.json`.
 
     With world_size > 1 only every world_size-th input file (from `rank`) is processed,
-    into `<stem>-RRRRR-of-WWWWW<ext>`; a `.done` marker beside it makes reruns skip it.
+    into `<stem>-RRRRR-of-WWWWW<ext>`. A `<output>.done` marker makes reruns skip a finished
+    output (unless `overwrite`), so a rerun array job only redoes the shards that failed.
     """
     from tqdm import tqdm
 
@@ -247,7 +257,7 @@ def extract(inputs, output: str, cfg: FilterConfig | None = None, *, workers: in
     if rejects:
         rejects = shard_path(rejects, rank, world_size)
     marker = output + ".done"
-    if os.path.exists(marker) and os.path.exists(output):
+    if not overwrite and os.path.exists(marker) and os.path.exists(output):
         print(f"fastgpt cc extract: {output} is complete ({marker}); skipping", file=sys.stderr)
         with open(output + ".stats.json", encoding="utf-8") as f:
             return json.load(f)

@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--rejects", default=None, help="also write rejected documents with their reason (.jsonl)")
     p.add_argument("--rank", type=int, default=None, help="shard index (default: $SLURM_ARRAY_TASK_ID or 0)")
     p.add_argument("--world_size", type=int, default=None, help="shard count (default: $SLURM_ARRAY_TASK_COUNT or 1)")
+    p.add_argument("--overwrite", action="store_true", help="redo an output that has a .done marker")
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="where the per-file work runs")
     p.add_argument("--ray_address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     filters = p.add_argument_group("filters (defaults from Gopher, C4 and FineWeb)")
@@ -66,7 +67,8 @@ def run_extract(args) -> int:
 
     cfg = FilterConfig(**{name: getattr(args, name) for name, *_ in config_fields()})
     stats = extract(args.inputs, args.output, cfg, workers=args.workers, rejects=args.rejects, rank=args.rank,
-                    world_size=args.world_size, backend=args.backend, ray_address=args.ray_address)
+                    world_size=args.world_size, backend=args.backend, ray_address=args.ray_address,
+                    overwrite=args.overwrite)
     summary = {k: stats[k] for k in ("output", "records", "kept", "rejected", "errors", "seconds") if k in stats}
     print(json.dumps(summary), file=sys.stderr)
     return 0
