@@ -292,8 +292,9 @@ class TokenDataset:
     def _window(self, file: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
         chunk = np.asarray(self.files[file][offset : offset + self.seq_len + 1], dtype=np.int64)
         if self.vocab_size is not None and chunk.size and int(chunk.max()) >= self.vocab_size:
+            at = int(np.argmax(chunk >= self.vocab_size))
             raise ValueError(
-                f"{self.paths[file]}: token id {int(chunk.max())} near position {offset} is outside "
+                f"{self.paths[file]}: token id {int(chunk[at])} at position {offset + at} is outside "
                 f"the model's vocabulary of {self.vocab_size}"
             )
         return chunk[:-1], chunk[1:]

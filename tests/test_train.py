@@ -1,0 +1,219 @@
+"""The trainer: a run directory that generation can use alone, exact resume, clear errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fastgpt  # noqa: E402
+from fastgpt import cli  # noqa: E402
+from fastgpt.data import write_tokens  # noqa: E402
+from fastgpt.model import GPTConfig  # noqa: E402
+from fastgpt.train import TrainConfig, lr_at, train  # noqa: E402
+
+TINY_MODEL = dict(embed_dim=32, n_heads=2, num_layers=2, seq_len=32)
+TINY_FLAGS = ["--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32", "--batch_size", "8"]
+
+
+def stdlib_text(names=("json/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py")) -> list[str]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [(root / n).read_text(encoding="utf-8", errors="replace") for n in names]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, byte_tokenizer) -> Path:
+    """Tokenizer dir plus train.bin / eval.bin of real Python sources, documents separated by end-of-text."""
+    d = tmp_path_factory.mktemp("corpus")
+    byte_tokenizer.save(d / "tok")
+    ids = np.concatenate([byte_tokenizer.encode_ordinary(t) + [byte_tokenizer.eot_token] for t in stdlib_text()])
+    cut = int(len(ids) * 0.9)
+    write_tokens(d / "train.bin", ids[:cut], vocab_size=257, eot_token=256)
+    write_tokens(d / "eval.bin", ids[cut:], vocab_size=257, eot_token=256)
+    return d
+
+
+def fastgpt_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("train", "generate"))  # only the commands under test
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cli_run_directory_is_self_contained(corpus, tmp_path, monkeypatch, capsys):
+    rc, out, err = fastgpt_cli(
+        monkeypatch, capsys, "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
+        "--eval_data", corpus / "eval.bin", "--experiment_name", "cli", "--out_dir", tmp_path, *TINY_FLAGS,
+        "--max_steps", 30, "--eval_interval", 15, "--log_interval", 5, "--warmup_steps", 5,
+    )
+    assert rc == 0, err
+    run = tmp_path / "cli"
+    assert "finished at step 30/30" in out and str(run) in out
+    assert {"config.json", "tokenizer", "last.pt", "best.pt", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["vocab_size"] == 257 and config["model"]["embed_dim"] == 32
+    assert fastgpt.Tokenizer.load(run / "tokenizer").n_vocab == 257
+    metrics = read_metrics(run)
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    evals = [m for m in metrics if "val_loss" in m]
+    assert losses[0] == pytest.approx(math.log(257), abs=0.01) and losses[-1] < losses[0] - 1
+    assert [e["step"] for e in evals] == [15, 30]
+    assert evals[-1]["val_ppl"] == pytest.approx(math.exp(evals[-1]["val_loss"]))
+    assert 0 < evals[-1]["val_bpb"] < 8  # byte tokens: bits per byte = loss / ln 2 over the byte tokens
+    try:
+        import matplotlib  # noqa: F401
+
+        assert (run / "loss.png").stat().st_size > 0
+    except ImportError:
+        assert "matplotlib is not installed" in out
+
+
+def test_resume_equals_uninterrupted_run(corpus, tmp_path):
+    def config(name, **kw):
+        return TrainConfig(
+            tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"), eval_data=str(corpus / "eval.bin"),
+            experiment_name=name, out_dir=str(tmp_path), max_steps=8, batch_size=4, warmup_steps=2,
+            total_batch_tokens=2 * 4 * 32, eval_interval=3, eval_batches=2, log_interval=1, **kw,
+        )
+
+    model = GPTConfig(**TINY_MODEL, dropout_rate=0.1)  # dropout: the RNG state must be restored too
+    whole = train(config("whole"), model)
+    stopped = train(config("split"), model, on_step=lambda step, record: step == 4)
+    assert stopped["interrupted"] and stopped["step"] == 4
+    resumed = train(config("split", resume=True), model)
+    assert resumed["step"] == 8 and not resumed["interrupted"]
+    a, b = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "split")
+    assert [m["step"] for m in a] == [m["step"] for m in b]
+    for ma, mb in zip(a, b):  # every train loss and eval loss, bit for bit
+        assert ma.get("loss") == mb.get("loss") and ma.get("val_loss") == mb.get("val_loss")
+    assert whole["val_loss"] == resumed["val_loss"]
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg, 110) == pytest.approx(0.1) and lr_at(9, cfg, 110) == pytest.approx(1.0)
+    assert lr_at(60, cfg, 110) == pytest.approx(0.55) and lr_at(110, cfg, 110) == pytest.approx(0.1)
+
+
+def test_flags_cover_both_configs(monkeypatch):
+    from fastgpt.commands import train as command
+
+    flags = {name for name, _, _ in command.MODEL_FLAGS + command.TRAIN_FLAGS}
+    assert {f.name for f in fields(GPTConfig)} - {"vocab_size"} <= flags  # vocab comes from the tokenizer
+    assert {f.name for f in fields(TrainConfig)} <= flags
+
+
+@pytest.fixture()
+def bad_data(corpus, tmp_path) -> Path:
+    write_tokens(tmp_path / "vocab300.bin", np.arange(1000) % 300, vocab_size=300)
+    raw = np.arange(1000, dtype=np.uint16) % 200
+    raw[100] = 400  # headerless: no vocabulary in a header, caught when a batch reads it
+    raw.tofile(tmp_path / "raw.bin")
+    write_tokens(tmp_path / "short.bin", np.arange(10), vocab_size=257)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--tgt_vocab_size", "1000"], "--tgt_vocab_size 1000 disagrees with the tokenizer.*257"),
+        (["--train_data", "{bad}/vocab300.bin"], "vocab300.bin: vocabulary mismatch"),
+        (["--train_data", "{bad}/raw.bin", "--headerless", "--no-shuffle"], "raw.bin: token id 400 at position 100"),
+        (["--eval_data", "{bad}/short.bin"], "seq_len 32 is longer than the data.*short.bin has 10"),
+        (["--max_steps", "3", "--epochs", "1"], "at most one of"),
+        (["--total_batch_tokens", "1000"], "not a multiple of batch_size x seq_len"),
+        (["--resume"], "no checkpoint to resume from"),
+        (["--tokenizer", "{bad}/nowhere"], "nowhere"),
+        (["--train_data", "{bad}/missing.bin"], "missing.bin: no such data file"),
+    ],
+)
+def test_errors_are_one_clear_line(corpus, bad_data, monkeypatch, capsys, extra, message):
+    base = {"--tokenizer": str(corpus / "tok"), "--train_data": str(corpus / "train.bin"), "--max_steps": "2"}
+    extra = [e.replace("{bad}", str(bad_data)) for e in extra]
+    for flag in list(base):
+        if flag in extra:
+            del base[flag]
+    argv = ["train", *sum(base.items(), ()), "--out_dir", str(bad_data / "runs"), *TINY_FLAGS, *extra]
+    rc, _, err = fastgpt_cli(monkeypatch, capsys, *argv)
+    assert rc == 1
+    last = err.strip().splitlines()[-1]  # before it, at most the progress bar
+    assert last.startswith("fastgpt: error: ") and "Traceback" not in err
+    assert re.search(message, last), err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_but_absent(corpus, tmp_path, monkeypatch, capsys):
+    rc, _, err = fastgpt_cli(
+        monkeypatch, capsys, "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
+        "--out_dir", tmp_path, "--device", "cuda", *TINY_FLAGS,
+    )
+    assert rc == 1 and "CUDA is not available" in err
+
+
+def test_existing_run_and_resume_config_checks(corpus, tmp_path, monkeypatch, capsys):
+    args = ["train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin", "--out_dir", tmp_path,
+            "--experiment_name", "r", *TINY_FLAGS]
+    assert fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 2)[0] == 0
+    rc, _, err = fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 2)
+    assert rc == 1 and "already holds a run: pass --resume" in err
+    rc, _, err = fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 4, "--resume", "--embed_dim", 64)
+    assert rc == 1 and "embed_dim is 32 in the checkpoint but 64 was given" in err
+    rc, out, err = fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 4, "--resume")
+    assert rc == 0 and "finished at step 4/4" in out, err
+
+
+@pytest.mark.slow
+def test_learns_real_text(byte_tokenizer, tmp_path):
+    """A few hundred steps on CPython sources: eval loss far below ln(vocab) = 5.55 nats."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs = [p.read_text(encoding="utf-8", errors="replace") for p in sorted((root / "email").glob("*.py"))]
+    ids = np.concatenate([byte_tokenizer.encode_ordinary(d) + [256] for d in docs])
+    cut = int(len(ids) * 0.95)
+    write_tokens(tmp_path / "train.bin", ids[:cut], 257, 256)
+    write_tokens(tmp_path / "eval.bin", ids[cut:], 257, 256)
+    byte_tokenizer.save(tmp_path / "tok")
+    summary = train(
+        TrainConfig(tokenizer=str(tmp_path / "tok"), train_data=str(tmp_path / "train.bin"),
+                    eval_data=str(tmp_path / "eval.bin"), out_dir=str(tmp_path), max_steps=300, batch_size=16,
+                    warmup_steps=30, eval_interval=300),
+        GPTConfig(embed_dim=64, n_heads=4, num_layers=2, seq_len=64),
+    )
+    assert summary["val_loss"] < 0.5 * math.log(257), summary
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(corpus, tmp_path):
+    """torchrun with 2 gloo ranks x batch 4 gives the losses of 1 process x batch 8."""
+    common = ["--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin", "--eval_data", corpus / "eval.bin",
+              "--out_dir", tmp_path, "--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32",
+              "--max_steps", "4", "--log_interval", "1", "--eval_interval", "4", "--eval_batches", "2", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(fastgpt.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastgpt", "train",
+           *map(str, common), "--experiment_name", "ddp", "--batch_size", "4"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "fastgpt", "train", *map(str, common), "--experiment_name", "one",
+                             "--batch_size", "8"], env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
+    assert [m["step"] for m in a] == [m["step"] for m in b]
+    for ma, mb in zip(a, b):
+        for key in ("loss", "val_loss"):
+            if key in mb:
+                assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-5)
