@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from collections import Counter
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -88,33 +87,39 @@ def clean_lines(text: str) -> tuple[list[str], int]:
 
 
 def repetition_reason(words: list[str]) -> str | None:
-    """Gopher's n-gram repetition filters."""
+    """Gopher's n-gram repetition filters, on rolling 64-bit hashes of the n-grams."""
     n_words = len(words)
-    total = sum(map(len, words))
-    for n, limit in TOP_NGRAM_MAX.items():
-        if n > n_words:
-            return None
-        gram, count = Counter(zip(*(words[k:] for k in range(n)))).most_common(1)[0]
-        if count > 1 and count * sum(map(len, gram)) / total > limit:
-            return "top_ngram"
-    # A duplicated (n+1)-gram is made of duplicated n-grams, so the covered fraction only
-    # shrinks as n grows while the limits shrink too: n = 5 under the smallest limit settles all.
-    smallest = min(DUP_NGRAM_MAX.values())
+    if n_words < 2:
+        return None
     # Word identity only matters inside this document, so the process-local str hash is fine.
     ids = np.fromiter(map(hash, words), dtype=np.int64, count=n_words).view(np.uint64)
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=n_words)
-    gram = ids.copy()
+    total = int(lengths.sum())
+    # A duplicated (n+1)-gram is made of duplicated n-grams, so the covered fraction only
+    # shrinks as n grows, while the limits shrink too: n = 5 under the smallest limit settles all.
+    smallest = min(DUP_NGRAM_MAX.values())
+    gram = ids
     prime = np.uint64(1_000_003)
     with np.errstate(over="ignore"):
         for n in range(2, 11):
             if n > n_words:
                 return None
             gram = gram[:-1] * prime + ids[n - 1 :]  # hash of words[i : i + n]
-            if n not in DUP_NGRAM_MAX:
-                continue
             order = np.argsort(gram, kind="stable")
             ranked = gram[order]
             same = ranked[1:] == ranked[:-1]
+            if n in TOP_NGRAM_MAX:
+                if not same.any():
+                    continue
+                # Longest run of equal hashes = most frequent n-gram; its first start gives its length.
+                ends = np.flatnonzero(np.concatenate((~same, [True])))
+                runs = np.diff(ends, prepend=-1)
+                top = int(np.argmax(runs))
+                start = int(order[ends[top] - runs[top] + 1])
+                chars = int(lengths[start : start + n].sum())
+                if chars * int(runs[top]) / total > TOP_NGRAM_MAX[n]:
+                    return "top_ngram"
+                continue
             dup_sorted = np.zeros(len(gram), dtype=bool)
             dup_sorted[1:] |= same
             dup_sorted[:-1] |= same

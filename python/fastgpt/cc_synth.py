@@ -73,29 +73,29 @@ def write_wet(path, records: list[bytes], compress: bool = True) -> None:
 
 
 def mixed_records(seed: int, n: int, prefix: str = "http://example.com") -> list[bytes]:
-    """A mix like a real WET file: about 45% English, other languages, duplicates,
-    navigation-heavy pages, very short pages and spam. Header present on 80% of pages."""
+    """Pages in about Common Crawl's proportions: 45% English (of which a quarter are
+    duplicates, navigation-heavy, very short or spam pages), 55% other languages; 80% of
+    pages carry the WARC-Identified-Content-Language header, as most CC records do."""
     rng = random.Random(seed)
     out, english = [], []
     for i in range(n):
         url = f"<{prefix}/{seed}/{i}>"
-        kind = rng.random()
-        if kind < 0.45:
-            lang, text = "en", page(rng, "en")
-            english.append(text)
-        elif kind < 0.65:
+        lang, kind = "en", rng.random()
+        if rng.random() < 0.55:
             lang = rng.choice(("de", "ru", "zh"))
             text = page(rng, lang)
-        elif kind < 0.72 and english:
-            lang, text = "en", rng.choice(english)  # exact duplicate
-        elif kind < 0.82:
-            lang = "en"
+        elif kind < 0.75 or not english:
+            text = page(rng, "en")
+            english.append(text)
+        elif kind < 0.81:
+            text = rng.choice(english)  # exact duplicate
+        elif kind < 0.88:
             body = page(rng, "en").split("\n")
             text = "\n".join(NAV_LINES[:4] + tuple(body) + NAV_LINES[4:])
-        elif kind < 0.92:
-            lang, text = "en", sentence(rng, "en")  # too short
+        elif kind < 0.95:
+            text = sentence(rng, "en")  # too short
         else:
-            lang, text = "en", "\n".join([sentence(rng, "en")] * 20)  # repeated lines
+            text = "\n".join([sentence(rng, "en")] * 20)  # repeated lines
         header = _HEADER_LANG[lang] if rng.random() < 0.8 else None
         out.append(record(url, text, header))
     return out
