@@ -55,12 +55,11 @@ class FastLangId:
             feats[i] = out[state]
         if n <= head:
             return feats
-        arr = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
-        # Code of the window ending at byte i (i >= 5): bytes i-5..i, big-endian.
-        codes = np.zeros(n - head, dtype=np.uint64)
-        for k in range(_WINDOW):
-            codes = (codes << np.uint64(8)) | arr[k : k + n - head]
-        codes += np.uint64(1)
+        # Code of the window ending at byte i (i >= 5): bytes i-5..i as a big-endian integer,
+        # read as overlapping 8-byte words (two bytes of padding in front) and masked to 6 bytes.
+        buf = b"\0\0" + data
+        words = np.ndarray(shape=(n - head,), dtype=">u8", buffer=buf, strides=(1,))
+        codes = (words & np.uint64((1 << (8 * _WINDOW)) - 1)) + np.uint64(1)
         with np.errstate(over="ignore"):
             slots = ((codes * _MULT) >> np.uint64(64 - _SLOTS_LOG2)).astype(np.intp)
         miss = self.keys[slots] != codes
