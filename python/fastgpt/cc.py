@@ -324,7 +324,7 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
     line_start = np.concatenate(([0], np.cumsum(counts_per_doc)))
 
     as_txt = output.endswith(".txt")
-    dup_docs = emptied = removed_lines = kept = kept_bytes = 0
+    removed_lines = kept = kept_bytes = 0
     files: dict[str, dict] = {}
     tmp, out = _atomic_open(output)
     rtmp, rej = _atomic_open(rejects_path) if rejects_path else (None, None)
