@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import reference_encoding
 from fastgpt import Tokenizer, _core
 
 # Fragments that stress each branch of the split patterns.

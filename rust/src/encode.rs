@@ -24,6 +24,18 @@ struct Merge {
     id: Rank,
 }
 
+/// Packs up to 7 bytes and their length into one integer.
+#[inline]
+fn short_key(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() > 7 {
+        return None;
+    }
+    let mut buf = [0u8; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[7] = bytes.len() as u8;
+    Some(u64::from_le_bytes(buf))
+}
+
 #[inline]
 fn pair_key(a: Rank, b: Rank) -> u64 {
     ((a as u64) << 32) | b as u64
@@ -36,10 +48,20 @@ pub enum Allowed<'a> {
     Some(&'a FxHashSet<String>),
 }
 
+/// The merged ids of the pieces one call has already merged: text repeats its words, and
+/// a lookup is much cheaper than a merge. Lives for one call, keyed by slices of its text.
+#[derive(Default)]
+struct MergeCache<'t> {
+    spans: FxHashMap<&'t [u8], (u32, u32)>,
+    ids: Vec<Rank>,
+}
+
 /// A BPE vocabulary with its pre-tokenizer and special tokens.
 pub struct Encoder {
     splitter: Splitter,
     encoder: FxHashMap<Vec<u8>, Rank>,
+    /// The tokens of up to 7 bytes again, keyed by `short_key`: one multiply to hash.
+    short: FxHashMap<u64, Rank>,
     /// id → bytes for regular and special tokens; `None` for unused ids.
     decoder: Vec<Option<Box<[u8]>>>,
     merges: FxHashMap<u64, Merge>,
@@ -54,19 +76,12 @@ pub struct Encoder {
 
 impl Encoder {
     /// tiktoken's model: a token's rank is its id and the priority of any merge making it.
-    pub fn from_ranks(
-        ranks: Vec<(Vec<u8>, Rank)>,
-        pattern: &str,
-        specials: Vec<(String, Rank)>,
-    ) -> Result<Self> {
+    pub fn from_ranks(ranks: Vec<(Vec<u8>, Rank)>, pattern: &str, specials: Vec<(String, Rank)>) -> Result<Self> {
         let mut encoder = Self::new(ranks, pattern, specials, true)?;
         let mut merges = FxHashMap::default();
         for (bytes, &id) in &encoder.encoder {
             for k in 1..bytes.len() {
-                if let (Some(&a), Some(&b)) = (
-                    encoder.encoder.get(&bytes[..k]),
-                    encoder.encoder.get(&bytes[k..]),
-                ) {
+                if let (Some(a), Some(b)) = (encoder.token_id(&bytes[..k]), encoder.token_id(&bytes[k..])) {
                     merges.insert(pair_key(a, b), Merge { priority: id, id });
                 }
             }
@@ -132,23 +147,21 @@ impl Encoder {
             }
             decoder[id as usize] = Some(bytes.clone().into_boxed_slice());
             if let Some(other) = encoder.insert(bytes, id) {
-                return Err(Error::Invalid(format!(
-                    "tokens {other} and {id} have the same bytes"
-                )));
+                return Err(Error::Invalid(format!("tokens {other} and {id} have the same bytes")));
             }
         }
         let mut byte_ids = [0; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = *encoder.get(&[b as u8][..]).ok_or_else(|| {
-                Error::Invalid(format!("the vocabulary has no token for the single byte {b:#04x}; byte-level BPE needs all 256"))
+                Error::Invalid(format!(
+                    "the vocabulary has no token for the single byte {b:#04x}; byte-level BPE needs all 256"
+                ))
             })?;
         }
         let mut special_map = FxHashMap::default();
         for (text, id) in specials {
             if text.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "special token {id} is an empty string"
-                )));
+                return Err(Error::Invalid(format!("special token {id} is an empty string")));
             }
             if decoder[id as usize].is_some() {
                 return Err(Error::Invalid(format!(
@@ -169,6 +182,10 @@ impl Encoder {
         };
         Ok(Encoder {
             splitter,
+            short: encoder
+                .iter()
+                .filter_map(|(b, &id)| Some((short_key(b)?, id)))
+                .collect(),
             encoder,
             decoder,
             merges: FxHashMap::default(),
@@ -202,11 +219,7 @@ impl Encoder {
 
     /// The regular tokens with their ids (no special tokens), in id order.
     pub fn ranks(&self) -> Vec<(&[u8], Rank)> {
-        let mut ranks: Vec<(&[u8], Rank)> = self
-            .encoder
-            .iter()
-            .map(|(b, &r)| (b.as_slice(), r))
-            .collect();
+        let mut ranks: Vec<(&[u8], Rank)> = self.encoder.iter().map(|(b, &r)| (b.as_slice(), r)).collect();
         ranks.sort_unstable_by_key(|&(_, r)| r);
         ranks
     }
@@ -245,23 +258,40 @@ impl Encoder {
                             .get(&pair_key(a, b))
                             .is_some_and(|m| m.priority as usize == p)
                     })
-                    && list.windows(2).all(|w| {
-                        self.merges[&pair_key(w[0].0, w[0].1)].id
-                            < self.merges[&pair_key(w[1].0, w[1].1)].id
-                    })
+                    && list
+                        .windows(2)
+                        .all(|w| self.merges[&pair_key(w[0].0, w[0].1)].id < self.merges[&pair_key(w[1].0, w[1].1)].id)
             }
         }
     }
 
     pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        self.encode_ordinary_into(text, &mut out);
+        self.encode_ordinary_into(text, &mut out, &mut MergeCache::default());
         out
     }
 
-    fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>) {
-        self.splitter
-            .for_each_piece(text, |piece| self.encode_piece(piece.as_bytes(), out));
+    fn encode_ordinary_into<'t>(&self, text: &'t str, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
+        self.splitter.for_each_piece(text, |piece| {
+            let bytes = piece.as_bytes();
+            if self.direct_lookup {
+                if let Some(id) = self.token_id(bytes) {
+                    out.push(id);
+                    return;
+                }
+            }
+            if bytes.len() < 2 || bytes.len() > SCAN_LIMIT {
+                return self.merge(bytes, NONE, out);
+            }
+            if let Some(&(start, end)) = cache.spans.get(bytes) {
+                return out.extend_from_slice(&cache.ids[start as usize..end as usize]);
+            }
+            let from = out.len();
+            self.merge(bytes, NONE, out);
+            let start = cache.ids.len() as u32;
+            cache.ids.extend_from_slice(&out[from..]);
+            cache.spans.insert(bytes, (start, cache.ids.len() as u32));
+        });
     }
 
     /// Encodes `text`, emitting the allowed special tokens where their text appears; the
@@ -275,6 +305,7 @@ impl Encoder {
             return self.encode_ordinary(text);
         };
         let mut out = Vec::with_capacity(text.len() / 3);
+        let mut cache = MergeCache::default();
         let mut start = 0;
         let mut search_from = 0;
         while let Some(m) = special_regex.find(&text[search_from..]) {
@@ -286,7 +317,7 @@ impl Encoder {
                 Allowed::None => false,
             };
             if ok {
-                self.encode_ordinary_into(&text[start..s], &mut out);
+                self.encode_ordinary_into(&text[start..s], &mut out, &mut cache);
                 out.push(self.specials[found]);
                 start = e;
                 search_from = e;
@@ -294,26 +325,22 @@ impl Encoder {
                 search_from = s + text[s..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        self.encode_ordinary_into(&text[start..], &mut out);
+        self.encode_ordinary_into(&text[start..], &mut out, &mut cache);
         out
     }
 
     /// The special tokens whose text occurs in `text` (for the caller's disallowed check).
     pub fn find_special<'t>(&self, text: &'t str) -> Option<&'t str> {
-        self.special_regex
-            .as_ref()?
-            .find(text)
-            .map(|m| &text[m.range()])
+        self.special_regex.as_ref()?.find(text).map(|m| &text[m.range()])
     }
 
-    fn encode_piece(&self, piece: &[u8], out: &mut Vec<Rank>) {
-        if self.direct_lookup {
-            if let Some(&id) = self.encoder.get(piece) {
-                out.push(id);
-                return;
-            }
+    /// The id of the token whose bytes are `piece`, if there is one.
+    #[inline]
+    fn token_id(&self, piece: &[u8]) -> Option<Rank> {
+        match short_key(piece) {
+            Some(key) => self.short.get(&key).copied(),
+            None => self.encoder.get(piece).copied(),
         }
-        self.merge(piece, NONE, out);
     }
 
     /// BPE on `piece` using merges of priority below `limit`.
@@ -328,10 +355,7 @@ impl Encoder {
 
     #[inline]
     fn lookup(&self, a: Rank, b: Rank, limit: u32) -> Option<Merge> {
-        self.merges
-            .get(&pair_key(a, b))
-            .copied()
-            .filter(|m| m.priority < limit)
+        self.merges.get(&pair_key(a, b)).copied().filter(|m| m.priority < limit)
     }
 
     #[inline]
@@ -399,10 +423,7 @@ impl Encoder {
                 continue;
             }
             // Stale if either side changed since this entry was pushed.
-            let Some(m) = self
-                .lookup(ids[i], ids[j], limit)
-                .filter(|m| m.priority == p)
-            else {
+            let Some(m) = self.lookup(ids[i], ids[j], limit).filter(|m| m.priority == p) else {
                 continue;
             };
             ids[i] = m.id;
@@ -498,13 +519,11 @@ mod tests {
                     })
                     .collect();
                 let mut ours = Vec::new();
-                enc.encode_piece(&piece, &mut ours);
-                assert_eq!(
-                    ours,
-                    naive(&enc, &piece),
-                    "piece {:?}",
-                    String::from_utf8_lossy(&piece)
-                );
+                match enc.token_id(&piece) {
+                    Some(id) => ours.push(id),
+                    None => enc.merge(&piece, NONE, &mut ours),
+                }
+                assert_eq!(ours, naive(&enc, &piece), "piece {:?}", String::from_utf8_lossy(&piece));
             }
         }
     }
@@ -522,10 +541,7 @@ mod tests {
     fn special_tokens() {
         let enc = tiny();
         let allowed: FxHashSet<String> = ["<|eot|>".to_string()].into_iter().collect();
-        assert_eq!(
-            enc.encode("ab<|eot|>c", &Allowed::Some(&allowed)),
-            vec![256, 300, 99]
-        );
+        assert_eq!(enc.encode("ab<|eot|>c", &Allowed::Some(&allowed)), vec![256, 300, 99]);
         assert_eq!(enc.encode("ab<|eot|>", &Allowed::All), vec![256, 300]);
         assert_eq!(enc.encode("<|eot|>", &Allowed::None).len(), 7);
         assert_eq!(enc.find_special("x <|eot|>"), Some("<|eot|>"));
@@ -537,11 +553,7 @@ mod tests {
     #[test]
     fn derived_merges_rebuild_the_same_encoder() {
         let enc = tiny();
-        let vocab = enc
-            .ranks()
-            .into_iter()
-            .map(|(b, r)| (b.to_vec(), r))
-            .collect();
+        let vocab = enc.ranks().into_iter().map(|(b, r)| (b.to_vec(), r)).collect();
         let hf = Encoder::from_merges(vocab, enc.merges(), "gpt2", vec![], true).unwrap();
         for text in ["abcabc aaaaaaab", "bcabca aaa"] {
             assert_eq!(hf.encode_ordinary(text), enc.encode_ordinary(text));
@@ -552,11 +564,7 @@ mod tests {
     #[test]
     fn invalid_vocabularies_are_errors() {
         let no_bytes = Encoder::from_ranks(vec![(b"a".to_vec(), 0)], "gpt2", vec![]);
-        assert!(no_bytes
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("single byte 0x00"));
+        assert!(no_bytes.err().unwrap().to_string().contains("single byte 0x00"));
         let mut ranks: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
         ranks.push((b"a".to_vec(), 256));
         assert!(Encoder::from_ranks(ranks, "gpt2", vec![]).is_err());

@@ -4,6 +4,7 @@
 pub mod encode;
 pub mod error;
 pub mod pretokenize;
+mod scan;
 pub mod vocab;
 
 #[cfg(feature = "python")]

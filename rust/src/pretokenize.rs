@@ -12,14 +12,13 @@
 //! (lookaround, possessive quantifiers) otherwise.
 
 use crate::error::{Error, Result};
+use crate::scan::Scanner;
 use regex_automata::{meta::Regex, Anchored, Input};
 
 /// tiktoken's r50k/p50k pattern (GPT-2, GPT-3).
-pub const GPT2_PATTERN: &str =
-    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
+pub const GPT2_PATTERN: &str = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
 /// The same split as written in GPT-2's encoder and Hugging Face's ByteLevel pre-tokenizer.
-pub const GPT2_PATTERN_HF: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+pub const GPT2_PATTERN_HF: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// tiktoken's cl100k_base pattern (GPT-3.5, GPT-4).
 pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 /// tiktoken's o200k_base pattern (GPT-4o).
@@ -35,7 +34,8 @@ pub const O200K_PATTERN: &str = concat!(
 
 // The lookahead-free rewrites, each ending in the plain `\s+` branch.
 const GPT2_DFA: &str = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
-const CL100K_DFA: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]|\s+";
+const CL100K_DFA: &str =
+    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]|\s+";
 const O200K_DFA: &str = concat!(
     r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
     r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
@@ -45,19 +45,35 @@ const O200K_DFA: &str = concat!(
     r"|\s+"
 );
 
-/// The named patterns: (name, aliases, original regex, DFA rewrite, newline-aware).
+/// The named patterns: (name, aliases, original regex, DFA rewrite, newline-aware, ASCII scanner).
 /// In cl100k and o200k an earlier branch takes every whitespace run holding a newline,
 /// so the plain `\s+` branch never ends in one; in GPT-2 it may.
-const NAMED: [(&str, &[&str], &str, &str, bool); 3] = [
+type Named = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    bool,
+    Scanner,
+);
+const NAMED: [Named; 3] = [
     (
         "gpt2",
         &["r50k", "r50k_base", "p50k", "p50k_base", "gpt-2"],
         GPT2_PATTERN,
         GPT2_DFA,
         false,
+        Scanner::Gpt2,
     ),
-    ("cl100k", &["cl100k_base"], CL100K_PATTERN, CL100K_DFA, true),
-    ("o200k", &["o200k_base"], O200K_PATTERN, O200K_DFA, true),
+    (
+        "cl100k",
+        &["cl100k_base"],
+        CL100K_PATTERN,
+        CL100K_DFA,
+        true,
+        Scanner::Cl100k,
+    ),
+    ("o200k", &["o200k_base"], O200K_PATTERN, O200K_DFA, true, Scanner::O200k),
 ];
 
 /// The names `Splitter::new` accepts, for error messages and `--help`.
@@ -66,8 +82,12 @@ pub fn pattern_names() -> Vec<&'static str> {
 }
 
 enum Engine {
-    /// A named pattern's rewrite, searched anchored at each piece start.
-    Named { regex: Regex, newline_aware: bool },
+    /// A named pattern: the ASCII scanner, else its rewrite searched anchored at the piece start.
+    Named {
+        regex: Regex,
+        newline_aware: bool,
+        scanner: Scanner,
+    },
     /// A custom pattern without lookaround.
     Dfa(Regex),
     /// A custom pattern that needs backtracking.
@@ -86,7 +106,7 @@ impl Splitter {
     /// `cl100k_base`) or a regular expression. A regex equal to a named pattern gets
     /// that pattern's fast path.
     pub fn new(spec: &str) -> Result<Self> {
-        for (name, aliases, original, dfa, newline_aware) in NAMED {
+        for (name, aliases, original, dfa, newline_aware, scanner) in NAMED {
             let by_name = spec == name || aliases.contains(&spec);
             let by_regex = spec == original || (name == "gpt2" && spec == GPT2_PATTERN_HF);
             if by_name || by_regex {
@@ -97,17 +117,14 @@ impl Splitter {
                     engine: Engine::Named {
                         regex,
                         newline_aware,
+                        scanner,
                     },
                 });
             }
         }
         let names = pattern_names().join(", ");
         // A bare word is a mistyped name, not a useful regex (it would only match itself).
-        if !spec.is_empty()
-            && spec
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !spec.is_empty() && spec.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(Error::Pattern(format!(
                 "unknown pattern name {spec:?}; known names: {names} (or pass a regex)"
             )));
@@ -144,14 +161,19 @@ impl Splitter {
             Engine::Named {
                 regex,
                 newline_aware,
+                scanner,
             } => {
+                let bytes = text.as_bytes();
                 let mut start = 0;
                 while start < text.len() {
+                    if let Some(end) = scanner.next_end(bytes, start) {
+                        f(&text[start..end]);
+                        start = end;
+                        continue;
+                    }
                     let input = Input::new(text).range(start..).anchored(Anchored::Yes);
                     let end = match regex.search(&input) {
-                        Some(m) if m.end() > start => {
-                            trim_lookahead(text, start, m.end(), *newline_aware)
-                        }
+                        Some(m) if m.end() > start => trim_lookahead(text, start, m.end(), *newline_aware),
                         // The named patterns match at every position; stay total regardless.
                         _ => start + text[start..].chars().next().map_or(1, char::len_utf8),
                     };
@@ -170,10 +192,7 @@ impl Splitter {
                             f(m.as_str());
                             start = m.end();
                         }
-                        Ok(Some(m)) => {
-                            start = m.start()
-                                + text[m.start()..].chars().next().map_or(1, char::len_utf8)
-                        }
+                        Ok(Some(m)) => start = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8),
                         Ok(None) => break,
                         Err(_) => start += text[start..].chars().next().map_or(1, char::len_utf8),
                     }
@@ -201,8 +220,7 @@ fn trim_lookahead(text: &str, start: usize, end: usize, newline_aware: bool) -> 
     let Some(last) = text[start..end].chars().next_back() else {
         return end;
     };
-    let plain_ws_branch =
-        last.is_whitespace() && !(newline_aware && (last == '\r' || last == '\n'));
+    let plain_ws_branch = last.is_whitespace() && !(newline_aware && (last == '\r' || last == '\n'));
     if plain_ws_branch && end - start > last.len_utf8() {
         end - last.len_utf8()
     } else {
@@ -216,9 +234,7 @@ mod tests {
 
     fn reference(pattern: &str, text: &str) -> Vec<String> {
         let re = fancy_regex::Regex::new(pattern).unwrap();
-        re.find_iter(text)
-            .map(|m| m.unwrap().as_str().to_string())
-            .collect()
+        re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
     }
 
     const SAMPLES: &[&str] = &[
@@ -240,16 +256,43 @@ mod tests {
 
     #[test]
     fn named_patterns_match_the_backtracking_reference() {
-        for (name, _, original, _, _) in NAMED {
+        for (name, _, original, ..) in NAMED {
             let splitter = Splitter::new(name).unwrap();
             for text in SAMPLES {
-                let ours: Vec<String> =
-                    splitter.split(text).into_iter().map(String::from).collect();
-                assert_eq!(
-                    ours,
-                    reference(original, text),
-                    "pattern {name} on {text:?}"
-                );
+                let ours: Vec<String> = splitter.split(text).into_iter().map(String::from).collect();
+                assert_eq!(ours, reference(original, text), "pattern {name} on {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_fragment_texts_match_the_backtracking_reference() {
+        const FRAGMENTS: &[&str] = &[
+            "a", "Z", "ab", "CD", "Hello", "wORLD", "'", "'s", "'S", "'ll", "'LL", "'re", "'Ve", "'d", "'M", "'t",
+            "'x", "'ſ", " ", "  ", "\t", "\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\u{a0}", "\u{3000}", "\u{85}",
+            "0", "12", "1234", "\u{663}", "!", "(", "//", "/", "...", "-", "_", "\x00", "é", "É", "ǅ", "\u{301}", "ß",
+            "你好", "🎉", "ſ", "\u{2b0}", "K",
+        ];
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut texts = Vec::new();
+        for _ in 0..3000 {
+            let mut text = String::new();
+            state ^= state << 13;
+            let len = (state >> 58) as usize;
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(FRAGMENTS[(state % FRAGMENTS.len() as u64) as usize]);
+            }
+            texts.push(text);
+        }
+        for (name, _, original, ..) in NAMED {
+            let splitter = Splitter::new(name).unwrap();
+            let re = fancy_regex::Regex::new(original).unwrap();
+            for text in &texts {
+                let expected: Vec<&str> = re.find_iter(text).map(|m| m.unwrap().as_str()).collect();
+                assert_eq!(splitter.split(text), expected, "pattern {name} on {text:?}");
             }
         }
     }
@@ -266,10 +309,7 @@ mod tests {
 
     #[test]
     fn regex_equal_to_a_named_pattern_gets_its_name() {
-        assert_eq!(
-            Splitter::new(CL100K_PATTERN).unwrap().name(),
-            Some("cl100k")
-        );
+        assert_eq!(Splitter::new(CL100K_PATTERN).unwrap().name(), Some("cl100k"));
         assert_eq!(Splitter::new(GPT2_PATTERN_HF).unwrap().name(), Some("gpt2"));
         assert_eq!(Splitter::new("r50k_base").unwrap().name(), Some("gpt2"));
     }

@@ -45,8 +45,7 @@ impl PyEncoder {
     ) -> PyResult<Self> {
         let inner = py
             .detach(|| {
-                vocab::parse_tiktoken(data, source)
-                    .and_then(|ranks| Encoder::from_ranks(ranks, pattern, specials))
+                vocab::parse_tiktoken(data, source).and_then(|ranks| Encoder::from_ranks(ranks, pattern, specials))
             })
             .map_err(to_py)?;
         Ok(PyEncoder { inner })
@@ -117,10 +116,7 @@ impl PyEncoder {
         allowed_special: Option<FxHashSet<String>>,
         allow_all: bool,
     ) -> Vec<Rank> {
-        py.detach(|| {
-            self.inner
-                .encode(text, &allowed(allow_all, &allowed_special))
-        })
+        py.detach(|| self.inner.encode(text, &allowed(allow_all, &allowed_special)))
     }
 
     /// Token ids as little-endian uint32 bytes, for `numpy.frombuffer`.
@@ -133,9 +129,7 @@ impl PyEncoder {
         allow_all: bool,
     ) -> Bound<'py, PyBytes> {
         let bytes: Vec<u8> = py.detach(|| {
-            let ids = self
-                .inner
-                .encode(text, &allowed(allow_all, &allowed_special));
+            let ids = self.inner.encode(text, &allowed(allow_all, &allowed_special));
             ids.iter().flat_map(|id| id.to_le_bytes()).collect()
         });
         PyBytes::new(py, &bytes)
@@ -153,10 +147,7 @@ impl PyEncoder {
         let allowed = allowed(allow_all, &allowed_special);
         py.detach(|| {
             with_threads(num_threads, || {
-                texts
-                    .par_iter()
-                    .map(|t| self.inner.encode(t, &allowed))
-                    .collect()
+                texts.par_iter().map(|t| self.inner.encode(t, &allowed)).collect()
             })
         })
     }

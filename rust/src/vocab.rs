@@ -21,25 +21,16 @@ pub fn parse_tiktoken(data: &[u8], source: &str) -> Result<Vec<(Vec<u8>, Rank)>>
         let text = std::str::from_utf8(line).map_err(|_| bad(line_no, "not UTF-8 text".into()))?;
         let mut fields = text.split_ascii_whitespace();
         let (Some(token), Some(rank), None) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(bad(
-                line_no,
-                format!("expected `<base64 token> <rank>`, got {text:?}"),
-            ));
+            return Err(bad(line_no, format!("expected `<base64 token> <rank>`, got {text:?}")));
         };
         let token = STANDARD
             .decode(token)
             .map_err(|e| bad(line_no, format!("invalid base64 {token:?}: {e}")))?;
-        let rank: Rank = rank.parse().map_err(|_| {
-            bad(
-                line_no,
-                format!("rank {rank:?} is not a non-negative integer"),
-            )
-        })?;
+        let rank: Rank = rank
+            .parse()
+            .map_err(|_| bad(line_no, format!("rank {rank:?} is not a non-negative integer")))?;
         if let Some(first) = line_of_rank.insert(rank, line_no) {
-            return Err(bad(
-                line_no,
-                format!("duplicate rank {rank} (first on line {first})"),
-            ));
+            return Err(bad(line_no, format!("duplicate rank {rank} (first on line {first})")));
         }
         if let Some(first) = line_of_token.insert(token.clone(), line_no) {
             return Err(bad(
@@ -86,11 +77,7 @@ mod tests {
         let parsed = parse_tiktoken(&write_tiktoken(&ranks), "x").unwrap();
         assert_eq!(
             parsed,
-            vec![
-                (b"a".to_vec(), 0),
-                (b"b".to_vec(), 1),
-                (b" the".to_vec(), 2)
-            ]
+            vec![(b"a".to_vec(), 0), (b"b".to_vec(), 1), (b" the".to_vec(), 2)]
         );
     }
 
