@@ -98,6 +98,8 @@ class Tokenizer:
         """Loads a tokenizer directory written by `save`, a `tokenizer.json`, or a tiktoken
         rank file (with `pattern` unless its name is a known encoding)."""
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such tokenizer directory or file")
         if path.is_dir():
             meta_path = path / "fastgpt.json"
             if not meta_path.exists():

@@ -1,0 +1,38 @@
+"""`fastgpt tokenizer encode | decode | info` through the real console entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from references import rank_file
+
+
+def fastgpt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastgpt", *args], capture_output=True, text=True)
+
+
+def test_encode_decode_info(cl100k, tmp_path):
+    directory = cl100k.save(tmp_path / "tok")
+    out = fastgpt("tokenizer", "encode", "--tokenizer", str(directory), "hello world")
+    assert out.returncode == 0, out.stderr
+    ids = [int(i) for i in out.stdout.split()]
+    assert ids == cl100k.encode("hello world")
+    out = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), *map(str, ids))
+    assert out.stdout == "hello world\n"
+    info = json.loads(fastgpt("tokenizer", "info", str(rank_file("o200k_base"))).stdout)
+    assert info["n_vocab"] == 200019 and info["pattern"] == "o200k" and info["eot_token"] == 199999
+    special = fastgpt("tokenizer", "encode", "--tokenizer", str(directory), "--allow_special", "<|endoftext|>")
+    assert special.stdout.split() == ["100257"]
+
+
+def test_errors_are_one_clear_line(cl100k, tmp_path):
+    missing = fastgpt("tokenizer", "info", str(tmp_path / "nope"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"fastgpt: error: {tmp_path / 'nope'}: no such tokenizer directory or file"
+    directory = cl100k.save(tmp_path / "tok")
+    special = fastgpt("tokenizer", "encode", "--tokenizer", str(directory), "a <|endoftext|>")
+    assert special.returncode == 1 and "disallowed" in special.stderr and "Traceback" not in special.stderr
+    bad_id = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), "999999")
+    assert bad_id.returncode == 1 and "token id 999999 is not in the vocabulary" in bad_id.stderr
