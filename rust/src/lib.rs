@@ -1,6 +1,7 @@
 //! fastgpt's Rust core: byte-level BPE encoding (and soon training) and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
+pub mod binfile;
 pub mod encode;
 pub mod error;
 pub mod pretokenize;
@@ -23,7 +24,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Runs `f` on a pool of `threads` workers (rayon's global pool, sized to the cores, for
 /// `None` or 0). Pools are kept per size, so repeated calls do not respawn threads.
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<ThreadPool>)>>> = OnceLock::new();
+    type Pools = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     let n = match threads {
         None | Some(0) => return f(),
         Some(n) => n,
