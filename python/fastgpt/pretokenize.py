@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fastgpt import _core
-from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_documents, iter_lines
+from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_blocks, iter_documents, iter_lines
 from fastgpt.tokenizer import Tokenizer
 
 BATCH_BYTES = 8 << 20
@@ -160,11 +160,15 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
     if format == "bin":
         sink = _core.TokenWriter(str(output), tok.n_vocab, tok.eot_token, shard_tokens)
     try:
-        for texts, ends in _prefetch(_batches(paths, tok, doc_sep, text_field, stats, batch_bytes)):
-            if format == "bin":
-                sink.write_texts(tok._core, texts, ends, threads)
+        for item in _prefetch(_batches(paths, tok, doc_sep, text_field, stats, batch_bytes)):
+            if isinstance(item, str) and format == "bin":
+                stats.documents += sink.write_lines(tok._core, item, threads)[1]
             else:
-                chunks.extend(_encode_pt(tok, texts, ends, threads))
+                texts, ends = _lines_as_documents(item, stats) if isinstance(item, str) else item
+                if format == "bin":
+                    sink.write_texts(tok._core, texts, ends, threads)
+                else:
+                    chunks.extend(_encode_pt(tok, texts, ends, threads))
             bar.update(stats.bytes_read - bar.n)
             elapsed = time.perf_counter() - start
             written = sink.num_tokens if format == "bin" else sum(len(c) for c in chunks)
@@ -185,27 +189,34 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
     return PretokenizeSummary(outputs, stats.files, stats.documents, stats.bytes_read, tokens, time.perf_counter() - start, stats.invalid_utf8)
 
 
-def _batches(paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int) -> Iterator[tuple[list[str], list[bool]]]:
-    """(texts, ends): `ends[i]` says whether a document ends after `texts[i]`."""
-    whole_files = [p for p in paths if not is_jsonl(p)] if doc_sep == "none" else []
-    if not whole_files:
-        for batch in batched(iter_documents(paths, doc_sep, text_field, stats), batch_bytes):
-            yield batch, [True] * len(batch)
-        return
+def _batches(paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int) -> Iterator[str | tuple[list[str], list[bool]]]:
+    """Work items: a text block whose non-empty lines are the documents (the fast path
+    for one document per line), or (texts, ends) where `ends[i]` says whether a document
+    ends after `texts[i]`."""
     for path in paths:
-        if is_jsonl(path):
-            yield from _batches([path], tok, "line", text_field, stats, batch_bytes)
-            continue
-        texts: list[str] = []
-        ends: list[bool] = []
-        for chunk, end in _file_chunks(path, stats, chunkable=tok.pattern_name is not None):
-            texts.append(chunk)
-            ends.append(end)
-            if sum(map(len, texts)) >= batch_bytes:
+        if is_jsonl(path) or doc_sep == "blank":
+            for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
+                yield batch, [True] * len(batch)
+        elif doc_sep == "line":
+            yield from iter_blocks(path, stats, batch_bytes)
+        else:
+            texts: list[str] = []
+            ends: list[bool] = []
+            for chunk, end in _file_chunks(path, stats, chunkable=tok.pattern_name is not None):
+                texts.append(chunk)
+                ends.append(end)
+                if sum(map(len, texts)) >= batch_bytes:
+                    yield texts, ends
+                    texts, ends = [], []
+            if texts:
                 yield texts, ends
-                texts, ends = [], []
-        if texts:
-            yield texts, ends
+
+
+def _lines_as_documents(block: str, stats: CorpusStats) -> tuple[list[str], list[bool]]:
+    """What `write_lines` does in Rust, for the `.pt` path: each non-empty line a document."""
+    texts = [doc for line in block.split("\n") if (doc := line.rstrip("\r\n"))]
+    stats.documents += len(texts)
+    return texts, [True] * len(texts)
 
 
 def _file_chunks(path: Path, stats: CorpusStats, chunkable: bool) -> Iterator[tuple[str, bool]]:

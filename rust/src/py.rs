@@ -8,7 +8,6 @@ use crate::{pretokenize, vocab, with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
 fn to_py(err: Error) -> PyErr {
@@ -146,11 +145,7 @@ impl PyEncoder {
         num_threads: Option<usize>,
     ) -> Vec<Vec<Rank>> {
         let allowed = allowed(allow_all, &allowed_special);
-        py.detach(|| {
-            with_threads(num_threads, || {
-                texts.par_iter().map(|t| self.inner.encode(t, &allowed)).collect()
-            })
-        })
+        py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts, &allowed)))
     }
 
     /// The first special token whose text occurs in `text`, if any.
@@ -241,18 +236,29 @@ impl PyTokenWriter {
         let encoder = &encoder.get().inner;
         let writer = self.writer()?;
         py.detach(|| {
-            let before = writer.num_tokens();
-            let encoded: Vec<Vec<Rank>> = with_threads(num_threads, || {
-                texts.par_iter().map(|t| encoder.encode_ordinary(t)).collect()
+            let ids = with_threads(num_threads, || {
+                encoder.encode_documents(&texts, &doc_ends, writer.eot())
             });
-            let eot = writer.eot();
-            for (ids, &end) in encoded.iter().zip(&doc_ends) {
-                writer.write(ids)?;
-                if let (true, Some(eot)) = (end, eot) {
-                    writer.write(&[eot])?;
-                }
-            }
-            Ok(writer.num_tokens() - before)
+            writer.write(&ids).map(|()| ids.len() as u64)
+        })
+        .map_err(to_py)
+    }
+
+    /// Like `write_texts` with each non-empty line of `block` a document; returns
+    /// (tokens written, documents).
+    #[pyo3(signature = (encoder, block, num_threads=None))]
+    fn write_lines(
+        &mut self,
+        py: Python<'_>,
+        encoder: &Bound<'_, PyEncoder>,
+        block: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<(u64, usize)> {
+        let encoder = &encoder.get().inner;
+        let writer = self.writer()?;
+        py.detach(|| {
+            let (ids, docs) = with_threads(num_threads, || encoder.encode_lines(block, writer.eot()));
+            writer.write(&ids).map(|()| (ids.len() as u64, docs))
         })
         .map_err(to_py)
     }
