@@ -120,6 +120,21 @@ def test_batch_and_numpy_equal_single(cl100k, stdlib_texts):
         cl100k.encode_batch(texts, num_threads=0)
 
 
+long_piece = st.tuples(
+    st.sampled_from(["ab", "aeinst", "xyzq", string.ascii_lowercase, string.ascii_letters, "!?.-=*#", " \t"]),
+    st.integers(65, 3000),
+    st.randoms(use_true_random=False),
+).map(lambda t: "".join(t[2].choices(t[0], k=t[1])))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=long_piece)
+def test_long_pieces_match_tiktoken(openai_pair, text):
+    """Pieces over 64 bytes take the linear-time backtracking encoder."""
+    tok, ref = openai_pair
+    assert tok.encode_ordinary(text) == ref.encode_ordinary(text)
+
+
 WORST_CASES = {
     "one letter": "a" * 1_000_000,
     "random letters": "".join(random.Random(0).choices(string.ascii_letters, k=1_000_000)),

@@ -6,6 +6,7 @@
 //! pair of token ids, so one lookup prices a pair. Short pieces use a plain scan; long ones
 //! (a megabyte of one letter is a single piece) a heap with lazy deletion, O(n log n).
 
+use crate::backtrack::LongPieces;
 use crate::error::{Error, Result};
 use crate::pretokenize::Splitter;
 use crate::Rank;
@@ -14,6 +15,7 @@ use regex_automata::meta::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::OnceLock;
 
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
@@ -73,6 +75,8 @@ pub struct Encoder {
     direct_lookup: bool,
     specials: FxHashMap<String, Rank>,
     special_regex: Option<Regex>,
+    /// The linear-time encoder of long pieces, built on first use (tiktoken's model only).
+    long_pieces: OnceLock<Option<LongPieces>>,
 }
 
 impl Encoder {
@@ -195,6 +199,7 @@ impl Encoder {
             direct_lookup,
             specials: special_map,
             special_regex,
+            long_pieces: OnceLock::new(),
         })
     }
 
@@ -232,19 +237,11 @@ impl Encoder {
         if let Some(list) = &self.merge_list {
             return list.clone();
         }
-        let mut parts = Vec::new();
-        let mut out = Vec::new();
-        for (bytes, id) in self.ranks() {
-            if bytes.len() < 2 {
-                continue;
-            }
-            parts.clear();
-            self.merge(bytes, id, &mut parts);
-            if let [a, b] = parts[..] {
-                out.push((a, b));
-            }
-        }
-        out
+        self.ranks()
+            .into_iter()
+            .filter(|(bytes, _)| bytes.len() >= 2)
+            .filter_map(|(bytes, id)| self.split_of(bytes, id))
+            .collect()
     }
 
     /// Whether merge priorities follow token ids, so the ids alone (a tiktoken rank
@@ -281,7 +278,10 @@ impl Encoder {
                     return;
                 }
             }
-            if bytes.len() < 2 || bytes.len() > SCAN_LIMIT {
+            if bytes.len() > SCAN_LIMIT {
+                return self.merge_long(bytes, out);
+            }
+            if bytes.len() < 2 {
                 return self.merge(bytes, NONE, out);
             }
             if let Some(&(start, end)) = cache.spans.get(bytes) {
@@ -385,9 +385,36 @@ impl Encoder {
         self.special_regex.as_ref()?.find(text).map(|m| &text[m.range()])
     }
 
+    /// BPE on a long piece: linear-time backtracking where the vocabulary allows it.
+    fn merge_long(&self, piece: &[u8], out: &mut Vec<Rank>) {
+        let long = self
+            .long_pieces
+            .get_or_init(|| self.merge_list.is_none().then(|| LongPieces::build(self)));
+        if !long.as_ref().is_some_and(|long| long.encode(self, piece, out)) {
+            self.merge(piece, NONE, out);
+        }
+    }
+
+    /// The two tokens whose merge makes `id` (whose bytes are `bytes`) when BPE runs on
+    /// its own bytes with lower ranks only; `None` for a token that BPE cannot reach.
+    pub(crate) fn split_of(&self, bytes: &[u8], id: Rank) -> Option<(Rank, Rank)> {
+        let mut parts = Vec::with_capacity(2);
+        self.merge(bytes, id, &mut parts);
+        match parts[..] {
+            [a, b] if self.lookup(a, b, NONE).is_some_and(|m| m.id == id) => Some((a, b)),
+            _ => None,
+        }
+    }
+
+    /// The priority of merging `a` and `b`, if they merge.
+    #[inline]
+    pub(crate) fn merge_rank(&self, a: Rank, b: Rank) -> Option<u32> {
+        self.merges.get(&pair_key(a, b)).map(|m| m.priority)
+    }
+
     /// The id of the token whose bytes are `piece`, if there is one.
     #[inline]
-    fn token_id(&self, piece: &[u8]) -> Option<Rank> {
+    pub(crate) fn token_id(&self, piece: &[u8]) -> Option<Rank> {
         match short_key(piece) {
             Some(key) => self.short.get(&key).copied(),
             None => self.encoder.get(piece).copied(),
@@ -575,6 +602,29 @@ mod tests {
                     None => enc.merge(&piece, NONE, &mut ours),
                 }
                 assert_eq!(ours, naive(&enc, &piece), "piece {:?}", String::from_utf8_lossy(&piece));
+            }
+        }
+    }
+
+    #[test]
+    fn backtracking_agrees_with_the_heap_merge() {
+        let enc = tiny();
+        let long = LongPieces::build(&enc);
+        let mut state = 99u64;
+        for len in [1usize, 2, 3, 10, 65, 300, 5000] {
+            for alphabet in [&b"a"[..], b"ab", b"abc", b"aabcx"] {
+                let piece: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        alphabet[(state >> 33) as usize % alphabet.len()]
+                    })
+                    .collect();
+                let (mut heap, mut backtracked) = (Vec::new(), Vec::new());
+                enc.merge_heap(&piece, NONE, &mut heap);
+                assert!(long.encode(&enc, &piece, &mut backtracked));
+                assert_eq!(backtracked, heap, "piece {:?}", String::from_utf8_lossy(&piece));
             }
         }
     }

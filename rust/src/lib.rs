@@ -1,6 +1,7 @@
 //! fastgpt's Rust core: byte-level BPE encoding (and soon training) and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
+mod backtrack;
 pub mod binfile;
 pub mod encode;
 pub mod error;
