@@ -1,10 +1,11 @@
-//! fastgpt's Rust core: byte-level BPE encoding (and soon training) and the file formats
+//! fastgpt's Rust core: byte-level BPE encoding and training and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
 pub mod encode;
 pub mod error;
 pub mod pretokenize;
 mod scan;
+pub mod train;
 pub mod vocab;
 
 #[cfg(feature = "python")]
@@ -13,6 +14,7 @@ mod py;
 pub use encode::{Allowed, Encoder};
 pub use error::{Error, Result};
 pub use pretokenize::Splitter;
+pub use train::{Merger, WordCounter};
 
 /// A token id. In tiktoken's vocabularies it is also the merge rank.
 pub type Rank = u32;
