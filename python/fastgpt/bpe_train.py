@@ -26,6 +26,8 @@ DEFAULT_MAX_WORDS = 10_000_000
 BATCH_CHARS = 8 << 20
 # Text files are cut into pieces of about this many characters, so a batch spreads over cores.
 CHUNK_CHARS = 256 << 10
+# ...and cut anyway at this size when no safe place came (a pre-token may then be split).
+MAX_CHUNK_CHARS = 4 << 20
 
 
 @dataclass
@@ -83,7 +85,7 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
     lines of about CHUNK_CHARS, newlines kept. A run is cut only before a line that starts
     with an ASCII letter or digit after a line ending in a non-space character and a
     newline: there the named split patterns always end a piece, so the cut changes no
-    pre-token (a run is cut anyway at 4 x CHUNK_CHARS)."""
+    pre-token (a run is cut anyway at MAX_CHUNK_CHARS)."""
     for path in paths:
         if budget.spent:
             return
@@ -101,7 +103,7 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
         size = 0
         previous_ends_clean = False
         for line in corpus.iter_lines(path, stats):
-            if size >= CHUNK_CHARS and (size >= 4 * CHUNK_CHARS or (previous_ends_clean and line[:1].isascii() and line[:1].isalnum())):
+            if size >= CHUNK_CHARS and (size >= MAX_CHUNK_CHARS or (previous_ends_clean and line[:1].isascii() and line[:1].isalnum())):
                 yield "".join(lines)
                 lines, size = [], 0
             taken = budget.take(line, len(line.encode("utf-8")) if budget.bytes_left is not None else 0)

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Runs `f` on a pool of `threads` workers (rayon's global pool, sized to the cores, for
 /// `None` or 0). Pools are kept per size, so repeated calls do not respawn threads.
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> R {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<ThreadPool>)>>> = OnceLock::new();
+    type Pools = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     let n = match threads {
         None | Some(0) => return f(),
         Some(n) => n,

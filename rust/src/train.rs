@@ -450,13 +450,16 @@ impl Merger {
     }
 }
 
-/// Trains on `texts` in one call: the tokens as (bytes, id) and the merges.
+/// The tokens as (bytes, id) in id order, and the merges in the order learned.
+pub type Trained = (Vec<(Vec<u8>, Rank)>, Vec<MergeRule>);
+
+/// Trains on `texts` in one call.
 pub fn train<S: AsRef<str> + Sync>(
     texts: &[S],
     pattern: &str,
     vocab_size: usize,
     specials: &[String],
-) -> Result<(Vec<(Vec<u8>, Rank)>, Vec<MergeRule>)> {
+) -> Result<Trained> {
     check_vocab_size(vocab_size, specials.len())?;
     let mut counter = WordCounter::new(pattern, specials, 0)?;
     counter.add_texts(texts);
