@@ -23,9 +23,9 @@ from fastgpt import _core, corpus
 # rarest are dropped. 10M covers a few GB of varied text.
 DEFAULT_MAX_WORDS = 10_000_000
 # Text handed to Rust per call: large enough to keep all cores busy, small enough to stream.
-BATCH_CHARS = 8 << 20
+BATCH_CHARS = 2 << 20
 # Text files are cut into pieces of about this many characters, so a batch spreads over cores.
-CHUNK_CHARS = 256 << 10
+CHUNK_CHARS = 64 << 10
 # ...and cut anyway at this size when no safe place came (a pre-token may then be split).
 MAX_CHUNK_CHARS = 4 << 20
 
@@ -143,11 +143,24 @@ def batches(texts: Iterable[str]) -> Iterator[tuple[list[str], int]]:
         yield batch, size
 
 
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
 def _progress(enabled: bool, **kwargs):
+    # Bars only for a person watching: quiet (and tqdm not even imported) off a terminal.
+    if not (enabled and sys.stderr.isatty()):
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    # Bars only for a person watching: quiet when stderr is not a terminal.
-    return tqdm(disable=not (enabled and sys.stderr.isatty()), leave=False, **kwargs)
+    return tqdm(leave=False, **kwargs)
 
 
 def _fix_surrogates(text: str) -> str:

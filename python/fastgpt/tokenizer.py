@@ -21,11 +21,12 @@ import shutil
 import tempfile
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from fastgpt import _core, hf_format
+
+if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists never need it
+    import numpy as np
 
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
@@ -245,6 +246,8 @@ class Tokenizer:
             buffer = self._core.encode_to_bytes(text, allowed, allow_all)
         except UnicodeEncodeError:
             buffer = self._core.encode_to_bytes(_fix_surrogates(text), allowed, allow_all)
+        import numpy as np
+
         return np.frombuffer(buffer, dtype="<u4")
 
     def encode_batch(
@@ -319,7 +322,7 @@ class Tokenizer:
 
 
 def _as_ids(tokens: Sequence[int] | np.ndarray) -> list[int]:
-    if isinstance(tokens, np.ndarray):
+    if hasattr(tokens, "tolist"):  # a numpy array
         return tokens.tolist()
     return list(tokens)
 
