@@ -144,9 +144,27 @@ def test_file_runs_cut_where_no_piece_spans(tmp_path, monkeypatch, stdlib_sample
     text = "".join(stdlib_sample[:6]) + "\n\nProse.\r\nMore  \n  text\n" + prose_text()[:20000]
     path = tmp_path / "corpus.txt"
     path.write_text(text, encoding="utf-8", newline="")
-    runs = list(bpe_train.file_texts([path], "text", corpus.CorpusStats(), bpe_train.Budget(None, None)))
-    assert len(runs) > 20 and "".join(runs) == text
-    assert word_counts(runs, pattern) == word_counts([text], pattern)
+    expected = word_counts([text], pattern)
+    # Blocks (no limits) and lines (with a limit) take different paths.
+    for budget in (bpe_train.Budget(None, None), bpe_train.Budget(10**9, None)):
+        runs = list(bpe_train.file_texts([path], "text", corpus.CorpusStats(), budget))
+        assert len(runs) > 20 and "".join(runs) == text
+        assert word_counts(runs, pattern) == expected
+
+
+def test_runs_without_a_safe_place_are_cut_at_the_maximum(monkeypatch):
+    monkeypatch.setattr(bpe_train, "CHUNK_CHARS", 10)
+    monkeypatch.setattr(bpe_train, "MAX_CHUNK_CHARS", 40)
+    text = "  indented\n" * 20 + "word\nnext\n"
+    runs = []
+    gen = bpe_train.safe_runs(text)
+    try:
+        while True:
+            runs.append(next(gen))
+    except StopIteration as stop:
+        tail = stop.value
+    assert "".join(runs) + tail == text
+    assert all(len(r) <= 40 for r in runs) and len(runs) >= 5
 
 
 def hf_train(texts: list[str], pattern: str, vocab_size: int):

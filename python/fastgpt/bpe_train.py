@@ -82,10 +82,7 @@ class Budget:
 
 def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
     """The files' text: JSON lines give each record's field; text files give runs of whole
-    lines of about CHUNK_CHARS, newlines kept. A run is cut only before a line that starts
-    with an ASCII letter or digit after a line ending in a non-space character and a
-    newline: there the named split patterns always end a piece, so the cut changes no
-    pre-token (a run is cut anyway at MAX_CHUNK_CHARS)."""
+    lines of about CHUNK_CHARS, newlines kept, cut only at safe places (see `safe_runs`)."""
     for path in paths:
         if budget.spent:
             return
@@ -99,11 +96,18 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
                 yield doc
             continue
         stats.documents += 1
+        if budget.bytes_left is None and budget.lines_left is None:
+            # No limits: read in blocks, far cheaper than line by line.
+            tail = ""
+            for block in corpus.iter_blocks(path, stats, block_bytes=256 << 10):
+                tail = yield from safe_runs(tail + block)
+            if tail:
+                yield tail
+            continue
         lines: list[str] = []
         size = 0
-        previous_ends_clean = False
         for line in corpus.iter_lines(path, stats):
-            if size >= CHUNK_CHARS and (size >= MAX_CHUNK_CHARS or (previous_ends_clean and line[:1].isascii() and line[:1].isalnum())):
+            if size >= CHUNK_CHARS and (size >= MAX_CHUNK_CHARS or (lines[-1][-2:-1].strip() and _starts_word(line))):
                 yield "".join(lines)
                 lines, size = [], 0
             taken = budget.take(line, len(line.encode("utf-8")) if budget.bytes_left is not None else 0)
@@ -111,9 +115,41 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
                 break
             lines.append(taken)
             size += len(taken)
-            previous_ends_clean = len(line) >= 2 and line[-1] == "\n" and not line[-2].isspace()
         if lines:
             yield "".join(lines)
+
+
+def _starts_word(line: str) -> bool:
+    return line[:1].isascii() and line[:1].isalnum()
+
+
+def safe_runs(text: str):
+    """Yields runs of about CHUNK_CHARS from `text` and returns the rest (to be continued
+    by the next block). A run ends only at a newline that follows a non-space character
+    and precedes an ASCII letter or digit: the named split patterns always end a piece
+    there, so cutting changes no pre-token. Without such a place a run is cut anyway at
+    MAX_CHUNK_CHARS."""
+    start = 0
+    n = len(text)
+    while n - start > CHUNK_CHARS:
+        pos = start + CHUNK_CHARS
+        while True:
+            pos = text.find("\n", pos, n - 1)
+            if pos < 0 or pos - start > MAX_CHUNK_CHARS:
+                break
+            nxt = text[pos + 1]
+            if nxt.isascii() and nxt.isalnum() and not text[pos - 1].isspace():
+                break
+            pos += 1
+        if pos < 0:
+            if n - start <= MAX_CHUNK_CHARS:
+                break  # wait for more text
+            pos = start + MAX_CHUNK_CHARS - 1
+        elif pos - start > MAX_CHUNK_CHARS:
+            pos = start + MAX_CHUNK_CHARS - 1
+        yield text[start : pos + 1]
+        start = pos + 1
+    return text[start:]
 
 
 def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:

@@ -110,6 +110,29 @@ def iter_lines(path: Path, stats: CorpusStats) -> Iterator[str]:
         raise ValueError(f"{path}: cannot read: {exc}") from None
 
 
+def iter_blocks(path: Path, stats: CorpusStats, block_bytes: int = 8 << 20) -> Iterator[str]:
+    """The file's text in blocks of about `block_bytes`, each ending at a newline (but
+    the last): reading in blocks costs far less than line by line."""
+    stats.files += 1
+    rest = b""
+    try:
+        with open_binary(path) as f:
+            while chunk := f.read(block_bytes):
+                stats.bytes_read += len(chunk)
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    rest += chunk
+                    continue
+                yield _decode(rest + chunk[: cut + 1], stats)
+                rest = chunk[cut + 1 :]
+    except (EOFError, gzip.BadGzipFile, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    if rest:
+        yield _decode(rest, stats)
+
+
 def iter_documents(
     paths: Iterable[Path], doc_sep: DocSep = "line", text_field: str = "text", stats: CorpusStats | None = None
 ) -> Iterator[str]:
