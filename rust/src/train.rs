@@ -245,6 +245,9 @@ pub struct Merger {
     merges: Vec<MergeRule>,
     target_tokens: usize,
     finished: bool,
+    /// Buffers reused by every merge.
+    deltas: FxHashMap<u64, i64>,
+    new_pairs: Vec<(u64, u32)>,
 }
 
 impl Merger {
@@ -310,6 +313,8 @@ impl Merger {
             merges: Vec::new(),
             target_tokens: target_tokens.max(256),
             finished: false,
+            deltas: FxHashMap::default(),
+            new_pairs: Vec::new(),
         }
     }
 
@@ -390,8 +395,8 @@ impl Merger {
         let mut words = self.pair_words.remove(&key).unwrap_or_default();
         words.sort_unstable();
         words.dedup();
-        let mut deltas: FxHashMap<u64, i64> = FxHashMap::default();
-        let mut new_pairs: Vec<(u64, u32)> = Vec::new();
+        let mut deltas = std::mem::take(&mut self.deltas);
+        let mut new_pairs = std::mem::take(&mut self.new_pairs);
         for &w in &words {
             let start = self.starts[w as usize];
             let len = self.lens[w as usize] as usize;
@@ -425,8 +430,7 @@ impl Merger {
         // Every occurrence of the pair is gone (overlaps like `a a a` included).
         self.pair_counts.remove(&key);
         deltas.remove(&key);
-        let mut grown: Vec<u64> = Vec::new();
-        for (k, d) in deltas {
+        for (k, d) in deltas.drain() {
             if d == 0 {
                 continue;
             }
@@ -437,18 +441,18 @@ impl Merger {
             if *entry == 0 {
                 self.pair_counts.remove(&k);
             } else if d > 0 {
-                grown.push(k);
+                // Grown (new) pairs get a fresh heap entry; shrunk ones are refreshed on pop.
+                self.heap.push((*entry, Reverse(k)));
             }
         }
-        for k in grown {
-            self.heap.push((self.pair_counts[&k], Reverse(k)));
-        }
-        for (k, w) in new_pairs {
+        for (k, w) in new_pairs.drain(..) {
             let list = self.pair_words.entry(k).or_default();
             if list.last() != Some(&w) {
                 list.push(w);
             }
         }
+        self.deltas = deltas;
+        self.new_pairs = new_pairs;
         true
     }
 
