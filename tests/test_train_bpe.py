@@ -238,6 +238,17 @@ def test_matches_hugging_face_with_ties_where_the_ids_agree():
     assert ours == hf_train(texts, "cl100k", 256 + 300)
 
 
+def test_matches_rustbpe_on_real_text(stdlib_sample):
+    # rustbpe breaks ties like fastgpt (lowest pair of ids, bytes as ids 0-255), so the whole
+    # merge list agrees, ties included.
+    rustbpe = pytest.importorskip("rustbpe")
+    regex = Tokenizer.from_ranks({bytes([b]): b for b in range(256)}, "cl100k").pattern
+    theirs = rustbpe.Tokenizer()
+    theirs.train_from_iterator(iter(stdlib_sample), 256 + 400, pattern=regex)
+    ranks = dict(theirs.get_mergeable_ranks())
+    assert core_train(stdlib_sample, "cl100k", 256 + 400, 2)[0] == [bytes(t) for t in sorted(ranks, key=ranks.get)]
+
+
 def test_saved_tokenizer_encodes_like_tiktoken_and_tokenizers(tmp_path, stdlib_sample):
     tiktoken = pytest.importorskip("tiktoken")
     tokenizers = pytest.importorskip("tokenizers")
