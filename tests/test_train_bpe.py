@@ -118,6 +118,11 @@ def test_same_result_whatever_the_threads_and_batches(stdlib_sample):
     assert core_train(stdlib_sample, "o200k", 700, 2, batch=3) == one
     tok = Tokenizer.train(iter(stdlib_sample), 701, threads=2, progress=False)
     assert [tok.token_bytes(i) for i in range(700)] == one[0]
+    # One long text is cut into runs, with the same counts.
+    whole = "".join(stdlib_sample)
+    assert len(list(bpe_train.iterator_texts([whole], corpus.CorpusStats(), bpe_train.Budget(None, None)))) > 1
+    tok = Tokenizer.train(iter([whole]), 701, pattern="o200k", threads=2, progress=False)
+    assert [tok.token_bytes(i) for i in range(700)] == core_train([whole], "o200k", 700, 1)[0]
 
 
 def test_tie_rule_is_lowest_pair():

@@ -162,7 +162,13 @@ def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budg
             return
         stats.bytes_read += size
         stats.documents += 1
-        yield text
+        if len(text) > CHUNK_CHARS:
+            # A long text is cut at safe places too, so its pieces spread over the cores.
+            tail = yield from safe_runs(text)
+            if tail:
+                yield tail
+        else:
+            yield text
 
 
 def batches(texts: Iterable[str]) -> Iterator[tuple[list[str], int]]:
