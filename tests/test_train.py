@@ -201,7 +201,8 @@ def test_ddp_two_processes_match_one(corpus, tmp_path):
     """torchrun with 2 gloo ranks x batch 4 gives the losses of 1 process x batch 8."""
     common = ["--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin", "--eval_data", corpus / "eval.bin",
               "--out_dir", tmp_path, "--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32",
-              "--max_steps", "4", "--log_interval", "1", "--eval_interval", "4", "--eval_batches", "2", "--device", "cpu"]
+              "--max_steps", "4", "--log_interval", "1", "--eval_interval", "4", "--eval_batches", "2", "--device", "cpu",
+              "--warmup_steps", "1", "--learning_rate", "1e-2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(fastgpt.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastgpt", "train",

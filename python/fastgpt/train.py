@@ -455,10 +455,11 @@ def train(
                                  "model_config": model_cfg.to_dict(), "step": step, "val_loss": best_val},
                                 run_dir / "best.pt",
                             )
-                    bar.write(
-                        f"step {step}: val loss {val['val_loss']:.4f}, perplexity {val['val_ppl']:.2f}, "
-                        f"{val['val_bpb']:.4f} bits/byte"
-                    )
+                    if master:
+                        bar.write(
+                            f"step {step}: val loss {val['val_loss']:.4f}, perplexity {val['val_ppl']:.2f}, "
+                            f"{val['val_bpb']:.4f} bits/byte"
+                        )
                 if step % cfg.eval_interval == 0 and step < max_steps:
                     save_last(step)
                     plot()

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::pretokenize::Splitter;
 use crate::Rank;
+use rayon::prelude::*;
 use regex_automata::meta::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
@@ -297,15 +298,19 @@ impl Encoder {
     /// Encodes `text`, emitting the allowed special tokens where their text appears; the
     /// caller decides (in Python) whether other special tokens in the text are an error.
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Vec<Rank> {
+        let mut out = Vec::with_capacity(text.len() / 3);
+        self.encode_into(text, allowed, &mut out, &mut MergeCache::default());
+        out
+    }
+
+    fn encode_into<'t>(&self, text: &'t str, allowed: &Allowed, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
         let Some(special_regex) = self
             .special_regex
             .as_ref()
             .filter(|_| !matches!(allowed, Allowed::None))
         else {
-            return self.encode_ordinary(text);
+            return self.encode_ordinary_into(text, out, cache);
         };
-        let mut out = Vec::with_capacity(text.len() / 3);
-        let mut cache = MergeCache::default();
         let mut start = 0;
         let mut search_from = 0;
         while let Some(m) = special_regex.find(&text[search_from..]) {
@@ -317,7 +322,7 @@ impl Encoder {
                 Allowed::None => false,
             };
             if ok {
-                self.encode_ordinary_into(&text[start..s], &mut out, &mut cache);
+                self.encode_ordinary_into(&text[start..s], out, cache);
                 out.push(self.specials[found]);
                 start = e;
                 search_from = e;
@@ -325,8 +330,54 @@ impl Encoder {
                 search_from = s + text[s..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        self.encode_ordinary_into(&text[start..], &mut out, &mut cache);
-        out
+        self.encode_ordinary_into(&text[start..], out, cache);
+    }
+
+    /// Encodes many texts on the current rayon pool. Texts are handed out in runs that
+    /// share a merge cache, so many short documents cost little more than one long one.
+    pub fn encode_batch<T: AsRef<str> + Sync>(&self, texts: &[T], allowed: &Allowed) -> Vec<Vec<Rank>> {
+        texts
+            .par_iter()
+            .map_init(MergeCache::default, |cache, text| {
+                let mut out = Vec::with_capacity(text.as_ref().len() / 3);
+                self.encode_into(text.as_ref(), allowed, &mut out, cache);
+                out
+            })
+            .collect()
+    }
+
+    /// Encodes `texts` as ordinary text, in parallel, into one stream in order, with `eot`
+    /// after each text whose `ends` flag is set (a text may be part of a longer document).
+    pub fn encode_documents<T: AsRef<str> + Sync>(&self, texts: &[T], ends: &[bool], eot: Option<Rank>) -> Vec<Rank> {
+        const RUN: usize = 64;
+        let parts: Vec<Vec<Rank>> = texts
+            .par_chunks(RUN)
+            .zip(ends.par_chunks(RUN))
+            .map(|(texts, ends)| {
+                let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
+                let mut cache = MergeCache::default();
+                for (text, &end) in texts.iter().zip(ends) {
+                    self.encode_ordinary_into(text.as_ref(), &mut out, &mut cache);
+                    if let (true, Some(eot)) = (end, eot) {
+                        out.push(eot);
+                    }
+                }
+                out
+            })
+            .collect();
+        parts.concat()
+    }
+
+    /// Encodes each non-empty line of `block` (without its line ending) as a document,
+    /// followed by `eot`. Returns the ids and the number of documents.
+    pub fn encode_lines(&self, block: &str, eot: Option<Rank>) -> (Vec<Rank>, usize) {
+        let lines: Vec<&str> = block
+            .split('\n')
+            .map(|line| line.trim_end_matches(['\r', '\n']))
+            .filter(|line| !line.is_empty())
+            .collect();
+        let ends = vec![true; lines.len()];
+        (self.encode_documents(&lines, &ends, eot), lines.len())
     }
 
     /// The special tokens whose text occurs in `text` (for the caller's disallowed check).
@@ -548,6 +599,18 @@ mod tests {
         assert_eq!(enc.decode_bytes(&[256, 300]).unwrap(), b"ab<|eot|>");
         assert_eq!(enc.decode_bytes(&[299]), Err(Error::UnknownToken(299)));
         assert_eq!(enc.decode_bytes(&[1000]), Err(Error::UnknownToken(1000)));
+    }
+
+    #[test]
+    fn documents_and_lines() {
+        let enc = tiny();
+        let texts = ["ab", "c", "abc"];
+        assert_eq!(
+            enc.encode_documents(&texts, &[true, false, true], Some(300)),
+            vec![256, 300, 99, 257, 300]
+        );
+        let (ids, docs) = enc.encode_lines("ab\r\n\n\nc\n", Some(300));
+        assert_eq!((ids, docs), (vec![256, 300, 99, 300], 2));
     }
 
     #[test]

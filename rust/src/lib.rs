@@ -1,6 +1,7 @@
 //! fastgpt's Rust core: byte-level BPE encoding and training and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
+pub mod binfile;
 pub mod encode;
 pub mod error;
 pub mod pretokenize;

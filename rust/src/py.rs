@@ -1,6 +1,7 @@
 //! The Python bindings (module `fastgpt._core`): the only file that knows PyO3.
 //! Heavy calls release the GIL; every error becomes a Python exception.
 
+use crate::binfile::BinWriter;
 use crate::encode::{Allowed, Encoder};
 use crate::error::Error;
 use crate::train::{Merger, WordCounter};
@@ -8,7 +9,6 @@ use crate::{pretokenize, vocab, with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
 fn to_py(err: Error) -> PyErr {
@@ -146,11 +146,7 @@ impl PyEncoder {
         num_threads: Option<usize>,
     ) -> Vec<Vec<Rank>> {
         let allowed = allowed(allow_all, &allowed_special);
-        py.detach(|| {
-            with_threads(num_threads, || {
-                texts.par_iter().map(|t| self.inner.encode(t, &allowed)).collect()
-            })
-        })
+        py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts, &allowed)))
     }
 
     /// The first special token whose text occurs in `text`, if any.
@@ -187,6 +183,99 @@ impl PyEncoder {
 
     fn is_rank_ordered(&self) -> bool {
         self.inner.is_rank_ordered()
+    }
+}
+
+/// Streams documents, encoded on all cores, into `.bin` files (see `binfile.rs`).
+#[pyclass(module = "fastgpt._core", name = "TokenWriter")]
+struct PyTokenWriter {
+    inner: Option<BinWriter>,
+}
+
+impl PyTokenWriter {
+    fn writer(&mut self) -> PyResult<&mut BinWriter> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the token writer is already finished"))
+    }
+}
+
+#[pymethods]
+impl PyTokenWriter {
+    #[new]
+    #[pyo3(signature = (path, vocab_size, eot_token=None, shard_tokens=None))]
+    fn new(
+        path: std::path::PathBuf,
+        vocab_size: u64,
+        eot_token: Option<Rank>,
+        shard_tokens: Option<u64>,
+    ) -> PyResult<Self> {
+        let inner = BinWriter::create(&path, vocab_size, eot_token, shard_tokens).map_err(to_py)?;
+        Ok(PyTokenWriter { inner: Some(inner) })
+    }
+
+    #[getter]
+    fn num_tokens(&self) -> u64 {
+        self.inner.as_ref().map_or(0, BinWriter::num_tokens)
+    }
+
+    /// Encodes `texts` (ordinary text: special tokens' strings are not special) on
+    /// `num_threads` threads and appends them in order, each followed by the end-of-text
+    /// id where `doc_ends` says a document ends. Returns the tokens written.
+    #[pyo3(signature = (encoder, texts, doc_ends, num_threads=None))]
+    fn write_texts(
+        &mut self,
+        py: Python<'_>,
+        encoder: &Bound<'_, PyEncoder>,
+        texts: Vec<String>,
+        doc_ends: Vec<bool>,
+        num_threads: Option<usize>,
+    ) -> PyResult<u64> {
+        if texts.len() != doc_ends.len() {
+            return Err(PyValueError::new_err("texts and doc_ends differ in length"));
+        }
+        let encoder = &encoder.get().inner;
+        let writer = self.writer()?;
+        py.detach(|| {
+            let ids = with_threads(num_threads, || {
+                encoder.encode_documents(&texts, &doc_ends, writer.eot())
+            });
+            writer.write(&ids).map(|()| ids.len() as u64)
+        })
+        .map_err(to_py)
+    }
+
+    /// Like `write_texts` with each non-empty line of `block` a document; returns
+    /// (tokens written, documents).
+    #[pyo3(signature = (encoder, block, num_threads=None))]
+    fn write_lines(
+        &mut self,
+        py: Python<'_>,
+        encoder: &Bound<'_, PyEncoder>,
+        block: &str,
+        num_threads: Option<usize>,
+    ) -> PyResult<(u64, usize)> {
+        let encoder = &encoder.get().inner;
+        let writer = self.writer()?;
+        py.detach(|| {
+            let (ids, docs) = with_threads(num_threads, || encoder.encode_lines(block, writer.eot()));
+            writer.write(&ids).map(|()| (ids.len() as u64, docs))
+        })
+        .map_err(to_py)
+    }
+
+    /// Completes the output; returns the paths written.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<Vec<std::path::PathBuf>> {
+        let writer = self
+            .inner
+            .take()
+            .ok_or_else(|| PyValueError::new_err("the token writer is already finished"))?;
+        py.detach(|| writer.finish()).map_err(to_py)
+    }
+
+    /// Drops the unfinished file (also what happens when the writer is garbage collected).
+    fn abort(&mut self) {
+        self.inner = None;
     }
 }
 
@@ -334,6 +423,7 @@ fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEncoder>()?;
+    m.add_class::<PyTokenWriter>()?;
     m.add_class::<PyTrainer>()?;
     m.add_function(wrap_pyfunction!(pattern_names, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;

@@ -85,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from dataclasses import fields
 
     from fastgpt.model import GPTConfig
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         detail = f"val loss {summary['val_loss']:.4f}, {summary['val_bpb']:.4f} bits/byte"
     else:
         detail = f"train loss {summary['loss']:.4f}"
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     state = "stopped" if summary["interrupted"] else "finished"
     print(f"{state} at step {summary['step']}/{summary['max_steps']}: {detail}; run saved in {summary['run_dir']}")
     return 0

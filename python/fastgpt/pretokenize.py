@@ -1,0 +1,309 @@
+"""Corpus → `.bin` token files, on all cores, in constant memory.
+
+    >>> from fastgpt import pretokenize
+    >>> pretokenize(["data/train.txt"], "artifacts/tokenizer", "data/train.bin")   # doctest: +SKIP
+    PretokenizeSummary(outputs=['data/train.bin'], documents=..., tokens=..., ...)
+
+Documents are read in Python (a background thread, so reading overlaps encoding) and
+encoded in Rust with the GIL released, in batches of about `batch_bytes`; memory stays
+bounded by a few batches whatever the corpus size. Each document is followed by the
+end-of-text token. Output is written under a temporary name and renamed when complete.
+
+Beyond one machine, `rank`/`world_size` (or Slurm's array variables) pick shard `rank`
+of the inputs, written to its own numbered output; a shard whose output exists complete is
+skipped, so a rerun after a crash resumes. `backend="ray"` runs every shard as a Ray task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from fastgpt import _core
+from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_blocks, iter_documents, iter_lines
+from fastgpt.tokenizer import Tokenizer
+
+BATCH_BYTES = 8 << 20
+# A whole-file document is cut into chunks of about this size at points where no piece of
+# the named patterns can cross: after "\n" preceded by a non-space and followed by a letter.
+CHUNK_BYTES = 1 << 20
+
+
+@dataclasses.dataclass
+class PretokenizeSummary:
+    outputs: list[str]
+    files: int
+    documents: int
+    bytes: int
+    tokens: int
+    seconds: float
+    invalid_utf8: int = 0
+    skipped: bool = False
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / max(self.seconds, 1e-9) / 1e6
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def default_output(path: Path, fmt: str = "bin") -> Path:
+    """`data/train.txt.gz` → `data/train.bin`."""
+    name = path.name
+    for suffix in COMPRESSED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return path.with_name(Path(name).stem + f".{fmt}")
+
+
+def shard_output(output: Path, rank: int, world_size: int) -> Path:
+    """`train.bin` → `train.00003-of-00008.bin`."""
+    return output.with_name(f"{output.stem}.{rank:05d}-of-{world_size:05d}{output.suffix}")
+
+
+def slurm_shard() -> tuple[int, int] | None:
+    """(rank, world_size) from a Slurm job array, if this process is one of its tasks."""
+    task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
+    if task is None or count is None:
+        return None
+    first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+    return int(task) - first, int(count)
+
+
+def pretokenize(
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    tokenizer: Tokenizer | str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    format: str = "bin",
+    doc_sep: str = "line",
+    text_field: str = "text",
+    threads: int | None = None,
+    shard_tokens: int | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    backend: str = "local",
+    progress: bool = True,
+    batch_bytes: int = BATCH_BYTES,
+) -> PretokenizeSummary | list[PretokenizeSummary]:
+    """Encodes `inputs` (files, globs, directories of .txt/.jsonl, optionally .gz/.zst)
+    into `output` (default: the first input with a `.bin` suffix). Returns a summary, or
+    one per shard with `backend="ray"`."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths = expand_inputs(inputs)
+    if format not in ("bin", "pt"):
+        raise ValueError(f"format must be 'bin' or 'pt', got {format!r}")
+    if doc_sep not in DOC_SEPS:
+        raise ValueError(f"doc_sep must be one of {', '.join(DOC_SEPS)}, got {doc_sep!r}")
+    if shard_tokens is not None and (shard_tokens < 1 or format != "bin"):
+        raise ValueError(f"shard_tokens must be a positive count and needs format='bin', got {shard_tokens}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    output = Path(output) if output is not None else default_output(paths[0], format)
+    if any(output.resolve() == p.resolve() for p in paths):
+        raise ValueError(f"{output}: the output would overwrite an input")
+    tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
+    tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
+    options = dict(format=format, doc_sep=doc_sep, text_field=text_field, threads=threads, shard_tokens=shard_tokens, batch_bytes=batch_bytes)
+
+    if backend == "ray":
+        if tokenizer_dir is None:
+            raise ValueError("backend='ray' needs the tokenizer as a path, so workers can load it")
+        world_size = world_size or len(paths)
+        return _run_ray(paths, str(tokenizer_dir), output, world_size, options)
+    if backend != "local":
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if rank is None and world_size is None and (slurm := slurm_shard()):
+        rank, world_size = slurm
+    if world_size is not None or rank is not None:
+        rank, world_size = rank or 0, world_size or 1
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
+        paths, output = paths[rank::world_size], shard_output(output, rank, world_size)
+        if _complete(output, shard_tokens):
+            return PretokenizeSummary([str(output)], 0, 0, 0, 0, 0.0, skipped=True)
+        if not paths:
+            raise ValueError(f"shard {rank} of {world_size} has no input files (only {len(paths)} inputs)")
+    return _pretokenize(paths, tok, output, progress=progress, **options)
+
+
+def _complete(output: Path, shard_tokens: int | None) -> bool:
+    """Whether a shard's output already exists whole (written files are renamed only when complete)."""
+    from fastgpt.data import read_header
+
+    first = output if shard_tokens is None else output.with_name(f"{output.stem}_000000{output.suffix}")
+    try:
+        read_header(first)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_field, threads, shard_tokens, batch_bytes, progress) -> PretokenizeSummary:
+    from tqdm import tqdm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stats = CorpusStats()
+    compressed = any(p.name.endswith(COMPRESSED_SUFFIXES) for p in paths)
+    total = None if compressed else sum(p.stat().st_size for p in paths)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"pretokenize → {output.name}", disable=not progress or not sys.stderr.isatty())
+    start = time.perf_counter()
+    chunks: list = []
+    if format == "bin":
+        sink = _core.TokenWriter(str(output), tok.n_vocab, tok.eot_token, shard_tokens)
+    try:
+        for item in _prefetch(_batches(paths, tok, doc_sep, text_field, stats, batch_bytes)):
+            if isinstance(item, str) and format == "bin":
+                stats.documents += sink.write_lines(tok._core, item, threads)[1]
+            else:
+                texts, ends = _lines_as_documents(item, stats) if isinstance(item, str) else item
+                if format == "bin":
+                    sink.write_texts(tok._core, texts, ends, threads)
+                else:
+                    chunks.extend(_encode_pt(tok, texts, ends, threads))
+            bar.update(stats.bytes_read - bar.n)
+            elapsed = time.perf_counter() - start
+            written = sink.num_tokens if format == "bin" else sum(len(c) for c in chunks)
+            bar.set_postfix_str(f"{written / max(elapsed, 1e-9) / 1e6:.2f}M tok/s")
+        if format == "bin":
+            tokens = sink.num_tokens
+            outputs = [str(p) for p in sink.finish()]
+        else:
+            tokens, outputs = _save_pt(chunks, output), [str(output)]
+    except BaseException:
+        if format == "bin":
+            sink.abort()
+        raise
+    finally:
+        bar.close()
+    if stats.invalid_utf8:
+        print(f"fastgpt: warning: replaced {stats.invalid_utf8} invalid UTF-8 sequences with U+FFFD", file=sys.stderr)
+    return PretokenizeSummary(outputs, stats.files, stats.documents, stats.bytes_read, tokens, time.perf_counter() - start, stats.invalid_utf8)
+
+
+def _batches(paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int) -> Iterator[str | tuple[list[str], list[bool]]]:
+    """Work items: a text block whose non-empty lines are the documents (the fast path
+    for one document per line), or (texts, ends) where `ends[i]` says whether a document
+    ends after `texts[i]`."""
+    for path in paths:
+        if is_jsonl(path) or doc_sep == "blank":
+            for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
+                yield batch, [True] * len(batch)
+        elif doc_sep == "line":
+            yield from iter_blocks(path, stats, batch_bytes)
+        else:
+            texts: list[str] = []
+            ends: list[bool] = []
+            for chunk, end in _file_chunks(path, stats, chunkable=tok.pattern_name is not None):
+                texts.append(chunk)
+                ends.append(end)
+                if sum(map(len, texts)) >= batch_bytes:
+                    yield texts, ends
+                    texts, ends = [], []
+            if texts:
+                yield texts, ends
+
+
+def _lines_as_documents(block: str, stats: CorpusStats) -> tuple[list[str], list[bool]]:
+    """What `write_lines` does in Rust, for the `.pt` path: each non-empty line a document."""
+    texts = [doc for line in block.split("\n") if (doc := line.rstrip("\r\n"))]
+    stats.documents += len(texts)
+    return texts, [True] * len(texts)
+
+
+def _file_chunks(path: Path, stats: CorpusStats, chunkable: bool) -> Iterator[tuple[str, bool]]:
+    """A whole file as one document, in chunks cut where no split piece can cross.
+    An empty file is no document."""
+    parts: list[str] = []
+    size = 0
+    previous = ""
+    for line in iter_lines(path, stats):
+        safe = chunkable and size >= CHUNK_BYTES and line[:1].isascii() and line[:1].isalpha()
+        if safe and len(previous) >= 2 and previous.endswith("\n") and not previous[-2].isspace():
+            yield "".join(parts), False
+            parts, size = [], 0
+        parts.append(line)
+        size += len(line)
+        previous = line
+    if previous:
+        stats.documents += 1
+        yield "".join(parts), True
+
+
+def _prefetch(batches: Iterator, depth: int = 2) -> Iterator:
+    """Runs `batches` in a background thread, `depth` ahead, so reading overlaps encoding."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in batches:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="fastgpt-reader")
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def _encode_pt(tok: Tokenizer, texts: list[str], ends: list[bool], threads):
+    import numpy as np
+
+    eot = [] if tok.eot_token is None else [tok.eot_token]
+    for ids, end in zip(tok.encode_ordinary_batch(texts, num_threads=threads), ends):
+        yield np.asarray(ids + eot if end else ids, dtype=np.int64)
+
+
+def _save_pt(chunks, output: Path) -> int:
+    """Writes a 1-D int64 torch tensor (for small legacy uses), atomically."""
+    import numpy as np
+    import torch
+
+    tokens = torch.from_numpy(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(tokens, tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return int(tokens.numel())
+
+
+def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> list[PretokenizeSummary]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("backend='ray' needs Ray: pip install 'fastgpt[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    task = ray.remote(_ray_shard)
+    refs = [task.remote([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options) for r in range(world_size)]
+    return ray.get(refs)
+
+
+def _ray_shard(paths: list[str], tokenizer_dir: str, output: str, rank: int, world_size: int, options: dict) -> PretokenizeSummary:
+    return pretokenize(paths, tokenizer_dir, output, rank=rank, world_size=world_size, progress=False, **options)

@@ -1,0 +1,151 @@
+"""Corpus → .bin: exact tokens, document separators, shards, resumable ranks, Ray, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import importlib
+from fastgpt import Tokenizer, pretokenize
+from fastgpt.data import TokenFile, read_header
+
+# The module, not the function `fastgpt.pretokenize` that shadows it as a package attribute.
+pretok = importlib.import_module("fastgpt.pretokenize")
+
+
+def expected_tokens(tok: Tokenizer, docs: list[str]) -> list[int]:
+    return [i for doc in docs for i in [*tok.encode_ordinary(doc), tok.eot_token]]
+
+
+@pytest.fixture(scope="module")
+def tok_dir(cl100k, tmp_path_factory):
+    return cl100k.save(tmp_path_factory.mktemp("tok") / "cl100k")
+
+
+def test_lines_become_documents(cl100k, tok_dir, tmp_path, stdlib_texts):
+    docs = [line for text in stdlib_texts[:20] for line in text.splitlines() if line]
+    (tmp_path / "train.txt").write_text("\n".join(docs) + "\n\n")
+    summary = pretokenize([tmp_path / "train.txt"], tok_dir, progress=False)
+    assert summary.outputs == [str(tmp_path / "train.bin")]
+    tf = TokenFile(tmp_path / "train.bin")
+    assert tf[:].tolist() == expected_tokens(cl100k, docs)
+    assert (tf.dtype.name, tf.vocab_size, tf.eot_token) == ("uint32", cl100k.n_vocab, cl100k.eot_token)
+    assert summary.documents == len(docs) and summary.tokens == len(tf)
+    assert list(tmp_path.iterdir()) and not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("pattern", ["cl100k", "o200k", "gpt2"])
+def test_whole_file_documents_are_cut_only_where_it_is_safe(cl100k_reference, tmp_path, stdlib_texts, monkeypatch, pattern):
+    """doc_sep=none streams a file in chunks; the ids equal encoding the file at once."""
+    tok = Tokenizer.from_ranks(cl100k_reference._mergeable_ranks, pattern=pattern, special_tokens={"<|endoftext|>": 100257})
+    monkeypatch.setattr(pretok, "CHUNK_BYTES", 2000)
+    text = "".join(stdlib_texts[:40])
+    (tmp_path / "book.txt").write_text(text)
+    summary = pretokenize(tmp_path / "book.txt", tok, tmp_path / "book.bin", doc_sep="none", batch_bytes=20_000, progress=False)
+    assert summary.documents == 1
+    assert TokenFile(tmp_path / "book.bin")[:].tolist() == expected_tokens(tok, [text])
+
+
+def test_blank_jsonl_and_compressed_inputs(cl100k, tok_dir, tmp_path):
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(b"para one\nstill one\n\npara two\n"))
+    (tmp_path / "b.jsonl").write_text(json.dumps({"body": "json doc"}) + "\n")
+    pretokenize([tmp_path / "a.txt.gz"], tok_dir, tmp_path / "a.bin", doc_sep="blank", progress=False)
+    assert TokenFile(tmp_path / "a.bin")[:].tolist() == expected_tokens(cl100k, ["para one\nstill one", "para two"])
+    pretokenize([tmp_path / "b.jsonl"], tok_dir, tmp_path / "b.bin", text_field="body", progress=False)
+    assert TokenFile(tmp_path / "b.bin")[:].tolist() == expected_tokens(cl100k, ["json doc"])
+
+
+def test_small_vocabularies_write_uint16_and_threads_do_not_change_output(byte_tokenizer, tmp_path, stdlib_texts):
+    (tmp_path / "x.txt").write_text("\n".join(stdlib_texts[1][:50_000].splitlines()))
+    one = pretokenize(tmp_path / "x.txt", byte_tokenizer, tmp_path / "one.bin", threads=1, batch_bytes=5000, progress=False)
+    two = pretokenize(tmp_path / "x.txt", byte_tokenizer, tmp_path / "two.bin", threads=2, batch_bytes=5000, progress=False)
+    assert one.tokens == two.tokens
+    assert (tmp_path / "one.bin").read_bytes() == (tmp_path / "two.bin").read_bytes()
+    assert read_header(tmp_path / "one.bin").dtype.name == "uint16"
+
+
+def test_shards_have_exact_sizes(cl100k, tok_dir, tmp_path, stdlib_texts):
+    (tmp_path / "c.txt").write_text("".join(stdlib_texts[:10]))
+    whole = pretokenize(tmp_path / "c.txt", tok_dir, tmp_path / "whole.bin", progress=False)
+    sharded = pretokenize(tmp_path / "c.txt", tok_dir, tmp_path / "s.bin", shard_tokens=1000, progress=False)
+    files = [TokenFile(p) for p in sharded.outputs]
+    assert [p.split("/")[-1] for p in sharded.outputs][:2] == ["s_000000.bin", "s_000001.bin"]
+    assert all(len(f) == 1000 for f in files[:-1]) and 0 < len(files[-1]) <= 1000
+    assert np.concatenate([f[:] for f in files]).tolist() == TokenFile(whole.outputs[0])[:].tolist()
+
+
+def test_ranks_split_inputs_and_skip_finished_shards(tok_dir, tmp_path, monkeypatch):
+    for i in range(5):
+        (tmp_path / f"in{i}.txt").write_text(f"document {i}\n")
+    inputs = [str(tmp_path / "in*.txt")]
+    out = tmp_path / "out" / "train.bin"
+    first = pretokenize(inputs, tok_dir, out, rank=1, world_size=2, progress=False)
+    assert first.outputs == [str(tmp_path / "out" / "train.00001-of-00002.bin")] and first.files == 2
+    again = pretokenize(inputs, tok_dir, out, rank=1, world_size=2, progress=False)
+    assert again.skipped
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    slurm = pretokenize(inputs, tok_dir, out, progress=False)
+    assert slurm.outputs == [str(tmp_path / "out" / "train.00000-of-00002.bin")] and slurm.files == 3
+    with pytest.raises(ValueError, match="rank must be in"):
+        pretokenize(inputs, tok_dir, out, rank=2, world_size=2, progress=False)
+
+
+def test_ray_backend_equals_local(tok_dir, tmp_path):
+    ray = pytest.importorskip("ray")
+    for i in range(3):
+        (tmp_path / f"in{i}.txt").write_text(f"ray document {i}\nsecond line {i}\n")
+    inputs = [str(tmp_path / "in*.txt")]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = pretokenize(inputs, str(tok_dir), tmp_path / "ray" / "t.bin", backend="ray", world_size=2, progress=False)
+    finally:
+        ray.shutdown()
+    for r in range(2):
+        local = pretokenize(inputs, tok_dir, tmp_path / "local" / "t.bin", rank=r, world_size=2, progress=False)
+        assert (tmp_path / "ray" / f"t.0000{r}-of-00002.bin").read_bytes() == open(local.outputs[0], "rb").read()
+    assert sorted(s.outputs[0].split("/")[-1] for s in remote) == ["t.00000-of-00002.bin", "t.00001-of-00002.bin"]
+
+
+def test_pt_format(cl100k, tok_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    (tmp_path / "p.txt").write_text("one\ntwo\n")
+    pretokenize(tmp_path / "p.txt", tok_dir, format="pt", progress=False)
+    assert torch.load(tmp_path / "p.pt").tolist() == expected_tokens(cl100k, ["one", "two"])
+
+
+def test_bad_input_leaves_no_output(tok_dir, tmp_path):
+    (tmp_path / "good.txt").write_text("fine\n" * 1000)
+    (tmp_path / "z.jsonl").write_text('{"text": "ok"}\n{oops\n')
+    with pytest.raises(ValueError, match="z.jsonl, line 2: not valid JSON"):
+        pretokenize([tmp_path / "good.txt", tmp_path / "z.jsonl"], tok_dir, tmp_path / "out.bin", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.txt", "z.jsonl"]
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        pretokenize(tmp_path / "missing.txt", tok_dir, progress=False)
+    with pytest.raises(ValueError, match="overwrite an input"):
+        pretokenize(tmp_path / "good.txt", tok_dir, tmp_path / "good.txt", progress=False)
+    with pytest.raises(ValueError, match="doc_sep"):
+        pretokenize(tmp_path / "good.txt", tok_dir, doc_sep="page", progress=False)
+
+
+def fastgpt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastgpt", *args], capture_output=True, text=True)
+
+
+def test_cli_file_and_info(cl100k, tok_dir, tmp_path):
+    (tmp_path / "train.txt").write_text("hello world\nsecond doc\n")
+    run = fastgpt("pretokenize", "file", str(tmp_path / "train.txt"), "--tokenizer", str(tok_dir))
+    assert run.returncode == 0, run.stderr
+    assert "train.bin" in run.stdout and "2 documents" in run.stdout
+    info = fastgpt("pretokenize", "info", str(tmp_path / "train.bin"), "--tokenizer", str(tok_dir))
+    assert info.returncode == 0, info.stderr
+    for text in ["uint32", "tokens: 6", "documents: 2", f"vocab_size: {cl100k.n_vocab}", "hello world<|endoftext|>"]:
+        assert text in info.stdout
+    (tmp_path / "bad.bin").write_bytes(b"\x00" * 2000)
+    bad = fastgpt("pretokenize", "info", str(tmp_path / "bad.bin"))
+    assert bad.returncode == 1 and "not a .bin token file" in bad.stderr and "Traceback" not in bad.stderr
