@@ -21,11 +21,12 @@ import shutil
 import tempfile
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from fastgpt import _core, hf_format
+
+if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists never need it
+    import numpy as np
 
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
@@ -63,6 +64,53 @@ class Tokenizer:
     def from_ranks(cls, ranks: dict[bytes, int], pattern: str = "cl100k", special_tokens: dict[str, int] | None = None) -> Tokenizer:
         """tiktoken's model from a {token bytes: rank} dict; `pattern` is a name or a regex."""
         return cls(_core.CoreBPE.from_ranks(list(ranks.items()), pattern, _specials(special_tokens)))
+
+    @classmethod
+    def train(
+        cls,
+        data: str | os.PathLike | Sequence[str | os.PathLike] | Iterable[str],
+        vocab_size: int,
+        pattern: str = "cl100k",
+        special_tokens: Sequence[str] = (ENDOFTEXT,),
+        *,
+        max_bytes: int | None = None,
+        max_lines: int | None = None,
+        text_field: str = "text",
+        threads: int | None = None,
+        max_words: int | None = None,
+        progress: bool = True,
+    ) -> Tokenizer:
+        """Trains a byte-level BPE tokenizer of `vocab_size` tokens (special tokens included).
+
+        `data` is files (a path, glob or directory, or a list of them: .txt, .jsonl with
+        `text_field`, also .gz/.zst) or any other iterable of texts, e.g. `iter(list_of_str)`.
+        The corpus streams through in batches, counted on `threads` cores (all by default);
+        `max_bytes` / `max_lines` bound the sample read; at most `max_words` distinct
+        pre-tokens are kept (the rarest are dropped past it, with a warning). Ids 0-255 are
+        the bytes, then one per merge, then `special_tokens`. Ties between pairs of equal
+        count go to the lowest (left id, right id), so a corpus always gives the same result.
+
+            >>> tok = Tokenizer.train(iter(["low lower lowest"] * 50), 264, pattern="gpt2", progress=False)
+            >>> tok.encode(" lowest"), tok.n_vocab
+            ([262], 264)
+        """
+        from fastgpt import bpe_train
+
+        ranks, specials, stats = bpe_train.train(
+            data,
+            vocab_size,
+            pattern,
+            special_tokens,
+            max_bytes,
+            max_lines,
+            text_field,
+            threads,
+            bpe_train.DEFAULT_MAX_WORDS if max_words is None else max_words,
+            progress,
+        )
+        tok = cls.from_ranks(ranks, pattern, specials)
+        tok.train_stats = stats
+        return tok
 
     @classmethod
     def from_tiktoken(cls, path: str | os.PathLike, pattern: str | None = None, special_tokens: dict[str, int] | None = None) -> Tokenizer:
@@ -198,6 +246,8 @@ class Tokenizer:
             buffer = self._core.encode_to_bytes(text, allowed, allow_all)
         except UnicodeEncodeError:
             buffer = self._core.encode_to_bytes(_fix_surrogates(text), allowed, allow_all)
+        import numpy as np
+
         return np.frombuffer(buffer, dtype="<u4")
 
     def encode_batch(
@@ -272,7 +322,7 @@ class Tokenizer:
 
 
 def _as_ids(tokens: Sequence[int] | np.ndarray) -> list[int]:
-    if isinstance(tokens, np.ndarray):
+    if hasattr(tokens, "tolist"):  # a numpy array
         return tokens.tolist()
     return list(tokens)
 

@@ -1,4 +1,4 @@
-//! fastgpt's Rust core: byte-level BPE encoding (and soon training) and the file formats
+//! fastgpt's Rust core: byte-level BPE encoding and training and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
 mod backtrack;
@@ -7,6 +7,7 @@ pub mod encode;
 pub mod error;
 pub mod pretokenize;
 mod scan;
+pub mod train;
 pub mod vocab;
 
 #[cfg(feature = "python")]
@@ -15,6 +16,7 @@ mod py;
 pub use encode::{Allowed, Encoder};
 pub use error::{Error, Result};
 pub use pretokenize::Splitter;
+pub use train::{Merger, WordCounter};
 
 /// A token id. In tiktoken's vocabularies it is also the merge rank.
 pub type Rank = u32;

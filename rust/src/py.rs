@@ -4,6 +4,7 @@
 use crate::binfile::BinWriter;
 use crate::encode::{Allowed, Encoder};
 use crate::error::Error;
+use crate::train::{Merger, WordCounter};
 use crate::{pretokenize, vocab, with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -278,6 +279,134 @@ impl PyTokenWriter {
     }
 }
 
+/// BPE training in two phases: `add_texts` counts batches of text (streamed by the caller),
+/// then `start_merging` and repeated `merge` calls learn the merges, so Python can show
+/// progress between calls. Every heavy call releases the GIL and runs on `threads` threads.
+#[pyclass(module = "fastgpt._core", name = "BpeTrainer")]
+struct PyTrainer {
+    counter: Option<WordCounter>,
+    merger: Option<Merger>,
+    threads: Option<usize>,
+}
+
+impl PyTrainer {
+    fn counter(&mut self) -> PyResult<&mut WordCounter> {
+        self.counter
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("this trainer has started merging; it takes no more text"))
+    }
+
+    fn merger(&self) -> PyResult<&Merger> {
+        self.merger
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("call start_merging first"))
+    }
+}
+
+#[pymethods]
+impl PyTrainer {
+    #[new]
+    #[pyo3(signature = (pattern, special_tokens=Vec::new(), max_words=0, threads=None))]
+    fn new(pattern: &str, special_tokens: Vec<String>, max_words: usize, threads: Option<usize>) -> PyResult<Self> {
+        let counter = WordCounter::new(pattern, &special_tokens, max_words).map_err(to_py)?;
+        Ok(PyTrainer {
+            counter: Some(counter),
+            merger: None,
+            threads,
+        })
+    }
+
+    /// Splits and counts a batch of texts on all threads.
+    fn add_texts(&mut self, py: Python<'_>, texts: Vec<String>) -> PyResult<()> {
+        let threads = self.threads;
+        let counter = self.counter()?;
+        py.detach(|| with_threads(threads, || counter.add_texts(&texts)));
+        Ok(())
+    }
+
+    /// Adds `count` occurrences of one word (counted elsewhere).
+    fn add_word(&mut self, word: &[u8], count: u64) -> PyResult<()> {
+        self.counter()?.add_word(word, count);
+        Ok(())
+    }
+
+    /// Distinct words held now.
+    #[getter]
+    fn n_words(&self) -> usize {
+        self.counter.as_ref().map_or(0, WordCounter::len)
+    }
+
+    /// Word occurrences counted (dropped ones included).
+    #[getter]
+    fn total_words(&self) -> u64 {
+        self.counter.as_ref().map_or(0, WordCounter::total_words)
+    }
+
+    /// (distinct words dropped by the max_words cap, their occurrences).
+    #[getter]
+    fn dropped(&self) -> (u64, u64) {
+        self.counter.as_ref().map_or((0, 0), WordCounter::dropped)
+    }
+
+    /// Ends counting and prepares merging towards `vocab_size` tokens, `n_specials` of them
+    /// special. Returns (distinct words dropped by the cap, their occurrences, the most
+    /// tokens left to learn).
+    fn start_merging(&mut self, py: Python<'_>, vocab_size: usize, n_specials: usize) -> PyResult<(u64, u64, usize)> {
+        crate::train::check_vocab_size(vocab_size, n_specials).map_err(to_py)?;
+        let mut counter = self
+            .counter
+            .take()
+            .ok_or_else(|| PyValueError::new_err("merging has already started"))?;
+        let threads = self.threads;
+        let (merger, (words, occurrences)) = py.detach(|| {
+            with_threads(threads, || {
+                counter.apply_cap();
+                let dropped = counter.dropped();
+                (counter.into_merger(vocab_size, n_specials), dropped)
+            })
+        });
+        let merger = merger.map_err(to_py)?;
+        let todo = merger.target_tokens() - merger.tokens().len();
+        self.merger = Some(merger);
+        Ok((words, occurrences, todo))
+    }
+
+    /// Learns up to `max_new_tokens` more tokens; returns how many were made (0: finished).
+    fn merge(&mut self, py: Python<'_>, max_new_tokens: usize) -> PyResult<usize> {
+        let merger = self
+            .merger
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("call start_merging first"))?;
+        Ok(py.detach(|| merger.step(max_new_tokens)))
+    }
+
+    #[getter]
+    fn finished(&self) -> bool {
+        self.merger.as_ref().is_some_and(Merger::is_finished)
+    }
+
+    /// The tokens learned so far as (bytes, id), in id order (ids are tiktoken ranks).
+    fn ranks<'py>(&self, py: Python<'py>) -> PyResult<Vec<(Bound<'py, PyBytes>, Rank)>> {
+        Ok(self
+            .merger()?
+            .tokens()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (PyBytes::new(py, t), i as Rank))
+            .collect())
+    }
+
+    /// The merges in the order learned, as (left id, right id, merged id).
+    fn merges(&self) -> PyResult<Vec<(Rank, Rank, Rank)>> {
+        Ok(self
+            .merger()?
+            .merges()
+            .iter()
+            .map(|m| (m.left, m.right, m.id))
+            .collect())
+    }
+}
+
 /// The names accepted for the standard split patterns.
 #[pyfunction]
 fn pattern_names() -> Vec<&'static str> {
@@ -295,6 +424,7 @@ fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEncoder>()?;
     m.add_class::<PyTokenWriter>()?;
+    m.add_class::<PyTrainer>()?;
     m.add_function(wrap_pyfunction!(pattern_names, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
     Ok(())
