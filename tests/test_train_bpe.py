@@ -145,7 +145,7 @@ def test_counts_past_two_to_the_thirty_one():
 @pytest.mark.parametrize("pattern", ["gpt2", "cl100k", "o200k"])
 def test_file_runs_cut_where_no_piece_spans(tmp_path, monkeypatch, stdlib_sample, pattern):
     monkeypatch.setattr(bpe_train, "CHUNK_CHARS", 500)
-    monkeypatch.setattr(bpe_train, "MAX_CHUNK_CHARS", 10**9)
+    monkeypatch.setattr(corpus, "MAX_CHUNK_CHARS", 10**9)
     text = "".join(stdlib_sample[:6]) + "\n\nProse.\r\nMore  \n  text\n" + prose_text()[:20000]
     path = tmp_path / "corpus.txt"
     path.write_text(text, encoding="utf-8", newline="")
@@ -158,11 +158,10 @@ def test_file_runs_cut_where_no_piece_spans(tmp_path, monkeypatch, stdlib_sample
 
 
 def test_runs_without_a_safe_place_are_cut_at_the_maximum(monkeypatch):
-    monkeypatch.setattr(bpe_train, "CHUNK_CHARS", 10)
-    monkeypatch.setattr(bpe_train, "MAX_CHUNK_CHARS", 40)
+    monkeypatch.setattr(corpus, "MAX_CHUNK_CHARS", 40)
     text = "  indented\n" * 20 + "word\nnext\n"
     runs = []
-    gen = bpe_train.safe_runs(text)
+    gen = corpus.safe_runs(text, 10)
     try:
         while True:
             runs.append(next(gen))

@@ -26,8 +26,6 @@ DEFAULT_MAX_WORDS = 10_000_000
 BATCH_CHARS = 2 << 20
 # Text files are cut into pieces of about this many characters, so a batch spreads over cores.
 CHUNK_CHARS = 64 << 10
-# ...and cut anyway at this size when no safe place came (a pre-token may then be split).
-MAX_CHUNK_CHARS = 4 << 20
 
 
 @dataclass
@@ -82,7 +80,7 @@ class Budget:
 
 def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
     """The files' text: JSON lines give each record's field; text files give runs of whole
-    lines of about CHUNK_CHARS, newlines kept, cut only at safe places (see `safe_runs`)."""
+    lines of about CHUNK_CHARS, newlines kept, cut only at safe places (see `corpus.safe_runs`)."""
     for path in paths:
         if budget.spent:
             return
@@ -100,14 +98,14 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
             # No limits: read in blocks, far cheaper than line by line.
             tail = ""
             for block in corpus.iter_blocks(path, stats, block_bytes=256 << 10):
-                tail = yield from safe_runs(tail + block)
+                tail = yield from corpus.safe_runs(tail + block, CHUNK_CHARS)
             if tail:
                 yield tail
             continue
         lines: list[str] = []
         size = 0
         for line in corpus.iter_lines(path, stats):
-            if size >= CHUNK_CHARS and (size >= MAX_CHUNK_CHARS or (lines[-1][-2:-1].strip() and _starts_word(line))):
+            if size >= CHUNK_CHARS and (size >= corpus.MAX_CHUNK_CHARS or (lines[-1][-2:-1].strip() and _starts_word(line))):
                 yield "".join(lines)
                 lines, size = [], 0
             taken = budget.take(line, len(line.encode("utf-8")) if budget.bytes_left is not None else 0)
@@ -123,35 +121,6 @@ def _starts_word(line: str) -> bool:
     return line[:1].isascii() and line[:1].isalnum()
 
 
-def safe_runs(text: str):
-    """Yields runs of about CHUNK_CHARS from `text` and returns the rest (to be continued
-    by the next block). A run ends only at a newline that follows a non-space character
-    and precedes an ASCII letter or digit: the named split patterns always end a piece
-    there, so cutting changes no pre-token. Without such a place a run is cut anyway at
-    MAX_CHUNK_CHARS."""
-    start = 0
-    n = len(text)
-    while n - start > CHUNK_CHARS:
-        pos = start + CHUNK_CHARS
-        while True:
-            pos = text.find("\n", pos, n - 1)
-            if pos < 0 or pos - start > MAX_CHUNK_CHARS:
-                break
-            nxt = text[pos + 1]
-            if nxt.isascii() and nxt.isalnum() and not text[pos - 1].isspace():
-                break
-            pos += 1
-        if pos < 0:
-            if n - start <= MAX_CHUNK_CHARS:
-                break  # wait for more text
-            pos = start + MAX_CHUNK_CHARS - 1
-        elif pos - start > MAX_CHUNK_CHARS:
-            pos = start + MAX_CHUNK_CHARS - 1
-        yield text[start : pos + 1]
-        start = pos + 1
-    return text[start:]
-
-
 def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
     for text in texts:
         if not isinstance(text, str):
@@ -164,25 +133,11 @@ def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budg
         stats.documents += 1
         if len(text) > CHUNK_CHARS:
             # A long text is cut at safe places too, so its pieces spread over the cores.
-            tail = yield from safe_runs(text)
+            tail = yield from corpus.safe_runs(text, CHUNK_CHARS)
             if tail:
                 yield tail
         else:
             yield text
-
-
-def batches(texts: Iterable[str]) -> Iterator[tuple[list[str], int]]:
-    """(texts, characters) groups of about BATCH_CHARS."""
-    batch: list[str] = []
-    size = 0
-    for text in texts:
-        batch.append(text)
-        size += len(text)
-        if size >= BATCH_CHARS:
-            yield batch, size
-            batch, size = [], 0
-    if batch:
-        yield batch, size
 
 
 class _NoBar:
@@ -203,10 +158,6 @@ def _progress(enabled: bool, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(leave=False, **kwargs)
-
-
-def _fix_surrogates(text: str) -> str:
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def train(
@@ -268,7 +219,7 @@ def train(
     with _progress(progress, total=total, unit="B", unit_scale=True, desc="reading") as bar, ThreadPoolExecutor(1) as pool:
         pending = None
         read = 0
-        for batch, _ in batches(texts):
+        for batch in corpus.batched(texts, BATCH_CHARS):
             if pending is not None:
                 pending.result()
             pending = pool.submit(_add_texts, trainer, batch)
@@ -314,4 +265,4 @@ def _add_texts(trainer, batch: list[str]) -> None:
         trainer.add_texts(batch)
     except UnicodeEncodeError:
         # Lone surrogates (only from a Python iterator) cannot be UTF-8: U+FFFD, as in encode.
-        trainer.add_texts([_fix_surrogates(t) for t in batch])
+        trainer.add_texts([corpus.fix_surrogates(t) for t in batch])

@@ -24,6 +24,8 @@ from typing import BinaryIO, Literal
 TEXT_SUFFIXES = (".txt", ".jsonl", ".json", ".text", ".md")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
 DocSep = Literal["line", "blank", "none"]
+# `safe_runs` cuts text anyway at this size when no safe place came (a pre-token may then be split).
+MAX_CHUNK_CHARS = 4 << 20
 DOC_SEPS = ("line", "blank", "none")
 
 
@@ -183,6 +185,40 @@ def _blank_separated(lines: Iterable[str]) -> Iterator[str]:
             block = []
     if block:
         yield "".join(block).rstrip("\r\n")
+
+
+def safe_runs(text: str, chunk_chars: int):
+    """Yields runs of about `chunk_chars` from `text` and returns the rest (to be continued
+    by the next block). A run ends only at a newline that follows a non-space character
+    and precedes an ASCII letter or digit: the named split patterns always end a piece
+    there, so cutting changes no pre-token. Without such a place a run is cut anyway at
+    MAX_CHUNK_CHARS."""
+    start = 0
+    n = len(text)
+    while n - start > chunk_chars:
+        pos = start + chunk_chars
+        while True:
+            pos = text.find("\n", pos, n - 1)
+            if pos < 0 or pos - start > MAX_CHUNK_CHARS:
+                break
+            nxt = text[pos + 1]
+            if nxt.isascii() and nxt.isalnum() and not text[pos - 1].isspace():
+                break
+            pos += 1
+        if pos < 0:
+            if n - start <= MAX_CHUNK_CHARS:
+                break  # wait for more text
+            pos = start + MAX_CHUNK_CHARS - 1
+        elif pos - start > MAX_CHUNK_CHARS:
+            pos = start + MAX_CHUNK_CHARS - 1
+        yield text[start : pos + 1]
+        start = pos + 1
+    return text[start:]
+
+
+def fix_surrogates(text: str) -> str:
+    """Lone surrogates cannot be UTF-8: like tiktoken, make each U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def batched(docs: Iterable[str], batch_bytes: int = 4 << 20) -> Iterator[list[str]]:

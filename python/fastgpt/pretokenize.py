@@ -26,12 +26,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fastgpt import _core
-from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_blocks, iter_documents, iter_lines
+from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_blocks, iter_documents, safe_runs
 from fastgpt.tokenizer import Tokenizer
 
 BATCH_BYTES = 8 << 20
-# A whole-file document is cut into chunks of about this size at points where no piece of
-# the named patterns can cross: after "\n" preceded by a non-space and followed by a letter.
+# A whole-file document is encoded in runs of about this size (see `_file_chunks`).
 CHUNK_BYTES = 1 << 20
 
 
@@ -220,22 +219,29 @@ def _lines_as_documents(block: str, stats: CorpusStats) -> tuple[list[str], list
 
 
 def _file_chunks(path: Path, stats: CorpusStats, chunkable: bool) -> Iterator[tuple[str, bool]]:
-    """A whole file as one document, in chunks cut where no split piece can cross.
-    An empty file is no document."""
-    parts: list[str] = []
-    size = 0
-    previous = ""
-    for line in iter_lines(path, stats):
-        safe = chunkable and size >= CHUNK_BYTES and line[:1].isascii() and line[:1].isalpha()
-        if safe and len(previous) >= 2 and previous.endswith("\n") and not previous[-2].isspace():
-            yield "".join(parts), False
-            parts, size = [], 0
-        parts.append(line)
-        size += len(line)
-        previous = line
-    if previous:
+    """A whole file as one document, as (text, is_last) runs. With a named pattern the
+    runs are cut where no piece can cross (`corpus.safe_runs`), so encoding them one by one
+    gives the ids of encoding the file at once; a custom pattern gets the file whole."""
+    tail, seen = "", False
+    for block in iter_blocks(path, stats, CHUNK_BYTES):
+        seen = True
+        if chunkable:
+            tail = yield from _not_last(safe_runs(tail + block, CHUNK_BYTES))
+        else:
+            tail += block
+    if seen:
         stats.documents += 1
-        yield "".join(parts), True
+        yield tail, True
+
+
+def _not_last(runs: Iterator[str]):
+    """(run, False) for each run of `runs`; returns what `runs` returns."""
+    while True:
+        try:
+            run = next(runs)
+        except StopIteration as stop:
+            return stop.value
+        yield run, False
 
 
 def _prefetch(batches: Iterator, depth: int = 2) -> Iterator:

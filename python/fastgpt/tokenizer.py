@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from fastgpt import _core, hf_format
+from fastgpt.corpus import fix_surrogates
 
 if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists never need it
     import numpy as np
@@ -228,7 +229,7 @@ class Tokenizer:
         try:
             return self._core.encode_ordinary(text)
         except UnicodeEncodeError:
-            return self._core.encode_ordinary(_fix_surrogates(text))
+            return self._core.encode_ordinary(fix_surrogates(text))
 
     def encode(self, text: str, *, allowed_special: AllowedSpecial = (), disallowed_special: DisallowedSpecial = "all") -> list[int]:
         """Encodes `text`. Special tokens' text is an error unless allowed (then it becomes
@@ -237,7 +238,7 @@ class Tokenizer:
         try:
             return self._core.encode(text, allowed, allow_all)
         except UnicodeEncodeError:
-            return self._core.encode(_fix_surrogates(text), allowed, allow_all)
+            return self._core.encode(fix_surrogates(text), allowed, allow_all)
 
     def encode_to_numpy(self, text: str, *, allowed_special: AllowedSpecial = (), disallowed_special: DisallowedSpecial = "all") -> np.ndarray:
         """`encode` straight into a uint32 numpy array, with no Python list in between."""
@@ -245,7 +246,7 @@ class Tokenizer:
         try:
             buffer = self._core.encode_to_bytes(text, allowed, allow_all)
         except UnicodeEncodeError:
-            buffer = self._core.encode_to_bytes(_fix_surrogates(text), allowed, allow_all)
+            buffer = self._core.encode_to_bytes(fix_surrogates(text), allowed, allow_all)
         import numpy as np
 
         return np.frombuffer(buffer, dtype="<u4")
@@ -272,7 +273,7 @@ class Tokenizer:
         try:
             return self._core.encode_batch(texts, allowed, allow_all, num_threads)
         except UnicodeEncodeError:
-            return self._core.encode_batch([_fix_surrogates(t) for t in texts], allowed, allow_all, num_threads)
+            return self._core.encode_batch([fix_surrogates(t) for t in texts], allowed, allow_all, num_threads)
 
     def _special_policy(self, allowed_special: AllowedSpecial, disallowed_special: DisallowedSpecial, texts: Iterable[str]) -> tuple[set[str] | None, bool]:
         """tiktoken's rules, in one place: returns what Rust may emit, after raising if a
@@ -302,7 +303,7 @@ class Tokenizer:
             try:
                 return self._core.find_special(text)
             except UnicodeEncodeError:
-                return self._core.find_special(_fix_surrogates(text))
+                return self._core.find_special(fix_surrogates(text))
         regex = self._disallowed_regex.get(disallowed)
         if regex is None:
             regex = re.compile("|".join(re.escape(s) for s in sorted(disallowed, key=len, reverse=True)))
@@ -329,11 +330,6 @@ def _as_ids(tokens: Sequence[int] | np.ndarray) -> list[int]:
 
 def _specials(special_tokens: dict[str, int] | None) -> list[tuple[str, int]]:
     return list((special_tokens or {}).items())
-
-
-def _fix_surrogates(text: str) -> str:
-    # Lone surrogates cannot be UTF-8; like tiktoken, encode them as U+FFFD.
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _read_meta(path: Path) -> dict:

@@ -114,6 +114,37 @@ fn lookahead_trim(s: &[u8], start: usize, end: usize) -> usize {
     }
 }
 
+/// `\p{N}{1,3}`: up to three digits; `None` if a non-ASCII byte (maybe a digit) could extend it.
+#[inline]
+fn digits(s: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    while i < start + 3 {
+        match at(s, i) {
+            Some(Class::Digit) => i += 1,
+            Some(Class::NonAscii) => return None,
+            _ => break,
+        }
+    }
+    Some(i)
+}
+
+/// ` ?[^\s\p{L}\p{N}]+` followed by a run of `trailing` bytes, from `start` whose next
+/// byte's class is `next`: `Some(Some(end))` where this branch matches, `Some(None)` where
+/// it does not, `None` to defer to the DFA.
+#[inline]
+fn punctuation(s: &[u8], start: usize, next: Option<Class>, trailing: fn(u8) -> bool) -> Option<Option<usize>> {
+    let body = if s[start] == b' ' && next == Some(Class::Other) {
+        start + 1
+    } else {
+        start
+    };
+    if class(s[body]) != Class::Other {
+        return Some(None);
+    }
+    let end = run(s, body, |k| k == Class::Other)?;
+    Some(Some(end + s[end..].iter().take_while(|&&b| trailing(b)).count()))
+}
+
 fn gpt2(s: &[u8], start: usize) -> Option<usize> {
     let c = class(s[start]);
     if s[start] == b'\'' {
@@ -155,17 +186,7 @@ fn cl100k(s: &[u8], start: usize) -> Option<usize> {
     match c {
         Class::NonAscii => None,
         Class::Upper | Class::Lower => run(s, start, |k| matches!(k, Class::Upper | Class::Lower)),
-        Class::Digit => {
-            let mut i = start;
-            while i < start + 3 {
-                match at(s, i) {
-                    Some(Class::Digit) => i += 1,
-                    Some(Class::NonAscii) => return None,
-                    _ => break,
-                }
-            }
-            Some(i)
-        }
+        Class::Digit => digits(s, start),
         Class::Space | Class::Other => {
             let next = at(s, start + 1);
             if next == Some(Class::NonAscii) {
@@ -177,14 +198,8 @@ fn cl100k(s: &[u8], start: usize) -> Option<usize> {
                 return run(s, start + 1, |k| matches!(k, Class::Upper | Class::Lower));
             }
             // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-            let body = if s[start] == b' ' && next == Some(Class::Other) {
-                start + 1
-            } else {
-                start
-            };
-            if class(s[body]) == Class::Other {
-                let end = run(s, body, |k| k == Class::Other)?;
-                return Some(end + s[end..].iter().take_while(|&&b| b == b'\r' || b == b'\n').count());
+            if let Some(end) = punctuation(s, start, next, |b| b == b'\r' || b == b'\n')? {
+                return Some(end);
             }
             // `\s++$ | \s*[\r\n] | \s+(?!\S) | \s`
             let (end, last_newline) = space_run(s, start)?;
@@ -203,17 +218,7 @@ fn o200k(s: &[u8], start: usize) -> Option<usize> {
     let c = class(s[start]);
     match c {
         Class::NonAscii => None,
-        Class::Digit => {
-            let mut i = start;
-            while i < start + 3 {
-                match at(s, i) {
-                    Some(Class::Digit) => i += 1,
-                    Some(Class::NonAscii) => return None,
-                    _ => break,
-                }
-            }
-            Some(i)
-        }
+        Class::Digit => digits(s, start),
         _ => {
             let next = at(s, start + 1);
             let newline = s[start] == b'\n' || s[start] == b'\r';
@@ -238,19 +243,8 @@ fn o200k(s: &[u8], start: usize) -> Option<usize> {
                 return None;
             }
             // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
-            let body = if s[start] == b' ' && next == Some(Class::Other) {
-                start + 1
-            } else {
-                start
-            };
-            if class(s[body]) == Class::Other {
-                let end = run(s, body, |k| k == Class::Other)?;
-                return Some(
-                    end + s[end..]
-                        .iter()
-                        .take_while(|&&b| matches!(b, b'\r' | b'\n' | b'/'))
-                        .count(),
-                );
+            if let Some(end) = punctuation(s, start, next, |b| matches!(b, b'\r' | b'\n' | b'/'))? {
+                return Some(end);
             }
             // `\s*[\r\n]+ | \s+(?!\S) | \s+`
             let (end, last_newline) = space_run(s, start)?;
