@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 import fastgpt  # noqa: E402
 from fastgpt import cli  # noqa: E402
-from fastgpt.data import write_tokens  # noqa: E402
+from fastgpt.data import TokenFile, write_tokens  # noqa: E402
 from fastgpt.model import GPTConfig  # noqa: E402
 from fastgpt.train import TrainConfig, lr_at, train  # noqa: E402
 
@@ -102,6 +102,18 @@ def test_resume_equals_uninterrupted_run(corpus, tmp_path):
     for ma, mb in zip(a, b):  # every train loss and eval loss, bit for bit
         assert ma.get("loss") == mb.get("loss") and ma.get("val_loss") == mb.get("val_loss")
     assert whole["val_loss"] == resumed["val_loss"]
+
+
+def test_budget_in_epochs_or_tokens(corpus, tmp_path):
+    def planned_steps(name, **budget):
+        config = TrainConfig(tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"),
+                             out_dir=str(tmp_path), experiment_name=name, batch_size=8, **budget)
+        # Stop after the first step: only the plan matters here.
+        return train(config, GPTConfig(**TINY_MODEL), on_step=lambda step, record: True)["max_steps"]
+
+    windows = (len(TokenFile(corpus / "train.bin")) - 1) // 32  # non-overlapping 32-token windows: one epoch
+    assert planned_steps("e", epochs=0.5) == math.ceil(0.5 * windows / 8)
+    assert planned_steps("t", max_tokens=1000) == math.ceil(1000 / (8 * 32))
 
 
 def test_lr_schedule():

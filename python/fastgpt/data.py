@@ -84,7 +84,7 @@ def read_header(path: str | os.PathLike) -> BinHeader:
         num_tokens = int(h[4].view("<u4")) | (int(h[5].view("<u4")) << 32)
         if int(h[2]) != (num_tokens if num_tokens < 2**31 else 0):
             raise ValueError(f"{path}: corrupt header: int32 count {int(h[2])} disagrees with 64-bit count {num_tokens}")
-        vocab_size, eot = int(h[6]), (None if int(h[7]) < 0 else int(h[7]))
+        vocab_size, eot = int(h[6].view("<u4")), (None if int(h[7]) < 0 else int(h[7]))
         if vocab_size <= 0 or vocab_size > np.iinfo(dtype).max + 1:
             raise ValueError(f"{path}: corrupt header: vocabulary size {vocab_size} does not fit {dtype.name}")
     else:
