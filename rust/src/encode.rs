@@ -53,11 +53,17 @@ pub enum Allowed<'a> {
 
 /// The merged ids of the pieces one call has already merged: text repeats its words, and
 /// a lookup is much cheaper than a merge. Lives for one call, keyed by slices of its text.
+/// It also keeps the ids of the short pieces seen so far: a text's few thousand common
+/// words then hit a small table in the CPU cache instead of the vocabulary's large one.
 #[derive(Default)]
 struct MergeCache<'t> {
     spans: FxHashMap<&'t [u8], (u32, u32)>,
     ids: Vec<Rank>,
+    hot: FxHashMap<u64, Rank>,
 }
+
+/// At most this many short pieces are kept in `MergeCache::hot` (a few hundred KB).
+const HOT_PIECES: usize = 1 << 15;
 
 /// A BPE vocabulary with its pre-tokenizer and special tokens.
 pub struct Encoder {
@@ -272,10 +278,16 @@ impl Encoder {
     fn encode_ordinary_into<'t>(&self, text: &'t str, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
+            let key = short_key(bytes);
+            if let Some(&id) = key.and_then(|k| cache.hot.get(&k)) {
+                return out.push(id);
+            }
             if self.direct_lookup {
                 if let Some(id) = self.token_id(bytes) {
-                    out.push(id);
-                    return;
+                    if let Some(k) = key.filter(|_| cache.hot.len() < HOT_PIECES) {
+                        cache.hot.insert(k, id);
+                    }
+                    return out.push(id);
                 }
             }
             if bytes.len() > SCAN_LIMIT {
