@@ -87,6 +87,11 @@ PEERS = ["fastgpt", "tiktoken", "tokenizers", "bpe-openai", "rs-bpe"]
 def test_encode_single_thread(benchmark, vocab, kind, peer):
     single, _ = encoder(peer, vocab)
     text = corpus(kind)
+    try:
+        single(text[:100_000])  # bpe-openai refuses inputs it deems too long
+        single(text)
+    except ValueError as exc:
+        pytest.skip(f"{peer} cannot encode this input: {exc}")
     benchmark.group = f"encode 1 thread: {vocab} {kind}"
     benchmark.extra_info["bytes"] = len(text.encode())
     ids = benchmark(single, text)
