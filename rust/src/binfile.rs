@@ -180,7 +180,7 @@ impl BinWriter {
                 .file_name()
                 .map_or_else(|| "tokens.bin".into(), |n| n.to_string_lossy().into_owned());
             let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-            let io = |e: std::io::Error| Error::Io(format!("{}: {e}", tmp.display()));
+            let io = |e: std::io::Error| Error::Io(format!("cannot write {}: {e}", path.display()));
             let mut file = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io)?);
             file.write_all(&[0u8; HEADER_BYTES]).map_err(io)?;
             self.current = Some(Shard {

@@ -143,8 +143,12 @@ impl Encoder {
             .chain(specials.iter().map(|(_, r)| *r))
             .max()
             .unwrap_or(0);
-        if max_id == u32::MAX {
-            return Err(Error::Invalid("token id 4294967295 is too large".into()));
+        // Ids index a table; a stray huge id must be an error, not a giant allocation.
+        let count = vocab.len() + specials.len();
+        if max_id as usize >= 2 * count + (1 << 16) {
+            return Err(Error::Invalid(format!(
+                "token id {max_id} is far beyond the {count} tokens given (ids must be dense)"
+            )));
         }
         let mut decoder: Vec<Option<Box<[u8]>>> = vec![None; max_id as usize + 1];
         let mut encoder = FxHashMap::default();
@@ -688,6 +692,13 @@ mod tests {
 
     #[test]
     fn invalid_vocabularies_are_errors() {
+        let mut sparse: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
+        sparse.push((b"ab".to_vec(), 4_000_000_000));
+        let err = Encoder::from_ranks(sparse, "gpt2", vec![]).err().unwrap().to_string();
+        assert!(
+            err.contains("token id 4000000000 is far beyond the 257 tokens"),
+            "{err}"
+        );
         let no_bytes = Encoder::from_ranks(vec![(b"a".to_vec(), 0)], "gpt2", vec![]);
         assert!(no_bytes.err().unwrap().to_string().contains("single byte 0x00"));
         let mut ranks: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
