@@ -8,6 +8,7 @@ use crate::train::{Merger, WordCounter};
 use crate::{pretokenize, vocab, with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyBytes;
 use rustc_hash::FxHashSet;
 
@@ -140,7 +141,7 @@ impl PyEncoder {
     fn encode_batch(
         &self,
         py: Python<'_>,
-        texts: Vec<String>,
+        texts: Vec<PyBackedStr>,
         allowed_special: Option<FxHashSet<String>>,
         allow_all: bool,
         num_threads: Option<usize>,
@@ -227,7 +228,7 @@ impl PyTokenWriter {
         &mut self,
         py: Python<'_>,
         encoder: &Bound<'_, PyEncoder>,
-        texts: Vec<String>,
+        texts: Vec<PyBackedStr>,
         doc_ends: Vec<bool>,
         num_threads: Option<usize>,
     ) -> PyResult<u64> {
