@@ -9,8 +9,9 @@ use crate::{pretokenize, vocab, with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyInt, PyList};
 use rustc_hash::FxHashSet;
+use std::sync::OnceLock;
 
 fn to_py(err: Error) -> PyErr {
     match err {
@@ -32,6 +33,27 @@ fn allowed(all: bool, some: &Option<FxHashSet<String>>) -> Allowed<'_> {
 #[pyclass(frozen, module = "fastgpt._core", name = "CoreBPE")]
 struct PyEncoder {
     inner: Encoder,
+    /// A Python int for every id, made on first use: a list of ids is then built by taking
+    /// references, several times cheaper than allocating an int per token.
+    ints: OnceLock<Vec<Py<PyInt>>>,
+}
+
+impl PyEncoder {
+    fn new(inner: Encoder) -> Self {
+        PyEncoder {
+            inner,
+            ints: OnceLock::new(),
+        }
+    }
+
+    fn to_list<'py>(&self, py: Python<'py>, ids: &[Rank]) -> PyResult<Bound<'py, PyList>> {
+        let ints = self.ints.get_or_init(|| {
+            (0..self.inner.n_vocab() as u32)
+                .map(|i| i.into_pyobject(py).unwrap().unbind())
+                .collect()
+        });
+        PyList::new(py, ids.iter().map(|&id| ints[id as usize].clone_ref(py)))
+    }
 }
 
 #[pymethods]
@@ -50,7 +72,7 @@ impl PyEncoder {
                 vocab::parse_tiktoken(data, source).and_then(|ranks| Encoder::from_ranks(ranks, pattern, specials))
             })
             .map_err(to_py)?;
-        Ok(PyEncoder { inner })
+        Ok(PyEncoder::new(inner))
     }
 
     /// tiktoken's model from (token bytes, rank) pairs.
@@ -64,7 +86,7 @@ impl PyEncoder {
         let inner = py
             .detach(|| Encoder::from_ranks(ranks, pattern, specials))
             .map_err(to_py)?;
-        Ok(PyEncoder { inner })
+        Ok(PyEncoder::new(inner))
     }
 
     /// Hugging Face's model: vocabulary plus merges (pairs of ids) in priority order.
@@ -80,7 +102,7 @@ impl PyEncoder {
         let inner = py
             .detach(|| Encoder::from_merges(vocab, merges, pattern, specials, direct_lookup))
             .map_err(to_py)?;
-        Ok(PyEncoder { inner })
+        Ok(PyEncoder::new(inner))
     }
 
     #[getter]
@@ -106,19 +128,21 @@ impl PyEncoder {
             .collect()
     }
 
-    fn encode_ordinary(&self, py: Python<'_>, text: &str) -> Vec<Rank> {
-        py.detach(|| self.inner.encode_ordinary(text))
+    fn encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| self.inner.encode_ordinary(text));
+        self.to_list(py, &ids)
     }
 
     #[pyo3(signature = (text, allowed_special=None, allow_all=false))]
-    fn encode(
+    fn encode<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         text: &str,
         allowed_special: Option<FxHashSet<String>>,
         allow_all: bool,
-    ) -> Vec<Rank> {
-        py.detach(|| self.inner.encode(text, &allowed(allow_all, &allowed_special)))
+    ) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| self.inner.encode(text, &allowed(allow_all, &allowed_special)));
+        self.to_list(py, &ids)
     }
 
     /// Token ids as little-endian uint32 bytes, for `numpy.frombuffer`.
@@ -138,16 +162,21 @@ impl PyEncoder {
     }
 
     #[pyo3(signature = (texts, allowed_special=None, allow_all=false, num_threads=None))]
-    fn encode_batch(
+    fn encode_batch<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         texts: Vec<PyBackedStr>,
         allowed_special: Option<FxHashSet<String>>,
         allow_all: bool,
         num_threads: Option<usize>,
-    ) -> Vec<Vec<Rank>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let allowed = allowed(allow_all, &allowed_special);
-        py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts, &allowed)))
+        let encoded = py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts, &allowed)));
+        let lists = encoded
+            .iter()
+            .map(|ids| self.to_list(py, ids))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
     }
 
     /// The first special token whose text occurs in `text`, if any.
