@@ -125,6 +125,28 @@ def test_budget_in_epochs_or_tokens(corpus, tmp_path):
     assert planned_steps("t", max_tokens=1000) == math.ceil(1000 / (8 * 32))
 
 
+def test_out_of_memory_suggests_a_smaller_batch(corpus, tmp_path, monkeypatch):
+    from fastgpt import train as train_module
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module.GPT, "forward", out_of_memory)
+    config = TrainConfig(tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"), out_dir=str(tmp_path),
+                         batch_size=8, max_steps=2)
+    with pytest.raises(ValueError, match="out of GPU memory.*--batch_size 4 with --total_batch_tokens 256"):
+        train(config, GPTConfig(**TINY_MODEL))
+
+
+def test_mfu_peaks_by_device_name():
+    from fastgpt.train import peak_flops
+
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and peak_flops("NVIDIA A10G") == 70e12
+    assert peak_flops("NVIDIA H200") == 989e12 and peak_flops("Some Future GPU") is None
+    assert peak_flops(torch.device("cpu")) is None
+
+
 def test_lr_schedule():
     cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, cfg, 110) == pytest.approx(0.1) and lr_at(9, cfg, 110) == pytest.approx(1.0)

@@ -103,11 +103,13 @@ def lr_at(step: int, cfg: TrainConfig, max_steps: int) -> float:
     return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
+def peak_flops(device: torch.device | str) -> float | None:
+    """bf16 peak of a CUDA device, looked up by name (a device or its name); None when unknown."""
+    if not isinstance(device, str):
+        if device.type != "cuda":
+            return None
+        device = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in PEAK_BF16_FLOPS if key in device), None)
 
 
 def _resolve_device(name: str, local_rank: int) -> torch.device:
