@@ -216,6 +216,10 @@ def test_existing_run_and_resume_config_checks(corpus, tmp_path, monkeypatch, ca
     assert rc == 1 and "already holds a run: pass --resume" in err
     rc, _, err = fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 4, "--resume", "--embed_dim", 64)
     assert rc == 1 and "embed_dim is 32 in the checkpoint but 64 was given" in err
+    fastgpt.Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, pattern="gpt2").save(tmp_path / "tok256")
+    other = [a if a != corpus / "tok" else tmp_path / "tok256" for a in args]
+    rc, _, err = fastgpt_cli(monkeypatch, capsys, *other, "--max_steps", 4, "--resume")
+    assert rc == 1 and "the checkpoint's vocabulary is 257 tokens" in err and "tok256 has 256" in err
     rc, out, err = fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 4, "--resume")
     assert rc == 0 and "finished at step 4/4" in out, err
 

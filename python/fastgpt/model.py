@@ -150,6 +150,14 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+def _autocast_dtype() -> torch.dtype | None:
+    """The CUDA autocast dtype when autocast is on, else None."""
+    try:
+        return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+    except TypeError:  # torch < 2.4 has only the GPU-specific functions
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 class KVCache:
     """Keys and values of every layer for the positions seen so far, preallocated to `max_len`."""
 
@@ -189,9 +197,12 @@ class Attention(nn.Module):
             qk = rms_norm(qk)
         q, k = apply_rotary(qk, cos, sin).unbind(2)  # each (B, T, nh, hs)
         dropout = self.cfg.dropout_rate if self.training else 0.0
-        if cache is None and _flash_attn_func is not None and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16):
-            y = _flash_attn_func(q, k, v, dropout_p=dropout, causal=True)  # takes (B, T, nh, hs) as is
-            return self.proj(y.reshape(B, T, C))
+        if cache is None and _flash_attn_func is not None and x.is_cuda:
+            dtype = _autocast_dtype() or q.dtype  # the residual stream stays fp32 under autocast
+            if dtype in (torch.float16, torch.bfloat16):  # flash-attn has only half-precision kernels
+                q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+                y = _flash_attn_func(q, k, v, dropout_p=dropout, causal=True)  # takes (B, T, nh, hs) as is
+                return self.proj(y.reshape(B, T, C))
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         mask, causal = None, T > 1
         if cache is not None:

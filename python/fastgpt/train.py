@@ -239,7 +239,7 @@ def train(
     if cfg.resume:
         if not last_path.exists():
             raise FileNotFoundError(f"{last_path}: no checkpoint to resume from")
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
         if checkpoint.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{last_path}: unsupported checkpoint version {checkpoint.get('version')}")
         if checkpoint["model_config"]["vocab_size"] != n_vocab:
