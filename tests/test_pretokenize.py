@@ -51,6 +51,47 @@ def test_whole_file_documents_are_cut_only_where_it_is_safe(cl100k_reference, tm
     assert TokenFile(tmp_path / "book.bin")[:].tolist() == expected_tokens(tok, [text])
 
 
+@pytest.mark.parametrize("batch_bytes", [1_000, 30_000, 8 << 20])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_sizes_and_threads_do_not_change_the_tokens(cl100k, tok_dir, tmp_path, stdlib_texts, batch_bytes, threads):
+    docs = [line for line in "".join(stdlib_texts[30:40]).splitlines() if line]
+    (tmp_path / "in.txt").write_text("\n".join(docs))
+    pretokenize(tmp_path / "in.txt", tok_dir, tmp_path / "out.bin", threads=threads, batch_bytes=batch_bytes, progress=False)
+    assert TokenFile(tmp_path / "out.bin")[:].tolist() == expected_tokens(cl100k, docs)
+
+
+def test_llm_c_layout_reads_our_files(byte_tokenizer, tmp_path):
+    """A reader written from llm.c's published header layout, independent of fastgpt.data."""
+    (tmp_path / "x.txt").write_text("hi\nyo\n")
+    pretokenize(tmp_path / "x.txt", byte_tokenizer, tmp_path / "x.bin", progress=False)
+    raw = (tmp_path / "x.bin").read_bytes()
+    header = np.frombuffer(raw[:1024], dtype="<i4")
+    assert (header[0], header[1]) == (20240520, 1)  # magic and version of uint16 token files
+    tokens = np.frombuffer(raw[1024:], dtype="<u2")
+    assert header[2] == len(tokens) == 6
+    assert tokens.tolist() == [104, 105, 256, 121, 111, 256]
+
+
+def test_a_killed_run_leaves_no_complete_looking_file_and_a_rerun_finishes(tok_dir, tmp_path, stdlib_texts):
+    import signal
+    import time
+
+    big = tmp_path / "big.txt"
+    big.write_text("".join(stdlib_texts[:300]) * 3)
+    out = tmp_path / "big.bin"
+    code = f"from fastgpt import pretokenize; pretokenize({str(big)!r}, {str(tok_dir)!r}, {str(out)!r}, threads=1, batch_bytes=100_000, progress=False)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".big.bin.tmp-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it could be killed; make the input bigger"
+    summary = pretokenize(big, tok_dir, out, progress=False)
+    assert TokenFile(out).header.num_tokens == summary.tokens > 0
+    assert not list(tmp_path.glob(".big.bin.tmp-*")), "the rerun removes the dead run's temporary file"
+
+
 def test_blank_jsonl_and_compressed_inputs(cl100k, tok_dir, tmp_path):
     (tmp_path / "a.txt.gz").write_bytes(gzip.compress(b"para one\nstill one\n\npara two\n"))
     (tmp_path / "b.jsonl").write_text(json.dumps({"body": "json doc"}) + "\n")
@@ -146,6 +187,9 @@ def test_cli_file_and_info(cl100k, tok_dir, tmp_path):
     assert info.returncode == 0, info.stderr
     for text in ["uint32", "tokens: 6", "documents: 2", f"vocab_size: {cl100k.n_vocab}", "hello world<|endoftext|>"]:
         assert text in info.stdout
+    other = Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, pattern="gpt2").save(tmp_path / "bytes")
+    mismatch = fastgpt("pretokenize", "info", str(tmp_path / "train.bin"), "--tokenizer", str(other))
+    assert mismatch.returncode == 1 and f"vocabulary of {cl100k.n_vocab} tokens" in mismatch.stderr and "has 256" in mismatch.stderr
     (tmp_path / "bad.bin").write_bytes(b"\x00" * 2000)
     bad = fastgpt("pretokenize", "info", str(tmp_path / "bad.bin"))
     assert bad.returncode == 1 and "not a .bin token file" in bad.stderr and "Traceback" not in bad.stderr

@@ -150,6 +150,7 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
     from tqdm import tqdm
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(output)
     stats = CorpusStats()
     compressed = any(p.name.endswith(COMPRESSED_SUFFIXES) for p in paths)
     total = None if compressed else sum(p.stat().st_size for p in paths)
@@ -186,6 +187,20 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
     if stats.invalid_utf8:
         print(f"fastgpt: warning: replaced {stats.invalid_utf8} invalid UTF-8 sequences with U+FFFD", file=sys.stderr)
     return PretokenizeSummary(outputs, stats.files, stats.documents, stats.bytes_read, tokens, time.perf_counter() - start, stats.invalid_utf8)
+
+
+def _remove_dead_temporaries(output: Path) -> None:
+    """Deletes the temporary files (`.NAME.tmp-PID`) that a killed run left for this output."""
+    for tmp in output.parent.glob(f".{output.stem}*.tmp-*"):
+        pid = tmp.name.rpartition(".tmp-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 def _batches(paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int) -> Iterator[str | tuple[list[str], list[bool]]]:

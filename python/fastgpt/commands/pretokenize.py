@@ -91,5 +91,11 @@ def run_info(args) -> int:
     if args.tokenizer:
         from fastgpt import Tokenizer
 
-        print(f"decoded: {Tokenizer.load(args.tokenizer).decode(first)!r}")
+        tok = Tokenizer.load(args.tokenizer)
+        if h.vocab_size is not None and tok.n_vocab != h.vocab_size:
+            raise ValueError(
+                f"{args.path} was written for a vocabulary of {h.vocab_size} tokens, "
+                f"but the tokenizer {args.tokenizer} has {tok.n_vocab}"
+            )
+        print(f"decoded: {tok.decode(first)!r}")
     return 0
