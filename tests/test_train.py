@@ -224,6 +224,34 @@ def test_existing_run_and_resume_config_checks(corpus, tmp_path, monkeypatch, ca
     assert rc == 0 and "finished at step 4/4" in out, err
 
 
+def subprocess_env() -> dict:
+    """Environment for `python -m fastgpt` in a child: this checkout's package, one thread."""
+    path = os.pathsep.join([str(Path(fastgpt.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_after_the_step_and_saves(corpus, tmp_path):
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "fastgpt", "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
+           "--out_dir", tmp_path, "--experiment_name", "sig", "--max_steps", "1000000", "--log_interval", "1",
+           "--embed_dim", "16", "--n_heads", "2", "--num_layers", "1", "--seq_len", "16", "--batch_size", "2"]
+    child = subprocess.Popen([str(c) for c in cmd], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "sig" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+        assert child.poll() is None, child.communicate()[1][-2000:]
+        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err[-2000:]
+    step = int(re.search(r"stopped at step (\d+)/1000000", out).group(1))
+    saved = torch.load(tmp_path / "sig" / "last.pt", weights_only=True)
+    assert saved["step"] == step and saved["data"]["step"] == step  # one batch per step, no accumulation
+
+
 @pytest.mark.slow
 def test_learns_real_text(byte_tokenizer, tmp_path):
     """A few hundred steps on CPython sources: eval loss far below ln(vocab) = 5.55 nats."""
@@ -250,8 +278,7 @@ def test_ddp_two_processes_match_one(corpus, tmp_path):
               "--out_dir", tmp_path, "--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32",
               "--max_steps", "4", "--log_interval", "1", "--eval_interval", "4", "--eval_batches", "2", "--device", "cpu",
               "--warmup_steps", "1", "--learning_rate", "1e-2"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(fastgpt.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastgpt", "train",
            *map(str, common), "--experiment_name", "ddp", "--batch_size", "4"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
