@@ -259,7 +259,8 @@ def train(
 
         rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     device = _resolve_device(cfg.device, local_rank)
-    if ddp and not dist.is_initialized():
+    own_group = ddp and not dist.is_initialized()  # leave a caller's process group alone
+    if own_group:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -487,6 +488,8 @@ def train(
     plot()
     if ddp:
         dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
     return {
         "run_dir": str(run_dir),
         "step": step,
