@@ -1,4 +1,7 @@
-# make test: from a fresh clone, builds the package into .venv and runs every check.
+# make demo: from a fresh clone, builds the package into .venv and runs the whole pipeline
+#            on the standard library's sources (DEMO_ARGS="--minutes 3" passes flags on).
+# make test: builds the package into .venv and runs every check.
+# make bench: runs the benchmark suites against the peers and writes benches/results.{md,png}.
 # A second run reuses .venv and rebuilds only what changed.
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +9,7 @@ BIN := $(VENV)/bin
 EXTRAS := test,train,cc,ray
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: build test rust-test py-test bench clean
+.PHONY: build demo test rust-test py-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +24,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 build: $(VENV)/.installed
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --skip-install -q
 
+# matplotlib draws the demo's loss plot; the demo itself needs only the train extra.
+$(VENV)/.demo-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q "matplotlib>=3.5"
+	touch $@
+
+DEMO_ARGS ?=
+
+demo: build $(VENV)/.demo-installed
+	$(BIN)/fastgpt demo $(DEMO_ARGS)
+
 rust-test: $(BIN)/python
 	cargo fmt --all --check
 	cargo clippy --all-targets --all-features -q -- -D warnings
@@ -31,9 +44,18 @@ py-test: build
 
 test: rust-test py-test
 
-bench: build
+# The peers (bench extra) and matplotlib for the chart; redone only when pyproject.toml changes.
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS),bench]"
-	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-autosave --benchmark-columns=min,median,ops -q
+	touch $@
+
+BENCH_JSON := .benchmarks/latest.json
+
+bench: $(VENV)/.bench-installed build
+	mkdir -p $(dir $(BENCH_JSON))
+	$(BIN)/python -m pytest benches --benchmark-enable --benchmark-autosave --benchmark-json=$(BENCH_JSON) \
+		--benchmark-columns=min,median,ops -q
+	$(BIN)/python benches/report.py $(BENCH_JSON) --markdown benches/results.md --chart benches/results.png
 
 clean:
 	rm -rf $(VENV) target

@@ -1,30 +1,228 @@
-"""Prints MB/s and ratios against fastgpt from a pytest-benchmark JSON file.
+"""Reports a pytest-benchmark JSON file: MB/s of every benchmark and fastgpt's ratios
+against the peers run beside it, as markdown (and a PNG bar chart of the ratios).
 
-    python benches/report.py .benchmarks/*/0001_*.json
+    python benches/report.py .benchmarks/latest.json                          # markdown to stdout
+    python benches/report.py .benchmarks/latest.json --markdown benches/results.md --chart benches/results.png
+
+`make bench` runs the suites and then this. Ratios are taken from median times, per byte
+where both sides recorded `extra_info["bytes"]`; each ratio row says which way is better
+and the bar it is held to (DESIGN.md, section 6).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 
-def main(path: str) -> None:
-    runs = json.load(open(path))["benchmarks"]
-    groups = defaultdict(list)
+@dataclass
+class Ratio:
+    group: str
+    ours: str
+    other: str
+    value: float
+    meaning: str  # what the number is, e.g. "× faster"
+    bar: str = ""
+    peer: bool = True  # a comparison with another library or a reference (charted), not an internal one
+
+
+def label(run: dict) -> str:
+    """The benchmark's parameters (`[cl100k_base-code-fastgpt]`), or its test name without them."""
+    name = run["name"]
+    return name[name.index("[") + 1 : -1] if "[" in name else name.removeprefix("test_")
+
+
+def per_byte(run: dict) -> float:
+    """Median seconds per byte when the benchmark recorded its size, else median seconds."""
+    seconds = run["stats"]["median"]
+    size = (run.get("extra_info") or {}).get("bytes")
+    return seconds / size if size else seconds
+
+
+def is_ours(run: dict) -> bool:
+    return "fastgpt" in run["name"]
+
+
+LIBRARY_PARAMS = ("peer", "which")  # the parameter naming the library, in the suites that have one
+
+
+def _other_params(run: dict) -> tuple:
+    """The run's parameters but the library's, so 1-thread fastgpt meets 1-thread tiktoken."""
+    return tuple(sorted((k, str(v)) for k, v in (run.get("params") or {}).items() if k not in LIBRARY_PARAMS))
+
+
+def _find(members: list[dict], text: str) -> dict | None:
+    return next((m for m in members if text in m["name"]), None)
+
+
+def ratios(runs: list[dict]) -> list[Ratio]:
+    """fastgpt against each peer in its group, and the in-house bars that compare two of our own runs."""
+    groups: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
-        groups[run["group"]].append(run)
-    print(f"| group | benchmark | MB/s | fastgpt is ×faster |\n|---|---|---|---|")
+        groups[run["group"] or run["name"]].append(run)
+    out: list[Ratio] = []
     for group, members in groups.items():
-        ours = [m for m in members if "fastgpt" in m["name"]]
-        for m in members:
-            mbs = m["extra_info"]["bytes"] / m["stats"]["mean"] / 1e6
-            ratio = ""
-            if ours and "fastgpt" not in m["name"]:
-                ratio = f"{m['stats']['mean'] / min(o['stats']['mean'] for o in ours):.2f}"
-            print(f"| {group} | {m['name'].split('[')[-1].rstrip(']')} | {mbs:.1f} | {ratio} |")
+        if group.startswith("worst case vs prose"):
+            prose = _find(members, "prose")
+            for m in members:
+                if prose is not None and m is not prose:
+                    out.append(Ratio(group, label(m), "prose", per_byte(m) / per_byte(prose), "× prose's time per byte", "≤ 2", peer=False))
+        elif group.startswith("pretokenize vs in-memory"):
+            ours, ref = _find(members, "pretokenize_to_bin"), _find(members, "in_memory")
+            if ours and ref:
+                out.append(Ratio(group, "text → .bin", "in-memory batch encode", per_byte(ref) / per_byte(ours), "of its throughput", "≥ 0.9", peer=False))
+        elif group.startswith("pretokenize peak RSS"):
+            rss = sorted(((m.get("extra_info") or {}).get("bytes", 0), (m.get("extra_info") or {}).get("peak_rss_mb")) for m in members)
+            if len(rss) >= 2 and rss[0][1] and rss[-1][1]:
+                out.append(Ratio(group, f"{rss[-1][0] / 1e6:.0f} MB input", f"{rss[0][0] / 1e6:.0f} MB input", rss[-1][1] / rss[0][1], "× the peak RSS", "≈ 1 (flat)", peer=False))
+        elif group.startswith("generate"):
+            cached, recompute = _find(members, "kv_cache"), _find(members, "recompute")
+            if cached and recompute:
+                out.append(Ratio(group, "KV cache", "recomputing the context", per_byte(recompute) / per_byte(cached), "× faster", "≥ 5", peer=False))
+        else:
+            ours = [m for m in members if is_ours(m)]
+            for m in members:
+                if is_ours(m):
+                    continue
+                # A parametrized peer meets our run with the same other parameters; an unparametrized
+                # baseline (cc-extract's) meets each of our variants.
+                matches = [o for o in ours if _other_params(o) == _other_params(m)] if m.get("params") else ours
+                for o in matches:
+                    out.append(Ratio(group, label(o), label(m), per_byte(m) / per_byte(o), "× faster", _bar(group)))
+    return out
+
+
+def _bar(group: str) -> str:
+    if group.startswith("encode 1 thread") and "tiktoken" in group:
+        return ""
+    if group.startswith("encode 1 thread"):
+        return "≥ 3 vs tiktoken"
+    if group.startswith("train-bpe"):
+        return "> 1"
+    if group.startswith("train step"):
+        return "≥ 0.9"
+    if group.startswith("cc-extract"):
+        return "≥ 3"
+    return ""
+
+
+def throughput(run: dict) -> str:
+    info = run.get("extra_info") or {}
+    parts = []
+    if info.get("bytes"):
+        parts.append(f"{info['bytes'] / run['stats']['median'] / 1e6:.1f} MB/s")
+    if info.get("mb_per_s"):
+        parts.append(f"{info['mb_per_s']:.1f} MB/s")
+    if info.get("tokens_per_s"):
+        parts.append(f"{info['tokens_per_s']:,.0f} tokens/s")
+    if info.get("peak_rss_mb"):
+        parts.append(f"peak RSS {info['peak_rss_mb']:.0f} MB")
+    return ", ".join(parts)
+
+
+def machine(data: dict) -> str:
+    info = data.get("machine_info") or {}
+    cpu = info.get("cpu") or {}
+    brand = cpu.get("brand_raw") or info.get("processor") or info.get("machine") or "unknown CPU"
+    cores = cpu.get("count")
+    python = f"{info.get('python_implementation', 'Python')} {info.get('python_version', '')}".strip()
+    return f"{brand}{f', {cores} cores' if cores else ''}, {info.get('system', '')} {info.get('release', '')}, {python}".strip()
+
+
+def _when(data: dict) -> str:
+    stamp = data.get("datetime")
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+    except (AttributeError, ValueError):
+        return str(stamp)
+
+
+def markdown(data: dict) -> str:
+    runs = data["benchmarks"]
+    commit = data.get("commit_info") or {}
+    lines = [
+        "# fastgpt benchmarks",
+        "",
+        f"Measured {_when(data)} on {machine(data)}, commit {str(commit.get('id', '?'))[:10]}"
+        f"{' (with uncommitted changes)' if commit.get('dirty') else ''}, by `make bench`. "
+        "The machine may have been shared with other work: compare ratios, which come from one run, "
+        "rather than absolute speeds.",
+        "",
+        "## fastgpt against the peers and its own bars",
+        "",
+        "![ratios](results.png)",
+        "",
+        "| benchmark | fastgpt | compared with | ratio | bar |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in ratios(runs):
+        lines.append(f"| {r.group} | {r.ours} | {r.other} | **{r.value:.2f}** {r.meaning} | {r.bar} |")
+    lines += ["", "## Every benchmark (median of the rounds)", "", "| group | benchmark | median | rounds | throughput |", "| --- | --- | --- | --- | --- |"]
+    for run in sorted(runs, key=lambda r: (r["group"] or "", r["name"])):
+        s = run["stats"]
+        lines.append(f"| {run['group']} | {label(run)} | {_seconds(s['median'])} | {s['rounds']} | {throughput(run)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.3f} s" if s >= 0.1 else f"{s * 1000:.2f} ms"
+
+
+def chart(data: dict, path: Path) -> None:
+    """Horizontal bars of fastgpt's speed against each peer (log scale; 1 = as fast)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in ratios(data["benchmarks"]) if r.peer]
+    if not rows:
+        raise ValueError("no benchmark compares fastgpt with a peer: nothing to chart")
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.4))
+    names = [f"{r.group}: {r.ours} vs {r.other}" for r in rows]
+    values = [r.value for r in rows]
+    colors = ["#2a7ab9" if v >= 1 else "#d9534f" for v in values]
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", lw=0.8)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+    ax.set_xlabel("how many times faster fastgpt is (median time, per byte where recorded)")
+    ax.set_title(f"fastgpt vs peers: {_when(data)}, {machine(data)}", fontsize=8)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="markdown table and chart of a pytest-benchmark JSON file")
+    p.add_argument("json", help="pytest-benchmark JSON (--benchmark-json or an autosaved file)")
+    p.add_argument("--markdown", type=Path, help="write the markdown here instead of printing it")
+    p.add_argument("--chart", type=Path, help="write a PNG bar chart of the ratios against the peers here")
+    args = p.parse_args(argv)
+    data = json.loads(Path(args.json).read_text())
+    if not data.get("benchmarks"):
+        print(f"{args.json}: no benchmarks in this file (did the run use --benchmark-enable?)", file=sys.stderr)
+        return 1
+    text = markdown(data)
+    if args.markdown:
+        args.markdown.write_text(text)
+        print(f"wrote {args.markdown}")
+    else:
+        print(text)
+    if args.chart:
+        chart(data, args.chart)
+        print(f"wrote {args.chart}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    sys.exit(main())

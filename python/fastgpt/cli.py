@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Modules under fastgpt.commands, in the order they appear in `fastgpt --help`.
-COMMAND_MODULES = ("tokenizer", "pretokenize", "train", "generate", "cc", "split")
+COMMAND_MODULES = ("tokenizer", "pretokenize", "train", "generate", "cc", "split", "demo", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

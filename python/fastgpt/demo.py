@@ -1,0 +1,375 @@
+"""`fastgpt demo`: the whole pipeline end to end on text every Python install has.
+
+    >>> from fastgpt.demo import DemoConfig, run_demo
+    >>> result = run_demo(DemoConfig(minutes=10))            # doctest: +SKIP
+    >>> result.run_dir, result.val_loss, result.samples[0]  # doctest: +SKIP
+
+The default corpus is the Python standard library's own `.py` sources (found through
+`sysconfig`), one document per file; every 20th file is held out for evaluation, so the
+validation loss measures code the model never saw. The steps are the ones a user runs
+by hand (see README): prepare corpus → train a tokenizer → pretokenize → train → generate.
+
+Training runs for a wall-clock budget: a few timed steps estimate the step time and the
+run is sized to end inside the budget (so the learning rate decays fully). On a shared
+machine the real pace can differ severalfold, so the run is re-planned (stopped and
+resumed exactly, with a new step count) when it strays, and a deadline stops it, saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import shutil
+import sysconfig
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from fastgpt.corpus import expand_inputs, fix_surrogates, is_jsonl, iter_documents
+
+__all__ = ["DemoConfig", "DemoResult", "SIZES", "run_demo", "stdlib_sources", "split_documents"]
+
+EVAL_EVERY = 20  # every 20th document is held out: 5% for evaluation, spread over the corpus
+MIN_DOCUMENTS = 2  # one to train on and one to hold out
+
+
+@dataclass
+class DemoConfig:
+    minutes: float = 10.0  # training budget (wall clock); the other steps take well under a minute on 2 cores
+    corpus: str | None = None  # file, directory or glob; None: the standard library's .py sources
+    out: str = "artifacts/demo"  # everything the demo writes goes under here
+    prompt: str | None = None  # None: "def " on the default corpus, a new document on others
+    device: str = "auto"
+    seed: int = 0
+    max_corpus_bytes: int = 64_000_000  # read at most this much text: keeps the corpus steps to seconds
+    vocab_size: int = 2048  # a few thousand tokens: a cheap output layer, ~3 bytes/token on code
+    # A model this small (1.3M parameters) learns the most in minutes of CPU: a few
+    # thousand steps, instead of a few hundred of a wider one that would need hours.
+    embed_dim: int = 128
+    n_heads: int = 4
+    num_layers: int = 4
+    seq_len: int = 128
+    batch_size: int = 16  # 2,048 tokens a step: ~0.15 s on 2 idle cores, ~1 s on busy ones
+    max_steps: int | None = None  # fixed step count instead of sizing the run from `minutes`
+    evals: int = 5  # evaluations (and checkpoints) during the run
+    eval_batches: int = 8
+    samples: int = 2
+    sample_tokens: int = 120
+    progress: bool = True  # progress bars (tokenizer, pretokenize and the trainer show them on a terminal)
+
+
+# Named sizes for `--size`: "small" is the default CPU demo; "tiny" runs every step in
+# seconds (what the tests use) and shows the plumbing, not learning.
+SIZES: dict[str, dict] = {
+    "small": {},
+    "tiny": dict(
+        max_corpus_bytes=300_000, vocab_size=320, embed_dim=32, n_heads=2, num_layers=1, seq_len=32,
+        batch_size=4, max_steps=6, evals=2, eval_batches=2, samples=1, sample_tokens=16,
+    ),
+}
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    train_corpus: Path
+    eval_corpus: Path
+    documents: tuple[int, int]  # (train, eval)
+    corpus_bytes: int
+    tokenizer: Path
+    n_vocab: int
+    train_bin: Path
+    eval_bin: Path
+    tokens: tuple[int, int]  # (train, eval)
+    run_dir: Path
+    steps: int
+    val_loss: float | None
+    val_bpb: float | None
+    loss_plot: Path | None
+    samples: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per step, and "total"
+
+
+def stdlib_sources() -> list[Path]:
+    """The standard library's .py files (without site-packages), in a fixed order."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts and p.is_file())
+
+
+def _read_documents(corpus: str | None, max_bytes: int) -> tuple[list[str], str]:
+    """(documents, description of where they came from), at most about `max_bytes` of text."""
+    if corpus is None:
+        files = stdlib_sources()
+        if not files:
+            root = sysconfig.get_paths()["stdlib"]
+            raise FileNotFoundError(f"{root}: no .py files in the standard library here; pass --corpus PATH")
+        texts: Iterator[str] = (p.read_bytes().decode("utf-8", errors="replace") for p in files)
+        where = f"{len(files)} .py files of the standard library in {sysconfig.get_paths()['stdlib']}"
+        return _take(texts, max_bytes), where
+    paths = expand_inputs([corpus])
+    docs = _take(iter_documents(paths, "none"), max_bytes)
+    if len(docs) < EVAL_EVERY and not all(is_jsonl(p) for p in paths):
+        # A few large text files (a book, a dump): their blank-line blocks make the documents,
+        # so the held-out set is spread over the text instead of being one whole file.
+        docs = _take(iter_documents(paths, "blank"), max_bytes)
+    return docs, f"{len(paths)} file{'s' if len(paths) != 1 else ''} from {corpus}"
+
+
+def _take(texts: Iterator[str], max_bytes: int) -> list[str]:
+    docs, size = [], 0
+    for text in texts:
+        if not text.strip():
+            continue
+        docs.append(fix_surrogates(text))
+        size += len(text)
+        if size >= max_bytes:
+            break
+    return docs
+
+
+def split_documents(docs: list[str], every: int = EVAL_EVERY) -> tuple[list[str], list[str]]:
+    """(train, eval): every `every`-th document goes to eval; with fewer documents than
+    that, the last one does."""
+    if len(docs) < MIN_DOCUMENTS:
+        raise ValueError(f"the corpus has {len(docs)} non-empty document(s); the demo needs at least {MIN_DOCUMENTS}")
+    every = min(every, len(docs))
+    train = [d for i, d in enumerate(docs) if i % every != every - 1]
+    held = [d for i, d in enumerate(docs) if i % every == every - 1]
+    return train, held
+
+
+def _write_jsonl(path: Path, docs: list[str]) -> int:
+    """One {"text": ...} record per document: JSON lines keep each document's newlines intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    size = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for doc in docs:
+            f.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
+            size += len(doc.encode("utf-8"))
+    tmp.replace(path)
+    return size
+
+
+def _seconds_per_step(cfg: DemoConfig, vocab_size: int, device_name: str) -> float:
+    """Times a few optimizer steps of the demo's model on random tokens (the first is warm-up)."""
+    import torch
+
+    from fastgpt.model import GPT, GPTConfig
+
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device_name} requested but CUDA is not available; use --device cpu")
+    device = torch.device(device_name)
+    model_cfg = GPTConfig(vocab_size=vocab_size, seq_len=cfg.seq_len, embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, num_layers=cfg.num_layers)
+    model = GPT(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len), device=device)
+    # As the trainer does: bf16 autocast on CUDA, fp32 on CPU.
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        with autocast:
+            loss = model(x, x)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def _plan_steps(cfg: DemoConfig, seconds_per_step: float) -> int:
+    """Steps that fit in 90% of the budget, after the evaluations (a forward pass costs
+    about a third of a training step)."""
+    budget = cfg.minutes * 60 * 0.9 - cfg.evals * cfg.eval_batches * seconds_per_step / 3
+    return max(1, int(budget / seconds_per_step))
+
+
+def _train_in_budget(cfg: DemoConfig, train_cfg, model_cfg, deadline: float, say: Callable[[str], None]) -> dict:
+    """Trains until `train_cfg.max_steps`, re-planning when the real step time strays from
+    the estimate: other load on a shared machine can change it severalfold. A re-plan stops
+    the run (saved), and resumes it exactly with a new step count that ends near the
+    deadline, so the learning rate still decays fully and the last step is evaluated. Past
+    the deadline the run stops, saved, wherever it is."""
+    from fastgpt.train import train
+
+    budget = deadline - time.perf_counter()
+    start_step, replans = 0, 0
+    while True:
+        t_run, plan = time.perf_counter(), train_cfg.max_steps
+        new_plan: list[tuple[int, float]] = []  # (steps, seconds per step measured)
+
+        def on_step(step: int, record: dict) -> bool:
+            now = time.perf_counter()
+            if now > deadline:
+                return True
+            done = step - start_step
+            # Judge the pace once a tenth of the remaining steps (at least 5) have run.
+            if cfg.max_steps is None and replans < 3 and done == max(5, (plan - start_step) // 10):
+                per_step = (now - t_run) / done
+                end = now + (plan - step) * per_step
+                if end > deadline or end < deadline - 0.2 * budget:
+                    new_plan.append((step + max(1, int((deadline - now) * 0.9 / per_step)), per_step))
+                    return True
+            return False
+
+        summary = train(train_cfg, model_cfg, on_step=on_step)
+        if not new_plan:
+            return summary
+        (steps, per_step), replans, start_step = new_plan[0], replans + 1, summary["step"]
+        say(f"      re-planned at step {start_step:,}: a step takes {per_step:.2f} s now, so {steps:,} steps end in time "
+            "(resuming exactly where it stopped)")
+        train_cfg = replace(train_cfg, max_steps=steps, resume=True, eval_interval=max(1, steps // cfg.evals))
+
+
+def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
+    """Runs the demo and returns where everything is; `log` gets each progress line (print by default)."""
+    cfg = cfg or DemoConfig()
+    say = log or (lambda line: print(line, flush=True))
+    if not cfg.minutes > 0:
+        raise ValueError(f"--minutes must be positive, got {cfg.minutes}")
+    if cfg.corpus is not None and not any(c in cfg.corpus for c in "*?[") and not Path(cfg.corpus).exists():
+        raise FileNotFoundError(f"--corpus {cfg.corpus}: no such file or directory")
+    out = Path(cfg.out)
+    data_dir, tok_dir, runs_dir = out / "data", out / "tokenizer", out / "runs"
+    run_dir = runs_dir / "demo"
+    if run_dir.exists():
+        if not (run_dir / "config.json").exists():
+            raise ValueError(f"{run_dir} exists and is not a training run; choose another --out")
+        shutil.rmtree(run_dir)  # the previous demo's run: the trainer refuses to overwrite a run
+    seconds: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    # 1. Corpus: documents, split into train and eval by document.
+    say("[1/5] corpus")
+    t = time.perf_counter()
+    docs, where = _read_documents(cfg.corpus, cfg.max_corpus_bytes)
+    train_docs, eval_docs = split_documents(docs)
+    train_path, eval_path = data_dir / "train.jsonl", data_dir / "eval.jsonl"
+    train_bytes = _write_jsonl(train_path, train_docs)
+    eval_bytes = _write_jsonl(eval_path, eval_docs)
+    seconds["corpus"] = time.perf_counter() - t
+    say(
+        f"      {where}: {len(train_docs):,} documents ({train_bytes / 1e6:.1f} MB) to train, "
+        f"{len(eval_docs):,} ({eval_bytes / 1e6:.1f} MB) held out for evaluation ({seconds['corpus']:.1f} s)"
+    )
+
+    # 2. Tokenizer.
+    from fastgpt.tokenizer import Tokenizer
+
+    say(f"[2/5] tokenizer: byte-level BPE, {cfg.vocab_size:,} tokens")
+    t = time.perf_counter()
+    tok = Tokenizer.train(str(train_path), cfg.vocab_size, progress=cfg.progress)
+    tok.save(tok_dir)
+    seconds["tokenizer"] = time.perf_counter() - t
+    say(f"      {tok_dir}: {tok.n_vocab:,} tokens ({seconds['tokenizer']:.1f} s)")
+
+    # 3. Pretokenize both halves into .bin files.
+    from fastgpt.pretokenize import pretokenize
+
+    say("[3/5] pretokenize")
+    t = time.perf_counter()
+    train_bin, eval_bin = data_dir / "train.bin", data_dir / "eval.bin"
+    s_train = pretokenize(train_path, tok, train_bin, progress=cfg.progress)
+    s_eval = pretokenize(eval_path, tok, eval_bin, progress=cfg.progress)
+    seconds["pretokenize"] = time.perf_counter() - t
+    say(
+        f"      {train_bin}: {s_train.tokens:,} tokens ({train_bytes / max(s_train.tokens, 1):.2f} bytes/token); "
+        f"{eval_bin}: {s_eval.tokens:,} tokens ({seconds['pretokenize']:.1f} s)"
+    )
+    if s_eval.tokens <= cfg.seq_len:
+        raise ValueError(
+            f"{eval_path}: the held-out documents make {s_eval.tokens} tokens, fewer than one sequence of "
+            f"{cfg.seq_len + 1}; give a larger --corpus"
+        )
+
+    # 4. Train for the time budget.
+    from fastgpt.model import GPTConfig
+    from fastgpt.train import TrainConfig
+
+    t = time.perf_counter()
+    if cfg.max_steps is not None:
+        max_steps = cfg.max_steps
+        plan = f"{max_steps} steps"
+    else:
+        per_step = _seconds_per_step(cfg, tok.n_vocab, cfg.device)
+        max_steps = _plan_steps(cfg, per_step)
+        plan = f"{max_steps:,} steps of {per_step:.2f} s measured, to fit {cfg.minutes:g} min"
+    model_cfg = GPTConfig(seq_len=cfg.seq_len, embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, num_layers=cfg.num_layers)
+    step_tokens = cfg.batch_size * cfg.seq_len
+    say(
+        f"[4/5] train: {cfg.num_layers} layers x {cfg.embed_dim} wide, context {cfg.seq_len}, "
+        f"batch {cfg.batch_size} x {cfg.seq_len} = {step_tokens:,} tokens; {plan}"
+    )
+    train_cfg = TrainConfig(
+        tokenizer=str(tok_dir), train_data=str(train_bin), eval_data=str(eval_bin), experiment_name=run_dir.name,
+        out_dir=str(runs_dir), max_steps=max_steps, batch_size=cfg.batch_size,
+        warmup_steps=max(1, min(100, max_steps // 10)),  # short runs must not spend themselves warming up
+        eval_interval=max(1, max_steps // cfg.evals), eval_batches=cfg.eval_batches,
+        log_interval=max(1, min(10, max_steps // 20)), device=cfg.device, seed=cfg.seed,
+    )
+    summary = _train_in_budget(cfg, train_cfg, model_cfg, deadline=t + cfg.minutes * 60, say=say)
+    seconds["train"] = time.perf_counter() - t
+    stopped = " (stopped at the time limit)" if summary["interrupted"] else ""
+    val = f"val loss {summary['val_loss']:.3f}, {summary['val_bpb']:.3f} bits/byte" if summary.get("val_loss") is not None else "no evaluation"
+    say(f"      {summary['step']:,} steps{stopped} in {_duration(seconds['train'])}: train loss {summary['loss']:.3f}, {val}")
+
+    # 5. Generate from the checkpoint, as `fastgpt generate` does.
+    from fastgpt.generate import generate_text, load_checkpoint
+
+    prompt = cfg.prompt if cfg.prompt is not None else ("def " if cfg.corpus is None else "")
+    say(f"[5/5] generate: {cfg.samples} sample(s) of up to {cfg.sample_tokens} tokens from {prompt!r}")
+    t = time.perf_counter()
+    model, tokenizer = load_checkpoint(run_dir, cfg.device)
+    samples = []
+    for i in range(cfg.samples):
+        say(f"----- sample {i + 1}")
+        pieces = [prompt]
+        if log is None:
+            print(prompt, end="", flush=True)
+        for piece in generate_text(model, tokenizer, prompt, cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.seed + i):
+            pieces.append(piece)
+            if log is None:  # stream to the terminal as tokens come
+                print(piece, end="", flush=True)
+        samples.append("".join(pieces))
+        if log is None:
+            print(flush=True)
+        else:
+            say(samples[-1])
+    seconds["generate"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+
+    loss_plot = run_dir / "loss.png"
+    result = DemoResult(
+        out=out, train_corpus=train_path, eval_corpus=eval_path, documents=(len(train_docs), len(eval_docs)),
+        corpus_bytes=train_bytes + eval_bytes, tokenizer=tok_dir, n_vocab=tok.n_vocab, train_bin=train_bin,
+        eval_bin=eval_bin, tokens=(s_train.tokens, s_eval.tokens), run_dir=run_dir, steps=summary["step"],
+        val_loss=summary.get("val_loss"), val_bpb=summary.get("val_bpb"),
+        loss_plot=loss_plot if loss_plot.exists() else None, samples=samples, seconds=seconds,
+    )
+    say("-----")
+    say(f"done in {_duration(seconds['total'])}; everything is under {out}/")
+    say(f"  corpus      {train_path}, {eval_path}")
+    say(f"  tokenizer   {tok_dir}")
+    say(f"  tokens      {train_bin}, {eval_bin}")
+    say(f"  checkpoint  {run_dir} (best.pt, last.pt, config.json, metrics.jsonl)")
+    say(f"  loss plot   {loss_plot if result.loss_plot else 'not written: pip install matplotlib'}")
+    say(f"next: fastgpt generate --checkpoint {shlex.quote(str(run_dir))}" + (f" --prompt {shlex.quote(prompt)}" if prompt else "") + " --length 200")
+    return result
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def config_for(size: str, **overrides) -> DemoConfig:
+    """A DemoConfig of the named size (`SIZES`) with `overrides` (None values ignored)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
+    return replace(DemoConfig(**SIZES[size]), **{k: v for k, v in overrides.items() if v is not None})

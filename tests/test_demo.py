@@ -1,0 +1,218 @@
+"""`fastgpt demo` end to end at the tiny size, `fastgpt bench` on a tiny input, and the
+report that `make bench` writes (benches/report.py) on a synthetic pytest-benchmark file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastgpt.cli import main
+from fastgpt.demo import DemoConfig, _plan_steps, config_for, run_demo, split_documents
+
+pytest.importorskip("torch")
+
+
+# ---- the demo ------------------------------------------------------------------------------
+
+
+def test_demo_tiny_end_to_end(tmp_path):
+    lines: list[str] = []
+    result = run_demo(config_for("tiny", out=str(tmp_path / "demo"), progress=False), log=lines.append)
+    out = tmp_path / "demo"
+    for path in ("data/train.jsonl", "data/eval.jsonl", "data/train.bin", "data/eval.bin", "tokenizer/fastgpt.json",
+                 "tokenizer/vocab.tiktoken", "runs/demo/last.pt", "runs/demo/best.pt", "runs/demo/config.json",
+                 "runs/demo/tokenizer/fastgpt.json"):
+        assert (out / path).is_file(), path
+    assert [line[:5] for line in lines if line.startswith("[")] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    assert result.steps == 6 and result.val_loss is not None and result.n_vocab == 320
+    assert result.documents[0] > 0 and result.documents[1] > 0 and min(result.tokens) > 0
+    assert result.samples[0].startswith("def ")
+    assert any(str(result.run_dir) in line for line in lines)  # says where the checkpoint is
+    if importlib.util.find_spec("matplotlib"):
+        assert result.loss_plot == out / "runs/demo/loss.png" and result.loss_plot.is_file()
+
+    from fastgpt.data import TokenFile
+
+    assert TokenFile(result.train_bin).vocab_size == 320
+    # A rerun replaces the previous demo run instead of refusing to overwrite it.
+    again = run_demo(config_for("tiny", out=str(out), progress=False, max_steps=2), log=lambda line: None)
+    assert again.steps == 2
+
+
+def test_demo_cli_on_own_corpus(tmp_path, capsys):
+    """--corpus with one text file: its blank-line blocks become the documents."""
+    text = "\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(200))
+    (tmp_path / "book.txt").write_text(text)
+    code = main(["demo", "--size", "tiny", "--corpus", str(tmp_path / "book.txt"), "--out", str(tmp_path / "o"),
+                 "--prompt", "The", "--device", "cpu"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "190 documents" in out and "10 (" in out  # 200 paragraphs, every 20th held out
+    assert "----- sample 1\nThe" in out and "checkpoint" in out and "fastgpt generate --checkpoint" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--minutes", "0"], "--minutes must be positive, got 0.0"),
+        (["--minutes", "-1"], "--minutes must be positive"),
+        (["--corpus", "/nonexistent/corpus"], "/nonexistent/corpus: no such file or directory"),
+    ],
+)
+def test_demo_errors(tmp_path, capsys, argv, message):
+    assert main(["demo", "--size", "tiny", "--out", str(tmp_path / "o"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastgpt: error:") and message in err
+
+
+def test_demo_empty_corpus(tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("\n   \n\n")
+    assert main(["demo", "--size", "tiny", "--corpus", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 1
+    assert "the corpus has 0 non-empty document(s); the demo needs at least 2" in capsys.readouterr().err
+
+
+def test_demo_refuses_to_delete_what_is_not_a_run(tmp_path):
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    with pytest.raises(ValueError, match="is not a training run"):
+        run_demo(config_for("tiny", out=str(tmp_path)), log=lambda line: None)
+
+
+def test_split_documents_holds_out_every_20th():
+    docs = [str(i) for i in range(45)]
+    train, held = split_documents(docs)
+    assert held == ["19", "39"] and len(train) == 43
+    assert split_documents(["a", "b", "c"]) == (["a", "b"], ["c"])  # fewer than 20: the last one
+    with pytest.raises(ValueError, match="needs at least 2"):
+        split_documents(["only one"])
+
+
+def test_plan_fits_the_budget():
+    cfg = DemoConfig(minutes=1, evals=5, eval_batches=6)
+    steps = _plan_steps(cfg, 0.1)
+    # 90% of 60 s, less 5 evaluations of 6 forward passes at a third of a step each.
+    assert steps == int((54 - 5 * 6 * 0.1 / 3) / 0.1)
+    assert _plan_steps(cfg, 1000.0) == 1
+
+
+def test_sizes_are_valid_configs():
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        config_for("huge")
+    assert config_for("tiny", minutes=None).minutes == DemoConfig().minutes
+
+
+# ---- fastgpt bench --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_inputs(tmp_path_factory):
+    """A ~100 KB text file of the standard library and a small tokenizer trained on it."""
+    from fastgpt import Tokenizer
+    from fastgpt.demo import stdlib_sources
+
+    d = tmp_path_factory.mktemp("bench")
+    text, size = [], 0
+    for path in stdlib_sources():
+        text.append(path.read_text(encoding="utf-8", errors="replace"))
+        size += len(text[-1])
+        if size > 100_000:
+            break
+    (d / "sample.txt").write_text("".join(text))
+    Tokenizer.train(iter(text), 512, progress=False).save(d / "tok")
+    return d / "sample.txt", d / "tok"
+
+
+def test_bench_against_tiktoken(bench_inputs, tmp_path, capsys):
+    pytest.importorskip("tiktoken")
+    sample, tok = bench_inputs
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--input", str(sample), "--tokenizer", str(tok), "--iterations", "1", "--threads", "2",
+            "--compare", "tiktoken", "--json", str(out)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| encode, 1 thread | fastgpt |" in table and "| text → .bin, 2 threads | tiktoken |" in table
+    assert "x tiktoken" in table and "token counts differ" not in table
+    results = json.loads(out.read_text())
+    assert [(r["case"], r["library"]) for r in results] == [
+        (case, lib) for case in ("encode, 1 thread", "encode, 2 threads", "text → .bin, 2 threads") for lib in ("fastgpt", "tiktoken")
+    ]
+    for r in results:
+        assert r["tokens"] > 10_000 and r["seconds"] > 0 and r["peak_rss"] > 10 * 2**20 and r["mb_per_s"] > 0
+    # The same vocabulary gives the same ids: every case counts the same tokens in both libraries.
+    assert results[0]["tokens"] == results[1]["tokens"] and results[4]["tokens"] == results[5]["tokens"]
+
+
+def test_bench_errors(bench_inputs, tmp_path, capsys):
+    sample, tok = bench_inputs
+    assert main(["bench", "--input", str(tmp_path / "missing.txt"), "--tokenizer", str(tok)]) == 1
+    assert "--input " + str(tmp_path / "missing.txt") + ": no such file" in capsys.readouterr().err
+    assert main(["bench", "--input", str(sample), "--tokenizer", str(tok), "--iterations", "0"]) == 1
+    assert "--iterations must be at least 1, got 0" in capsys.readouterr().err
+    hf_only = tmp_path / "hf"
+    hf_only.mkdir()
+    (hf_only / "tokenizer.json").write_bytes((tok / "tokenizer.json").read_bytes())
+    assert main(["bench", "--input", str(sample), "--tokenizer", str(hf_only), "--compare", "tiktoken"]) == 1
+    assert "tiktoken needs vocab.tiktoken and fastgpt.json" in capsys.readouterr().err
+
+
+# ---- benches/report.py ----------------------------------------------------------------------
+
+
+def _report_module():
+    path = Path(__file__).resolve().parent.parent / "benches" / "report.py"
+    spec = importlib.util.spec_from_file_location("bench_report", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, group: str, median: float, params: dict | None = None, **extra) -> dict:
+    return {"name": name, "group": group, "params": params, "extra_info": extra,
+            "stats": {"median": median, "mean": median, "min": median, "rounds": 3}}
+
+
+def test_report_ratios_markdown_and_chart(tmp_path):
+    report = _report_module()
+    data = {
+        "datetime": "2025-01-02T03:04:05.000000+00:00",
+        "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}, "system": "Linux", "release": "6", "python_version": "3.11"},
+        "commit_info": {"id": "abcdef1234567", "dirty": False},
+        "benchmarks": [
+            _run("test_encode_batch[1-fastgpt]", "encode batch", 1.0, {"peer": "fastgpt", "threads": 1}, bytes=1000),
+            _run("test_encode_batch[1-tiktoken]", "encode batch", 4.0, {"peer": "tiktoken", "threads": 1}, bytes=1000),
+            _run("test_encode_batch[2-fastgpt]", "encode batch", 0.5, {"peer": "fastgpt", "threads": 2}, bytes=1000),
+            _run("test_encode_batch[2-tiktoken]", "encode batch", 3.0, {"peer": "tiktoken", "threads": 2}, bytes=1000),
+            _run("test_baseline_warcio_py3langid", "cc-extract", 6.0),
+            _run("test_fastgpt_cc_extract[1]", "cc-extract", 3.0, {"workers": 1}),
+            _run("test_fastgpt_cc_extract[2]", "cc-extract", 2.0, {"workers": 2}),
+            _run("test_encode_worst_case[fastgpt-prose]", "worst case vs prose: cl100k_base, fastgpt", 1.0, {"case": "prose"}, bytes=100),
+            _run("test_encode_worst_case[fastgpt-one letter]", "worst case vs prose: cl100k_base, fastgpt", 3.0, {"case": "one letter"}, bytes=200),
+            _run("test_pretokenize_to_bin", "pretokenize vs in-memory batch encode", 1.0, bytes=100),
+            _run("test_in_memory_batch_encode", "pretokenize vs in-memory batch encode", 0.95, bytes=100),
+            _run("test_generate_512_tokens_cpu[kv_cache]", "generate 512 new tokens (CPU)", 1.0),
+            _run("test_generate_512_tokens_cpu[recompute]", "generate 512 new tokens (CPU)", 8.0),
+        ],
+    }
+    got = {(r.group, r.ours, r.other): round(r.value, 3) for r in report.ratios(data["benchmarks"])}
+    assert got == {
+        ("encode batch", "1-fastgpt", "1-tiktoken"): 4.0,  # each thread count against its own
+        ("encode batch", "2-fastgpt", "2-tiktoken"): 6.0,
+        ("cc-extract", "1", "baseline_warcio_py3langid"): 2.0,  # the baseline against every variant of ours
+        ("cc-extract", "2", "baseline_warcio_py3langid"): 3.0,
+        ("worst case vs prose: cl100k_base, fastgpt", "fastgpt-one letter", "prose"): 1.5,  # per byte
+        ("pretokenize vs in-memory batch encode", "text → .bin", "in-memory batch encode"): 0.95,
+        ("generate 512 new tokens (CPU)", "KV cache", "recomputing the context"): 8.0,
+    }
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    assert report.main([str(path), "--markdown", str(tmp_path / "r.md"), "--chart", str(tmp_path / "r.png")]) == 0
+    md = (tmp_path / "r.md").read_text()
+    assert "Measured 2025-01-02 03:04 UTC on Test CPU, 2 cores" in md and "commit abcdef1234" in md
+    assert "| encode batch | 1-fastgpt | 1-tiktoken | **4.00** × faster |" in md
+    assert "| encode batch | 1-fastgpt | 1.000 s | 3 | 0.0 MB/s |" in md
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
