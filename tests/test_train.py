@@ -147,6 +147,22 @@ def test_mfu_peaks_by_device_name():
     assert peak_flops(torch.device("cpu")) is None
 
 
+def test_untrained_model_scores_uniform(corpus, byte_tokenizer):
+    """A zero-initialised head predicts uniformly: ln(257) nats, and 8 bits per byte-token over one byte."""
+    from fastgpt.data import TokenDataset
+    from fastgpt.model import GPT
+    from fastgpt.train import _token_bytes, evaluate
+
+    model = GPT(GPTConfig(**TINY_MODEL, vocab_size=257))
+    ds = TokenDataset(corpus / "eval.bin", 32)
+    token_bytes = _token_bytes(byte_tokenizer)
+    assert token_bytes[:256].eq(1).all() and token_bytes[256] == 0  # end-of-text is no byte
+    val = evaluate(model, ds, 4, 3, token_bytes)
+    assert val["val_loss"] == pytest.approx(math.log(257), abs=1e-5)
+    assert val["val_ppl"] == pytest.approx(257, rel=1e-4)
+    assert val["val_bpb"] == pytest.approx(math.log2(257), rel=1e-5)
+
+
 def test_lr_schedule():
     cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, cfg, 110) == pytest.approx(0.1) and lr_at(9, cfg, 110) == pytest.approx(1.0)

@@ -33,7 +33,7 @@ import torch
 from fastgpt.data import Batches, TokenDataset
 from fastgpt.model import GPT, GPTConfig
 
-__all__ = ["TrainConfig", "train", "lr_at", "CHECKPOINT_VERSION"]
+__all__ = ["TrainConfig", "train", "evaluate", "lr_at", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 
@@ -134,6 +134,47 @@ def _token_bytes(tokenizer: Any) -> torch.Tensor:
             with contextlib.suppress(Exception):  # ids with no bytes (holes in a vocabulary)
                 lengths[i] = len(tokenizer.decode_bytes([i]))
     return torch.from_numpy(lengths)
+
+
+@torch.no_grad()
+def evaluate(
+    model: GPT,
+    dataset: TokenDataset,
+    batch_size: int,
+    max_batches: int,
+    token_bytes: torch.Tensor,
+    *,
+    autocast: Any = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict:
+    """Validation loss (nats/token), perplexity and bits per byte over the first windows of `dataset`.
+
+    The same windows every time (sequential from the start), split across ranks and
+    summed with all_reduce. Bits per byte: the loss in bits of the tokens that stand for
+    bytes, over their UTF-8 length, comparable across tokenizers.
+    """
+    device = token_bytes.device
+    was_training = model.training
+    model.eval()
+    n_batches = min(max_batches, max(1, math.ceil(len(dataset) / (batch_size * world_size))))
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, tokens, nats of byte tokens, bytes
+    for i in range(n_batches):
+        x, y = dataset.batch(i, batch_size, shuffle=False, rank=rank, world_size=world_size)
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        with autocast or contextlib.nullcontext():
+            loss = model(x, y, reduction="none")  # (B, T) nats
+        nbytes = token_bytes[y]
+        counts = torch.tensor(float(loss.numel()), device=device)
+        sums += torch.stack([loss.sum(), counts, (loss * (nbytes > 0)).sum(), nbytes.sum()]).double()
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(sums)
+    model.train(was_training)
+    val_loss = (sums[0] / sums[1]).item()
+    bpb = (sums[2] / (math.log(2) * sums[3])).item() if sums[3] > 0 else float("nan")
+    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700)), "val_bpb": bpb}
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -351,27 +392,6 @@ def train(
         dist.all_reduce(t)
         return (t / world).tolist()
 
-    @torch.no_grad()
-    def evaluate() -> dict:
-        raw_model.eval()
-        n_batches = min(cfg.eval_batches, max(1, math.ceil(len(eval_ds) / (cfg.batch_size * world))))
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, tokens, nats of byte tokens, bytes
-        for i in range(n_batches):
-            x, y = eval_ds.batch(i, cfg.batch_size, shuffle=False, rank=rank, world_size=world)
-            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            with autocast:
-                loss = raw_model(x, y, reduction="none")  # (B, T) nats
-            nbytes = token_bytes[y]
-            sums += torch.stack(
-                [loss.sum(), torch.tensor(float(loss.numel()), device=device), (loss * (nbytes > 0)).sum(), nbytes.sum()]
-            ).double()
-        if ddp:
-            dist.all_reduce(sums)
-        raw_model.train()
-        val_loss = (sums[0] / sums[1]).item()
-        bpb = (sums[2] / (math.log(2) * sums[3])).item() if sums[3] > 0 else float("nan")
-        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700)), "val_bpb": bpb}
-
     def save_last(step: int) -> None:
         if not master:
             return
@@ -448,7 +468,8 @@ def train(
                         record["mfu"] = round(mfu, 4)
                     log(record)
                 if eval_ds is not None and (step % cfg.eval_interval == 0 or step == max_steps):
-                    val = evaluate()
+                    val = evaluate(raw_model, eval_ds, cfg.batch_size, cfg.eval_batches, token_bytes,
+                                   autocast=autocast, rank=rank, world_size=world)
                     log({"step": step, **val})
                     if val["val_loss"] < best_val:
                         best_val = val["val_loss"]
