@@ -254,7 +254,9 @@ def test_ctrl_c_stops_after_the_step_and_saves(corpus, tmp_path):
     cmd = [sys.executable, "-m", "fastgpt", "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
            "--out_dir", tmp_path, "--experiment_name", "sig", "--max_steps", "1000000", "--log_interval", "1",
            "--embed_dim", "16", "--n_heads", "2", "--num_layers", "1", "--seq_len", "16", "--batch_size", "2"]
-    child = subprocess.Popen([str(c) for c in cmd], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [str(c) for c in cmd], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     metrics = tmp_path / "sig" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.monotonic() < deadline:

@@ -183,7 +183,10 @@ class TokenFile:
 
     def __repr__(self) -> str:
         h = self.header
-        return f"TokenFile({str(self.path)!r}, tokens={len(self)}, dtype={h.dtype.name}, vocab_size={h.vocab_size}, eot_token={h.eot_token})"
+        return (
+            f"TokenFile({str(self.path)!r}, tokens={len(self)}, dtype={h.dtype.name}, "
+            f"vocab_size={h.vocab_size}, eot_token={h.eot_token})"
+        )
 
 
 def load_tokens(path: str | os.PathLike, *, tokenizer: Any = None, headerless: bool = False) -> np.ndarray:
@@ -314,7 +317,9 @@ class TokenDataset:
         before = int(self._cum_windows[file - 1]) if file else 0
         return self._window(file, (index - before) * self.seq_len)
 
-    def batch(self, step: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, step: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows `rank * batch_size ...` of global batch number `step` (global size batch_size * world_size).
 
         Every rank computes the same global batch and keeps its own slice, so N

@@ -15,7 +15,6 @@ our runs; each can be switched back to the GPT-2 one through `GPTConfig`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch

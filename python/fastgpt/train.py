@@ -319,7 +319,8 @@ def train(
     if cfg.total_batch_tokens is not None:
         if cfg.total_batch_tokens % micro_tokens:
             raise ValueError(
-                f"--total_batch_tokens {cfg.total_batch_tokens} is not a multiple of batch_size x seq_len x devices = {micro_tokens}"
+                f"--total_batch_tokens {cfg.total_batch_tokens} is not a multiple of "
+                f"batch_size x seq_len x devices = {micro_tokens}"
             )
         accum = max(1, cfg.total_batch_tokens // micro_tokens)
     step_tokens = micro_tokens * accum
