@@ -127,6 +127,11 @@ def test_python_api_streams_pieces(run_dir):
     assert len(pieces) > 1 and set("".join(pieces)) <= set(CAT)
     model, tokenizer = load_checkpoint(run_dir)
     assert model.cfg.vocab_size == tokenizer.n_vocab == 257 and not model.training
+    import fastgpt
+    import fastgpt.generate
+
+    # `fastgpt.generate(...)`: the module is callable, so the package attribute works as the function
+    assert "".join(fastgpt.generate(run_dir, "the", length=30, temperature=0)) == "".join(pieces)
 
 
 def test_flags_disagreeing_with_the_checkpoint(run_dir, tmp_path, monkeypatch, capsys, byte_tokenizer):

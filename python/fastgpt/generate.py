@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import sys
+import types
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -206,3 +208,18 @@ def generate(
         model, tokenizer, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
         use_cache=use_cache,
     )
+
+
+class _CallableModule(types.ModuleType):
+    """Makes `fastgpt.generate(...)` a call of `generate` whichever way it was reached.
+
+    Once this module is imported, the package attribute `fastgpt.generate` is the module
+    itself (the package cannot import it eagerly: that would import torch), so the module
+    is made callable rather than shadowed by the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Iterator[str]:
+        return generate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
