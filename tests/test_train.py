@@ -163,6 +163,18 @@ def test_untrained_model_scores_uniform(corpus, byte_tokenizer):
     assert val["val_bpb"] == pytest.approx(math.log2(257), rel=1e-5)
 
 
+def test_small_text_and_pt_data(corpus, tmp_path, byte_tokenizer):
+    """.txt files are encoded on the fly with the run's tokenizer; .pt tensors load as they are."""
+    (tmp_path / "train.txt").write_text("\n".join(stdlib_text()[:2]))
+    torch.save(torch.tensor(byte_tokenizer.encode_ordinary(stdlib_text()[2])), tmp_path / "eval.pt")
+    summary = train(
+        TrainConfig(tokenizer=str(corpus / "tok"), train_data=str(tmp_path / "train.txt"),
+                    eval_data=str(tmp_path / "eval.pt"), out_dir=str(tmp_path), max_steps=3, batch_size=4),
+        GPTConfig(**TINY_MODEL),
+    )
+    assert summary["step"] == 3 and summary["val_loss"] > 0
+
+
 def test_lr_schedule():
     cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, cfg, 110) == pytest.approx(0.1) and lr_at(9, cfg, 110) == pytest.approx(1.0)

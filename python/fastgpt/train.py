@@ -307,9 +307,9 @@ def train(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     master = rank == 0
 
-    train_ds = TokenDataset(cfg.train_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab)
+    train_ds = TokenDataset(cfg.train_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab, tokenizer=tokenizer)
     eval_ds = (
-        TokenDataset(cfg.eval_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab)
+        TokenDataset(cfg.eval_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab, tokenizer=tokenizer)
         if cfg.eval_data
         else None
     )
