@@ -29,7 +29,7 @@ from fastgpt import _core
 from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_blocks, iter_documents, safe_runs
 from fastgpt.tokenizer import Tokenizer
 
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 2 << 20  # per Rust call: enough to keep the cores busy; memory is a few of these
 # A whole-file document is encoded in runs of about this size (see `_file_chunks`).
 CHUNK_BYTES = 1 << 20
 

@@ -137,6 +137,7 @@ impl BinWriter {
         if shard_tokens == Some(0) {
             return Err(Error::Invalid("shard size must be at least 1 token".into()));
         }
+        crate::memory::keep_large_allocations_mapped();
         Ok(BinWriter {
             output: output.to_path_buf(),
             vocab_size,

@@ -5,6 +5,7 @@ mod backtrack;
 pub mod binfile;
 pub mod encode;
 pub mod error;
+pub mod memory;
 pub mod pretokenize;
 mod scan;
 pub mod train;

@@ -184,18 +184,8 @@ impl WordCounter {
         self.apply_cap();
         let words: Vec<(Box<[u8]>, u64)> = self.words.into_iter().collect();
         let merger = Merger::new(words, vocab_size - n_specials);
-        release_free_memory();
+        crate::memory::release_free_memory();
         Ok(merger)
-    }
-}
-
-/// Hands memory freed by counting (spread over the worker threads' malloc arenas) back to
-/// the system, so the merge phase does not stack on top of it in peak RSS. glibc only.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
