@@ -91,7 +91,7 @@ def run_dir(tmp_path_factory, byte_tokenizer) -> Path:
     ids = byte_tokenizer.encode_ordinary(text) + [256]
     write_tokens(d / "train.bin", np.array(ids), 257, 256)
     train(
-        TrainConfig(tokenizer=str(d / "tok"), train_data=str(d / "train.bin"), eval_data=str(d / "train.bin"),
+        TrainConfig(device="cpu", tokenizer=str(d / "tok"), train_data=str(d / "train.bin"), eval_data=str(d / "train.bin"),
                     out_dir=str(d / "runs"), experiment_name="cat", max_steps=40, batch_size=8, warmup_steps=5,
                     eval_interval=40, learning_rate=1e-2),
         GPTConfig(embed_dim=32, n_heads=2, num_layers=2, seq_len=32),
@@ -103,7 +103,7 @@ def run_dir(tmp_path_factory, byte_tokenizer) -> Path:
 
 def fastgpt_cli(monkeypatch, capsys, *argv):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("train", "generate"))
-    rc = cli.main([str(a) for a in argv])
+    rc = cli.main([str(a) for a in argv] + ["--device", "cpu"])  # CPU even where CUDA exists: exact greedy output
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -125,13 +125,13 @@ def test_checkpoint_only_generation(run_dir, monkeypatch, capsys):
 def test_python_api_streams_pieces(run_dir):
     pieces = list(generate(run_dir, "the", length=30, temperature=0, device="cpu"))
     assert len(pieces) > 1 and set("".join(pieces)) <= set(CAT)
-    model, tokenizer = load_checkpoint(run_dir)
+    model, tokenizer = load_checkpoint(run_dir, device="cpu")
     assert model.cfg.vocab_size == tokenizer.n_vocab == 257 and not model.training
     import fastgpt
     import fastgpt.generate
 
     # `fastgpt.generate(...)`: the module is callable, so the package attribute works as the function
-    assert "".join(fastgpt.generate(run_dir, "the", length=30, temperature=0)) == "".join(pieces)
+    assert "".join(fastgpt.generate(run_dir, "the", length=30, temperature=0, device="cpu")) == "".join(pieces)
 
 
 def test_flags_disagreeing_with_the_checkpoint(run_dir, tmp_path, monkeypatch, capsys, byte_tokenizer):

@@ -33,7 +33,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 TINY_MODEL = dict(embed_dim=32, n_heads=2, num_layers=2, seq_len=32)
-TINY_FLAGS = ["--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32", "--batch_size", "8"]
+TINY_FLAGS = ["--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32", "--batch_size", "8",
+              "--device", "cpu"]  # CPU even where CUDA exists: bit-exact comparisons
 
 
 def stdlib_text(names=("json/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py")) -> list[str]:
@@ -95,7 +96,7 @@ def test_cli_run_directory_is_self_contained(corpus, tmp_path, monkeypatch, caps
 def test_resume_equals_uninterrupted_run(corpus, tmp_path):
     def config(name, **kw):
         return TrainConfig(
-            tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"), eval_data=str(corpus / "eval.bin"),
+            device="cpu", tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"), eval_data=str(corpus / "eval.bin"),
             experiment_name=name, out_dir=str(tmp_path), max_steps=8, batch_size=4, warmup_steps=2,
             total_batch_tokens=2 * 4 * 32, eval_interval=3, eval_batches=2, log_interval=1, **kw,
         )
@@ -115,7 +116,7 @@ def test_resume_equals_uninterrupted_run(corpus, tmp_path):
 
 def test_budget_in_epochs_or_tokens(corpus, tmp_path):
     def planned_steps(name, **budget):
-        config = TrainConfig(tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"),
+        config = TrainConfig(device="cpu", tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"),
                              out_dir=str(tmp_path), experiment_name=name, batch_size=8, **budget)
         # Stop after the first step: only the plan matters here.
         return train(config, GPTConfig(**TINY_MODEL), on_step=lambda step, record: True)["max_steps"]
@@ -132,8 +133,8 @@ def test_out_of_memory_suggests_a_smaller_batch(corpus, tmp_path, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_module.GPT, "forward", out_of_memory)
-    config = TrainConfig(tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"), out_dir=str(tmp_path),
-                         batch_size=8, max_steps=2)
+    config = TrainConfig(device="cpu", tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"),
+                         out_dir=str(tmp_path), batch_size=8, max_steps=2)
     with pytest.raises(ValueError, match="out of GPU memory.*--batch_size 4 with --total_batch_tokens 256"):
         train(config, GPTConfig(**TINY_MODEL))
 
@@ -168,7 +169,7 @@ def test_small_text_and_pt_data(corpus, tmp_path, byte_tokenizer):
     (tmp_path / "train.txt").write_text("\n".join(stdlib_text()[:2]))
     torch.save(torch.tensor(byte_tokenizer.encode_ordinary(stdlib_text()[2])), tmp_path / "eval.pt")
     summary = train(
-        TrainConfig(tokenizer=str(corpus / "tok"), train_data=str(tmp_path / "train.txt"),
+        TrainConfig(device="cpu", tokenizer=str(corpus / "tok"), train_data=str(tmp_path / "train.txt"),
                     eval_data=str(tmp_path / "eval.pt"), out_dir=str(tmp_path), max_steps=3, batch_size=4),
         GPTConfig(**TINY_MODEL),
     )
@@ -231,7 +232,7 @@ def test_errors_are_one_clear_line(corpus, bad_data, monkeypatch, capsys, extra,
 def test_cuda_requested_but_absent(corpus, tmp_path, monkeypatch, capsys):
     rc, _, err = fastgpt_cli(
         monkeypatch, capsys, "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
-        "--out_dir", tmp_path, "--device", "cuda", *TINY_FLAGS,
+        "--out_dir", tmp_path, *TINY_FLAGS, "--device", "cuda",
     )
     assert rc == 1 and "CUDA is not available" in err
 
@@ -265,7 +266,8 @@ def test_ctrl_c_stops_after_the_step_and_saves(corpus, tmp_path):
 
     cmd = [sys.executable, "-m", "fastgpt", "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
            "--out_dir", tmp_path, "--experiment_name", "sig", "--max_steps", "1000000", "--log_interval", "1",
-           "--embed_dim", "16", "--n_heads", "2", "--num_layers", "1", "--seq_len", "16", "--batch_size", "2"]
+           "--embed_dim", "16", "--n_heads", "2", "--num_layers", "1", "--seq_len", "16", "--batch_size", "2",
+           "--device", "cpu"]
     child = subprocess.Popen(
         [str(c) for c in cmd], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -293,7 +295,7 @@ def test_learns_real_text(byte_tokenizer, tmp_path):
     write_tokens(tmp_path / "eval.bin", ids[cut:], 257, 256)
     byte_tokenizer.save(tmp_path / "tok")
     summary = train(
-        TrainConfig(tokenizer=str(tmp_path / "tok"), train_data=str(tmp_path / "train.bin"),
+        TrainConfig(device="cpu", tokenizer=str(tmp_path / "tok"), train_data=str(tmp_path / "train.bin"),
                     eval_data=str(tmp_path / "eval.bin"), out_dir=str(tmp_path), max_steps=300, batch_size=16,
                     warmup_steps=30, eval_interval=300),
         GPTConfig(embed_dim=64, n_heads=4, num_layers=2, seq_len=64),
