@@ -108,3 +108,122 @@ def test_generate_512_tokens_cpu(benchmark, use_cache):
     out = benchmark.pedantic(run, rounds=1 if not use_cache else 3, iterations=1)
     assert len(out) == 512
     benchmark.extra_info["tokens_per_s"] = 512 / benchmark.stats.stats.median if benchmark.stats else None
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU: equal training time for our default recipe and the reference, on real pretokenized data.
+#
+#     FASTGPT_GPU_DATA=data/ pytest benches/test_bench_train.py -k equal_time -s --benchmark-enable
+#
+# data/ holds train.bin and eval.bin (any vocabulary); FASTGPT_GPU_SECONDS sets the budget (60).
+# Shape of the issue's reference measurement: GPT-2 small, sequence 1024, batch 32, bf16, compiled.
+# ---------------------------------------------------------------------------------------------
+
+
+def train_for_seconds(model: nn.Module, train_ds, eval_ds, *, seconds: float, lr: float, batch: int,
+                      device: str, flops_per_token: float, peak_flops: float | None, eval_batches: int = 20) -> dict:
+    """Warmup then linear decay over the time budget (fair to both at equal time), AdamW,
+    clipping 1.0, bf16 autocast on CUDA; returns tokens/s, MFU and validation loss."""
+    import contextlib
+    import math
+    import time
+
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+         {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.95), fused=device.startswith("cuda"),
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    warmup, step, tokens = 50, 0, 0
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / warmup) * (1 - 0.9 * elapsed / seconds)
+        x, y = (torch.from_numpy(a).to(device) for a in train_ds.batch(step, batch, shuffle=True, seed=0))
+        with autocast:
+            loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        tokens += x.numel()
+        if step == 10:  # leave compilation and warmup out of the speed
+            sync()
+            t10, tokens10 = time.perf_counter(), tokens
+    sync()
+    speed = (tokens - tokens10) / (time.perf_counter() - t10) if step > 10 else float("nan")
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for i in range(min(eval_batches, max(1, len(eval_ds) // batch))):
+            x, y = (torch.from_numpy(a).to(device) for a in eval_ds.batch(i, batch, shuffle=False))
+            with autocast:
+                losses.append(model(x, y).item())
+    model.train()
+    return {"steps": step, "tokens_per_s": speed, "mfu": flops_per_token * speed / peak_flops if peak_flops else None,
+            "val_loss": sum(losses) / len(losses) if losses else math.nan}
+
+
+def equal_time_pair(vocab: int, seq: int, width: int, layers: int, heads: int, *, train_ds, eval_ds, seconds: float,
+                    batch: int, device: str, compile: bool) -> dict:
+    from fastgpt.train import peak_flops
+
+    peak = peak_flops(torch.device(device)) if device.startswith("cuda") else None
+    results = {}
+    for name, build, lr in [
+        ("fastgpt", lambda: GPT(GPTConfig(vocab_size=vocab, seq_len=seq, embed_dim=width, num_layers=layers,
+                                          n_heads=heads)), 3e-3),
+        ("nanogpt_reference", lambda: ReferenceGPT(vocab, seq, width, layers, heads), 6e-4),
+    ]:
+        torch.manual_seed(0)
+        model = build().to(device)
+        matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+        flops = 6 * matmul + 12 * layers * width * seq
+        runnable = torch.compile(model) if compile else model
+        results[name] = train_for_seconds(runnable, train_ds, eval_ds, seconds=seconds, lr=lr, batch=batch,
+                                          device=device, flops_per_token=flops, peak_flops=peak)
+        print(f"{name}: {results[name]}")
+        del model, runnable
+    return results
+
+
+def test_equal_time_smoke_cpu(tmp_path):
+    """The GPU comparison's code path, tiny and for two seconds each on CPU."""
+    import numpy as np
+
+    from fastgpt.data import TokenDataset, write_tokens
+
+    rng = np.random.default_rng(0)
+    write_tokens(tmp_path / "t.bin", rng.integers(0, 256, 20_000), vocab_size=256)
+    ds = TokenDataset(tmp_path / "t.bin", 32)
+    out = equal_time_pair(256, 32, 32, 2, 2, train_ds=ds, eval_ds=ds, seconds=2, batch=4, device="cpu", compile=False)
+    assert set(out) == {"fastgpt", "nanogpt_reference"} and all(r["steps"] > 0 for r in out.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_equal_time_gpt2_small_gpu(benchmark):
+    import os
+    from pathlib import Path
+
+    from fastgpt.data import TokenDataset, read_header
+
+    data = os.environ.get("FASTGPT_GPU_DATA")
+    if not data:
+        pytest.skip("set FASTGPT_GPU_DATA to a directory with train.bin and eval.bin")
+    vocab = read_header(Path(data) / "train.bin").vocab_size or 50257
+    train_ds, eval_ds = TokenDataset(Path(data) / "train.bin", 1024), TokenDataset(Path(data) / "eval.bin", 1024)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    seconds = float(os.environ.get("FASTGPT_GPU_SECONDS", "60"))
+    out = benchmark.pedantic(
+        equal_time_pair, args=(vocab, 1024, 768, 12, 12),
+        kwargs=dict(train_ds=train_ds, eval_ds=eval_ds, seconds=seconds, batch=32, device="cuda", compile=True),
+        rounds=1, iterations=1,
+    )
+    benchmark.extra_info.update({f"{k}_{m}": v for k, r in out.items() for m, v in r.items()})
+    ratio = out["fastgpt"]["val_loss"] / out["nanogpt_reference"]["val_loss"]
+    print(f"validation loss ratio at equal time: {ratio:.3f} (bar: <= 0.8); MFU {out['fastgpt']['mfu']}")
