@@ -188,6 +188,9 @@ def test_flags_cover_both_configs(monkeypatch):
     flags = {name for name, _, _ in command.MODEL_FLAGS + command.TRAIN_FLAGS}
     assert {f.name for f in fields(GPTConfig)} - {"vocab_size"} <= flags  # vocab comes from the tokenizer
     assert {f.name for f in fields(TrainConfig)} <= flags
+    from fastgpt.model import ACTIVATIONS, NORMS
+
+    assert command.CHOICES == {"norm": NORMS, "activation": ACTIVATIONS}
 
 
 @pytest.fixture()

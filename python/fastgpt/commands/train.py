@@ -61,12 +61,17 @@ TRAIN_FLAGS = (
 )
 
 
+# GPTConfig checks these too; listed here so `--help` shows them without importing torch.
+CHOICES = {"norm": ("rmsnorm", "layernorm"), "activation": ("relu2", "gelu", "swiglu")}
+REQUIRED = ("tokenizer", "train_data")
+
+
 def add_flags(parser: argparse.ArgumentParser, flags: tuple) -> None:
     for name, kind, text in flags:
         if kind is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(f"--{name}", type=kind, help=text)
+            parser.add_argument(f"--{name}", type=kind, help=text, choices=CHOICES.get(name), required=name in REQUIRED)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,9 +97,6 @@ def run(args: argparse.Namespace) -> int:
     from fastgpt.train import TrainConfig, train
 
     given = vars(args)
-    for required in ("tokenizer", "train_data"):
-        if required not in given:
-            raise ValueError(f"--{required} is required")
     model_kw = {f.name: given[f.name] for f in fields(GPTConfig) if f.name in given}
     train_kw = {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}
     summary = train(TrainConfig(**train_kw), GPTConfig(**model_kw), model_overrides=set(model_kw))
