@@ -50,6 +50,8 @@ def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int 
     key = seed.to_bytes(8, "little", signed=True)
     outs = {"train": train, "eval": eval}
     counts = {"train": 0, "eval": 0}
+    for out in outs.values():
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmpdir = tempfile.mkdtemp(prefix=".split-", dir=os.path.dirname(os.path.abspath(train)))
     try:
         buckets = {(side, b): open(os.path.join(tmpdir, f"{side}-{b}"), "w", encoding="utf-8")
