@@ -36,6 +36,7 @@ __all__ = [
     "Batches",
     "read_header",
     "write_tokens",
+    "write_pt_tokens",
     "load_tokens",
 ]
 
@@ -143,6 +144,22 @@ def write_tokens(
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_pt_tokens(path: str | os.PathLike, chunks: Sequence[np.ndarray]) -> int:
+    """Write the concatenated `chunks` as one 1-D int64 torch tensor (`--format pt`, for
+    small legacy uses), through a temporary name; returns the token count."""
+    import torch
+
+    path = Path(path)
+    tokens = torch.from_numpy(np.concatenate(chunks) if len(chunks) else np.zeros(0, dtype=np.int64))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(tokens, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return int(tokens.numel())
 
 
 class TokenFile:

@@ -177,7 +177,9 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
             tokens = sink.num_tokens
             outputs = [str(p) for p in sink.finish()]
         else:
-            tokens, outputs = _save_pt(chunks, output), [str(output)]
+            from fastgpt.data import write_pt_tokens
+
+            tokens, outputs = write_pt_tokens(output, chunks), [str(output)]
     except BaseException:
         if format == "bin":
             sink.abort()
@@ -297,21 +299,6 @@ def _encode_pt(tok: Tokenizer, texts: list[str], ends: list[bool], threads):
     eot = [] if tok.eot_token is None else [tok.eot_token]
     for ids, end in zip(tok.encode_ordinary_batch(texts, num_threads=threads), ends):
         yield np.asarray(ids + eot if end else ids, dtype=np.int64)
-
-
-def _save_pt(chunks, output: Path) -> int:
-    """Writes a 1-D int64 torch tensor (for small legacy uses), atomically."""
-    import numpy as np
-    import torch
-
-    tokens = torch.from_numpy(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(tokens, tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return int(tokens.numel())
 
 
 def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> list[PretokenizeSummary]:
