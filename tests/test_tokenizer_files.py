@@ -18,6 +18,9 @@ SAMPLE = "Hello world! It's 2026: naïve café, 你好, emoji 🎉\n\n\tdef f(x)
 def test_import_does_not_import_torch():
     code = "import sys, fastgpt; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+    pytest.importorskip("torch")
+    lazy = "import fastgpt; assert callable(fastgpt.generate) and fastgpt.generate.generate"
+    subprocess.run([sys.executable, "-c", lazy], check=True)
 
 
 def test_save_and_load_round_trip(cl100k, tmp_path):

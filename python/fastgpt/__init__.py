@@ -9,3 +9,13 @@ from fastgpt.tokenizer import Tokenizer
 
 __all__ = ["Tokenizer", "pretokenize", "PretokenizeSummary"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `fastgpt.generate(...)` without importing torch at `import fastgpt`: the module is
+    # loaded on first use (and is itself callable as its `generate` function).
+    if name == "generate":
+        import fastgpt.generate
+
+        return fastgpt.generate
+    raise AttributeError(f"module 'fastgpt' has no attribute {name!r}")
