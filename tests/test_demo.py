@@ -72,7 +72,7 @@ def test_demo_errors(tmp_path, capsys, argv, message):
 def test_demo_empty_corpus(tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("\n   \n\n")
     assert main(["demo", "--size", "tiny", "--corpus", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 1
-    assert "the corpus has 0 non-empty document(s); the demo needs at least 2" in capsys.readouterr().err
+    assert f"--corpus {tmp_path / 'empty.txt'}: 0 non-empty document(s); the demo needs at least 2" in capsys.readouterr().err
 
 
 def test_demo_refuses_to_delete_what_is_not_a_run(tmp_path):
@@ -96,6 +96,59 @@ def test_plan_fits_the_budget():
     # 90% of 60 s, less 5 evaluations of 6 forward passes at a third of a step each.
     assert steps == int((54 - 5 * 6 * 0.1 / 3) / 0.1)
     assert _plan_steps(cfg, 1000.0) == 1
+
+
+class FakeRun:
+    """Stands in for fastgpt.train.train: steps at `pace` seconds of a fake clock, stops
+    when on_step says so, resumes from where it stopped."""
+
+    def __init__(self, pace: float):
+        self.pace, self.now, self.step, self.calls = pace, 0.0, 0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def train(self, train_cfg, model_cfg, on_step=None):
+        self.calls.append((train_cfg.max_steps, train_cfg.resume))
+        while self.step < train_cfg.max_steps:
+            self.now += self.pace
+            self.step += 1
+            if on_step and on_step(self.step, {}) and self.step < train_cfg.max_steps:
+                return {"step": self.step, "interrupted": True}
+        return {"step": self.step, "interrupted": False}
+
+
+@pytest.mark.parametrize("pace, plan, calls", [
+    (0.5, 1000, [(1000, False), (190, True)]),  # 5x slower than measured: re-planned at step 100 (t = 50 s)
+    (0.1, 100, [(100, False), (901, True)]),    # 5x faster: re-planned at step 10 to use the budget
+    (0.1, 900, [(900, False)]),                 # as measured: one run
+])
+def test_training_is_replanned_to_the_budget(monkeypatch, pace, plan, calls):
+    import fastgpt.train
+    from fastgpt.demo import _train_in_budget
+    from fastgpt.train import TrainConfig
+
+    fake = FakeRun(pace)
+    monkeypatch.setattr(fastgpt.train, "train", fake.train)
+    said: list[str] = []
+    summary = _train_in_budget(DemoConfig(), TrainConfig(max_steps=plan), None, deadline=100.0, say=said.append, clock=fake.clock)
+    assert fake.calls == calls
+    assert not summary["interrupted"] and summary["step"] == calls[-1][0]
+    assert 80 <= fake.now <= 100  # ends inside the budget, having used most of it
+    assert len(said) == len(calls) - 1
+
+
+def test_training_stops_at_the_deadline(monkeypatch):
+    import fastgpt.train
+    from fastgpt.demo import _train_in_budget
+    from fastgpt.train import TrainConfig
+
+    fake = FakeRun(1.0)
+    monkeypatch.setattr(fastgpt.train, "train", fake.train)
+    cfg = TrainConfig(max_steps=500, eval_data="eval.bin")
+    summary = _train_in_budget(DemoConfig(max_steps=500), cfg, None, deadline=100.0, say=print, clock=fake.clock)
+    # A fixed plan is never re-planned; past the deadline it stops, and one more step evaluates it.
+    assert fake.calls == [(500, False), (102, True)] and summary == {"step": 102, "interrupted": False}
 
 
 def test_sizes_are_valid_configs():

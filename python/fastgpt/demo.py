@@ -191,41 +191,51 @@ def _plan_steps(cfg: DemoConfig, seconds_per_step: float) -> int:
     return max(1, int(budget / seconds_per_step))
 
 
-def _train_in_budget(cfg: DemoConfig, train_cfg, model_cfg, deadline: float, say: Callable[[str], None]) -> dict:
-    """Trains until `train_cfg.max_steps`, re-planning when the real step time strays from
-    the estimate: other load on a shared machine can change it severalfold. A re-plan stops
-    the run (saved), and resumes it exactly with a new step count that ends near the
-    deadline, so the learning rate still decays fully and the last step is evaluated. Past
-    the deadline the run stops, saved, wherever it is."""
+MAX_REPLANS = 8  # each costs a checkpoint save and load: about a second for the demo's model
+
+
+def _train_in_budget(
+    cfg: DemoConfig, train_cfg, model_cfg, deadline: float, say: Callable[[str], None], clock: Callable[[], float] = time.perf_counter
+) -> dict:
+    """Trains until `train_cfg.max_steps`, re-planning when the pace strays from the plan:
+    other load on a shared machine can change it severalfold. A re-plan stops the run
+    (saved) and resumes it exactly with a step count that ends just inside the deadline, so
+    the learning rate still decays fully and the last step is evaluated. A run that reaches
+    the deadline anyway stops there, saved, and one more step evaluates it."""
     from fastgpt.train import train
 
-    budget = deadline - time.perf_counter()
-    start_step, replans = 0, 0
+    t0 = clock()
+    budget = deadline - t0
+    start_step, replans, stopped = 0, 0, False
     while True:
-        t_run, plan = time.perf_counter(), train_cfg.max_steps
-        new_plan: list[tuple[int, float]] = []  # (steps, seconds per step measured)
+        plan, first = train_cfg.max_steps, start_step
+        every = max(5, (plan - first) // 10)  # judge the pace every tenth of the segment
+        new_plan: list[tuple[int, float]] = []  # (steps, seconds per step so far)
 
         def on_step(step: int, record: dict) -> bool:
-            now = time.perf_counter()
+            nonlocal stopped
+            now = clock()
             if now > deadline:
+                stopped = True
                 return True
-            done = step - start_step
-            # Judge the pace once a tenth of the remaining steps (at least 5) have run.
-            if cfg.max_steps is None and replans < 3 and done == max(5, (plan - start_step) // 10):
-                per_step = (now - t_run) / done
+            if cfg.max_steps is None and replans < MAX_REPLANS and (step - first) % every == 0 and now - t0 < 0.85 * budget:
+                per_step = (now - t0) / step  # the pace of the whole run: evaluations and load swings included
                 end = now + (plan - step) * per_step
-                if end > deadline or end < deadline - 0.2 * budget:
+                if end > deadline or end < deadline - 0.15 * budget:
                     new_plan.append((step + max(1, int((deadline - now) * 0.9 / per_step)), per_step))
                     return True
             return False
 
         summary = train(train_cfg, model_cfg, on_step=on_step)
+        if stopped and summary["interrupted"] and train_cfg.eval_data:
+            say(f"      stopped at the time limit at step {summary['step']:,}; one more step to evaluate it")
+            return train(replace(train_cfg, max_steps=summary["step"] + 1, resume=True), model_cfg)
         if not new_plan:
             return summary
         (steps, per_step), replans, start_step = new_plan[0], replans + 1, summary["step"]
-        say(f"      re-planned at step {start_step:,}: a step takes {per_step:.2f} s now, so {steps:,} steps end in time "
+        say(f"      re-planned at step {start_step:,}: {per_step:.2f} s a step so far, so {steps:,} steps end in time "
             "(resuming exactly where it stopped)")
-        train_cfg = replace(train_cfg, max_steps=steps, resume=True, eval_interval=max(1, steps // cfg.evals))
+        train_cfg = replace(train_cfg, max_steps=steps, resume=True, eval_interval=max(1, (steps - start_step) // cfg.evals))
 
 
 def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
@@ -250,6 +260,11 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
     say("[1/5] corpus")
     t = time.perf_counter()
     docs, where = _read_documents(cfg.corpus, cfg.max_corpus_bytes)
+    if len(docs) < MIN_DOCUMENTS:
+        raise ValueError(
+            f"--corpus {cfg.corpus or where}: {len(docs)} non-empty document(s); the demo needs at least "
+            f"{MIN_DOCUMENTS}, one to train on and one to hold out"
+        )
     train_docs, eval_docs = split_documents(docs)
     train_path, eval_path = data_dir / "train.jsonl", data_dir / "eval.jsonl"
     train_bytes = _write_jsonl(train_path, train_docs)
