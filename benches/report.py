@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,9 +33,18 @@ class Ratio:
 
 
 def label(run: dict) -> str:
-    """The benchmark's parameters (`[cl100k_base-code-fastgpt]`), or its test name without them."""
+    """The benchmark's parameters (`cl100k_base-code-fastgpt`), or its test name without them."""
     name = run["name"]
     return name[name.index("[") + 1 : -1] if "[" in name else name.removeprefix("test_")
+
+
+def short_label(run: dict, group: str) -> str:
+    """The library and the parameters the group name does not already say: `fastgpt, threads=2`."""
+    params = run.get("params") or {}
+    library = next((str(params[k]) for k in LIBRARY_PARAMS if k in params), None)
+    head = library or run["name"].split("[")[0].removeprefix("test_")
+    rest = [f"{k}={v}" for k, v in params.items() if k not in LIBRARY_PARAMS and not re.search(rf"\b{re.escape(str(v))}\b", group)]
+    return ", ".join([head, *rest])
 
 
 def per_byte(run: dict) -> float:
@@ -71,11 +81,14 @@ def ratios(runs: list[dict]) -> list[Ratio]:
             prose = _find(members, "prose")
             for m in members:
                 if prose is not None and m is not prose:
-                    out.append(Ratio(group, label(m), "prose", per_byte(m) / per_byte(prose), "× prose's time per byte", "≤ 2", peer=False))
+                    out.append(Ratio(group, str((m.get("params") or {}).get("case", label(m))), "prose", per_byte(m) / per_byte(prose), "× prose's time per byte",
+                                     "≤ 2" if group.endswith("fastgpt") else "", peer=False))
         elif group.startswith("pretokenize vs in-memory"):
-            ours, ref = _find(members, "pretokenize_to_bin"), _find(members, "in_memory")
+            ours, ref, nano = _find(members, "pretokenize_to_bin"), _find(members, "in_memory"), _find(members, "nanogpt")
             if ours and ref:
                 out.append(Ratio(group, "text → .bin", "in-memory batch encode", per_byte(ref) / per_byte(ours), "of its throughput", "≥ 0.9", peer=False))
+            if ours and nano:
+                out.append(Ratio(group, "text → .bin", "nanoGPT-style tiktoken pipeline", per_byte(nano) / per_byte(ours), "× faster"))
         elif group.startswith("pretokenize peak RSS"):
             rss = sorted(((m.get("extra_info") or {}).get("bytes", 0), (m.get("extra_info") or {}).get("peak_rss_mb")) for m in members)
             if len(rss) >= 2 and rss[0][1] and rss[-1][1]:
@@ -93,15 +106,15 @@ def ratios(runs: list[dict]) -> list[Ratio]:
                 # baseline (cc-extract's) meets each of our variants.
                 matches = [o for o in ours if _other_params(o) == _other_params(m)] if m.get("params") else ours
                 for o in matches:
-                    out.append(Ratio(group, label(o), label(m), per_byte(m) / per_byte(o), "× faster", _bar(group)))
+                    ours_label, peer_label = short_label(o, group), short_label(m, group)
+                    out.append(Ratio(group, ours_label, peer_label, per_byte(m) / per_byte(o), "× faster", _bar(group, peer_label)))
     return out
 
 
-def _bar(group: str) -> str:
-    if group.startswith("encode 1 thread") and "tiktoken" in group:
-        return ""
+def _bar(group: str, peer: str) -> str:
+    """The bar of DESIGN.md section 6 that a ratio is held to, if any."""
     if group.startswith("encode 1 thread"):
-        return "≥ 3 vs tiktoken"
+        return "≥ 3" if peer.startswith("tiktoken") else ""
     if group.startswith("train-bpe"):
         return "> 1"
     if group.startswith("train step"):
@@ -173,32 +186,41 @@ def _seconds(s: float) -> str:
     return f"{s:.3f} s" if s >= 0.1 else f"{s * 1000:.2f} ms"
 
 
+def _chart_label(r: Ratio) -> str:
+    """`group [our variant]: vs peer`, short enough for an axis."""
+    group = r.group if len(r.group) <= 48 else r.group[:47] + "…"
+    variant = r.ours.split(", ", 1)[1] if ", " in r.ours else ""
+    return f"{group}{f' [{variant}]' if variant else ''}: vs {r.other.split(', ')[0]}"
+
+
 def chart(data: dict, path: Path) -> None:
     """Horizontal bars of fastgpt's speed against each peer (log scale; 1 = as fast)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = [r for r in ratios(data["benchmarks"]) if r.peer]
     if not rows:
         raise ValueError("no benchmark compares fastgpt with a peer: nothing to chart")
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.4))
-    names = [f"{r.group}: {r.ours} vs {r.other}" for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(rows) + 1.4))
+    names = [_chart_label(r) for r in rows]
     values = [r.value for r in rows]
     colors = ["#2a7ab9" if v >= 1 else "#d9534f" for v in values]
     ax.barh(range(len(rows)), values, color=colors)
     ax.set_yticks(range(len(rows)), names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
     ax.axvline(1.0, color="black", lw=0.8)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
-    ax.set_xlabel("how many times faster fastgpt is (median time, per byte where recorded)")
-    ax.set_title(f"fastgpt vs peers: {_when(data)}, {machine(data)}", fontsize=8)
+    ax.set_xlabel("how many times faster fastgpt is (log scale; 1 = as fast)")
+    ax.set_title(f"fastgpt vs peers, {_when(data)}\n{machine(data)}", fontsize=8)
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -242,9 +242,12 @@ def test_report_ratios_markdown_and_chart(tmp_path):
             _run("test_baseline_warcio_py3langid", "cc-extract", 6.0),
             _run("test_fastgpt_cc_extract[1]", "cc-extract", 3.0, {"workers": 1}),
             _run("test_fastgpt_cc_extract[2]", "cc-extract", 2.0, {"workers": 2}),
-            _run("test_encode_worst_case[fastgpt-prose]", "worst case vs prose: cl100k_base, fastgpt", 1.0, {"case": "prose"}, bytes=100),
-            _run("test_encode_worst_case[fastgpt-one letter]", "worst case vs prose: cl100k_base, fastgpt", 3.0, {"case": "one letter"}, bytes=200),
+            _run("test_encode_worst_case[fastgpt-prose]", "worst case vs prose: cl100k_base, fastgpt", 1.0,
+                 {"case": "prose", "peer": "fastgpt"}, bytes=100),
+            _run("test_encode_worst_case[fastgpt-one letter]", "worst case vs prose: cl100k_base, fastgpt", 3.0,
+                 {"case": "one letter", "peer": "fastgpt"}, bytes=200),
             _run("test_pretokenize_to_bin", "pretokenize vs in-memory batch encode", 1.0, bytes=100),
+            _run("test_nanogpt_style_pipeline", "pretokenize vs in-memory batch encode", 20.0, bytes=100),
             _run("test_in_memory_batch_encode", "pretokenize vs in-memory batch encode", 0.95, bytes=100),
             _run("test_generate_512_tokens_cpu[kv_cache]", "generate 512 new tokens (CPU)", 1.0),
             _run("test_generate_512_tokens_cpu[recompute]", "generate 512 new tokens (CPU)", 8.0),
@@ -252,12 +255,13 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     }
     got = {(r.group, r.ours, r.other): round(r.value, 3) for r in report.ratios(data["benchmarks"])}
     assert got == {
-        ("encode batch", "1-fastgpt", "1-tiktoken"): 4.0,  # each thread count against its own
-        ("encode batch", "2-fastgpt", "2-tiktoken"): 6.0,
-        ("cc-extract", "1", "baseline_warcio_py3langid"): 2.0,  # the baseline against every variant of ours
-        ("cc-extract", "2", "baseline_warcio_py3langid"): 3.0,
-        ("worst case vs prose: cl100k_base, fastgpt", "fastgpt-one letter", "prose"): 1.5,  # per byte
+        ("encode batch", "fastgpt, threads=1", "tiktoken, threads=1"): 4.0,  # each thread count against its own
+        ("encode batch", "fastgpt, threads=2", "tiktoken, threads=2"): 6.0,
+        ("cc-extract", "fastgpt_cc_extract, workers=1", "baseline_warcio_py3langid"): 2.0,  # the baseline against each of ours
+        ("cc-extract", "fastgpt_cc_extract, workers=2", "baseline_warcio_py3langid"): 3.0,
+        ("worst case vs prose: cl100k_base, fastgpt", "one letter", "prose"): 1.5,  # per byte
         ("pretokenize vs in-memory batch encode", "text → .bin", "in-memory batch encode"): 0.95,
+        ("pretokenize vs in-memory batch encode", "text → .bin", "nanoGPT-style tiktoken pipeline"): 20.0,
         ("generate 512 new tokens (CPU)", "KV cache", "recomputing the context"): 8.0,
     }
     path = tmp_path / "data.json"
@@ -265,7 +269,7 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     assert report.main([str(path), "--markdown", str(tmp_path / "r.md"), "--chart", str(tmp_path / "r.png")]) == 0
     md = (tmp_path / "r.md").read_text()
     assert "Measured 2025-01-02 03:04 UTC on Test CPU, 2 cores" in md and "commit abcdef1234" in md
-    assert "| encode batch | 1-fastgpt | 1-tiktoken | **4.00** × faster |" in md
+    assert "| encode batch | fastgpt, threads=1 | tiktoken, threads=1 | **4.00** × faster |" in md
     assert "| encode batch | 1-fastgpt | 1.000 s | 3 | 0.0 MB/s |" in md
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"

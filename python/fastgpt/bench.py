@@ -12,8 +12,8 @@ Three cases, each for fastgpt and, with `compare`, for tiktoken on the same voca
   reads them (one per line, or per record of a .jsonl), each followed by end-of-text. For
   tiktoken that is the loop a user would write: read, `encode_ordinary_batch`, write numpy.
 
-Every case runs in its own process, so its peak RSS (`ru_maxrss`: the interpreter, the input
-text and the encoder included) is its own and not the high-water mark of an earlier case.
+Every case runs in its own process, so its peak RSS (VmHWM: the interpreter, the input text
+and the encoder included) is its own and not the high-water mark of an earlier case.
 Times are the best of `iterations` runs, which is the least disturbed by other load.
 """
 
@@ -192,7 +192,6 @@ def _tiktoken_to_bin(enc, path: Path, out: Path, threads: int) -> tuple[int, int
 
 
 def _worker(spec: dict) -> dict:
-    import resource
     import tempfile
 
     from fastgpt.tokenizer import Tokenizer
@@ -236,8 +235,20 @@ def _worker(spec: dict) -> dict:
             start = time.perf_counter()
             tokens = run()
             best = min(best, time.perf_counter() - start)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return dict(seconds=best, tokens=tokens, bytes=n_bytes, peak_rss=peak_kib * 1024)
+    return dict(seconds=best, tokens=tokens, bytes=n_bytes, peak_rss=_peak_rss())
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes. On Linux VmHWM: ru_maxrss would also count the
+    parent's peak, which the kernel carries over through the fork and exec that started us."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 # ---- the table -------------------------------------------------------------------------
