@@ -65,6 +65,12 @@ struct MergeCache<'t> {
 /// At most this many short pieces are kept in `MergeCache::hot` (a few hundred KB).
 const HOT_PIECES: usize = 1 << 15;
 
+/// How many of `n` texts one parallel task takes: four tasks per thread balance the load,
+/// and each task's merge cache stays warm over many texts.
+fn run_length(n: usize) -> usize {
+    n.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
 /// A BPE vocabulary with its pre-tokenizer and special tokens.
 pub struct Encoder {
     splitter: Splitter,
@@ -349,26 +355,33 @@ impl Encoder {
         self.encode_ordinary_into(&text[start..], out, cache);
     }
 
-    /// Encodes many texts on the current rayon pool. Texts are handed out in runs that
-    /// share a merge cache, so many short documents cost little more than one long one.
+    /// Encodes many texts on the current rayon pool. Each worker takes a few long runs of
+    /// texts and keeps one merge cache per run, so many short documents cost little more
+    /// than one long one.
     pub fn encode_batch<T: AsRef<str> + Sync>(&self, texts: &[T], allowed: &Allowed) -> Vec<Vec<Rank>> {
-        texts
-            .par_iter()
-            .map_init(MergeCache::default, |cache, text| {
-                let mut out = Vec::with_capacity(text.as_ref().len() / 3);
-                self.encode_into(text.as_ref(), allowed, &mut out, cache);
-                out
+        let runs: Vec<Vec<Vec<Rank>>> = texts
+            .par_chunks(run_length(texts.len()))
+            .map(|run| {
+                let mut cache = MergeCache::default();
+                run.iter()
+                    .map(|text| {
+                        let mut out = Vec::with_capacity(text.as_ref().len() / 3);
+                        self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
+                        out
+                    })
+                    .collect()
             })
-            .collect()
+            .collect();
+        runs.into_iter().flatten().collect()
     }
 
     /// Encodes `texts` as ordinary text, in parallel, into one stream in order, with `eot`
     /// after each text whose `ends` flag is set (a text may be part of a longer document).
     pub fn encode_documents<T: AsRef<str> + Sync>(&self, texts: &[T], ends: &[bool], eot: Option<Rank>) -> Vec<Rank> {
-        const RUN: usize = 64;
+        let run = run_length(texts.len());
         let parts: Vec<Vec<Rank>> = texts
-            .par_chunks(RUN)
-            .zip(ends.par_chunks(RUN))
+            .par_chunks(run)
+            .zip(ends.par_chunks(run))
             .map(|(texts, ends)| {
                 let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
                 let mut cache = MergeCache::default();
