@@ -126,4 +126,4 @@ def test_encode_worst_case(benchmark, case, peer):
     text = WORST_CASES[case]()
     benchmark.group = f"worst case vs prose: cl100k_base, {peer}"
     benchmark.extra_info["bytes"] = len(text.encode())
-    benchmark.pedantic(single, args=(text,), rounds=3, iterations=1)
+    benchmark.pedantic(single, args=(text,), rounds=3, iterations=1, warmup_rounds=1)
