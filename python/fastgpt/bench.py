@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def run_bench(
     iterations: int = 3,
     threads: int | None = None,
     compare: list[str] | tuple[str, ...] = (),
-    log=None,
+    log: Callable[[str], None] | None = None,
 ) -> list[BenchResult]:
     """Runs every case for fastgpt and each library in `compare`; returns the results in
     table order. A library that cannot be built on this tokenizer raises ValueError saying why."""
