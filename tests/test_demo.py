@@ -55,6 +55,17 @@ def test_demo_cli_on_own_corpus(tmp_path, capsys):
     assert "----- sample 1\nThe" in out and "checkpoint" in out and "fastgpt generate --checkpoint" in out
 
 
+def test_demo_on_jsonl_records(tmp_path):
+    """Each record of a .jsonl corpus is a document, newlines inside it kept."""
+    records = [{"text": f"def f{i}(x):\n    return x + {i}\n"} for i in range(60)]
+    (tmp_path / "code.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_demo(config_for("tiny", corpus=str(tmp_path / "code.jsonl"), out=str(tmp_path / "o"), progress=False,
+                                 device="cpu", seq_len=8), log=lambda line: None)
+    assert result.documents == (57, 3)
+    held = [json.loads(line)["text"] for line in result.eval_corpus.read_text().splitlines()]
+    assert held == [records[i]["text"] for i in (19, 39, 59)]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
