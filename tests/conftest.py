@@ -34,3 +34,13 @@ def byte_tokenizer() -> Tokenizer:
 @pytest.fixture(scope="session")
 def stdlib_texts() -> list[str]:
     return [p.read_text(encoding="utf-8", errors="replace") for p in stdlib_sources()]
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models: extra threads only add overhead, and badly so when other jobs share the cores."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

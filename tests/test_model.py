@@ -11,13 +11,7 @@ torch = pytest.importorskip("torch")
 from fastgpt.model import GPT, GPTConfig  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: extra threads only add overhead, and badly so when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = dict(vocab_size=257, seq_len=32, embed_dim=32, n_heads=4, num_layers=2)
 VARIANTS = [

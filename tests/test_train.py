@@ -24,13 +24,7 @@ from fastgpt.model import GPTConfig  # noqa: E402
 from fastgpt.train import TrainConfig, lr_at, train  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: extra threads only add overhead, and badly so when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY_MODEL = dict(embed_dim=32, n_heads=2, num_layers=2, seq_len=32)
 TINY_FLAGS = ["--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32", "--batch_size", "8",
