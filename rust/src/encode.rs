@@ -3,8 +3,9 @@
 //! A piece (one pre-token) is first looked up whole in the vocabulary; most pieces of real
 //! text are one token. Otherwise its bytes are merged pair by pair, always the adjacent
 //! pair of lowest priority, leftmost first on ties. Priorities live in a map keyed by the
-//! pair of token ids, so one lookup prices a pair. Short pieces use a plain scan; long ones
-//! (a megabyte of one letter is a single piece) a heap with lazy deletion, O(n log n).
+//! pair of token ids, so one lookup prices a pair. Short pieces use a plain scan. Long ones
+//! (a megabyte of one letter is a single piece) take the linear-time walk of `backtrack.rs`
+//! in tiktoken's model, and a heap with lazy deletion, O(n log n), in Hugging Face's.
 
 use crate::backtrack::LongPieces;
 use crate::error::{Error, Result};
@@ -659,7 +660,7 @@ mod tests {
     }
 
     #[test]
-    fn long_single_letter_runs_are_linearithmic() {
+    fn long_single_letter_runs() {
         let enc = tiny();
         let text = "a".repeat(1 << 20);
         let ids = enc.encode_ordinary(&text);
