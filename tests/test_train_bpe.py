@@ -17,6 +17,19 @@ from references import prose_text, stdlib_sources
 from fastgpt import Tokenizer, _core, bpe_train, corpus, hf_format
 
 
+
+def merge_pair(symbols: list[int], a: int, b: int, c: int) -> list[int]:
+    """`symbols` with each non-overlapping (a, b), left to right, replaced by c."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+            out.append(c)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
 def reference_train(word_counts: dict[bytes, int], n_tokens: int) -> tuple[list[bytes], list[tuple[bytes, bytes]]]:
     """The obvious trainer: recount every pair before each merge. Highest count wins; ties
     go to the lowest (left id, right id); a merge spelling an existing token reuses its id."""
@@ -38,18 +51,7 @@ def reference_train(word_counts: dict[bytes, int], n_tokens: int) -> tuple[list[
             tokens.append(joined)
         c = ids[joined]
         merges.append((tokens[a], tokens[b]))
-        for k, (symbols, n) in enumerate(words):
-            if len(symbols) < 2:
-                continue
-            out, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                    out.append(c)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            words[k] = (out, n)
+        words[:] = [(merge_pair(symbols, a, b, c), n) for symbols, n in words]
     return tokens, merges
 
 
@@ -204,16 +206,7 @@ def tie_free_prefix(counts: dict[bytes, int], n_merges: int) -> int:
         (a, b), _ = top[0]
         tokens.append(tokens[a] + tokens[b])
         c = len(tokens) - 1
-        for k, (symbols, n) in enumerate(words):
-            out, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                    out.append(c)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            words[k] = (out, n)
+        words[:] = [(merge_pair(symbols, a, b, c), n) for symbols, n in words]
     return n_merges
 
 
