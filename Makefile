@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 EXTRAS := test,train,cc,ray
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: build demo test rust-test py-test bench clean
+.PHONY: build demo test rust-test lint py-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,14 @@ rust-test: $(BIN)/python
 	cargo clippy --all-targets --all-features -q -- -D warnings
 	cargo test -q
 
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 py-test: build
 	$(BIN)/python -m pytest -q
 
-test: rust-test py-test
+test: rust-test lint py-test
 
 # The peers (bench extra) and matplotlib for the chart; redone only when pyproject.toml changes.
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed

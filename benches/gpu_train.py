@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
-from test_bench_train import equal_time_pair  # noqa: E402
 
-from fastgpt.data import TokenDataset, read_header  # noqa: E402
+from fastgpt.data.tokens import TokenDataset, read_header  # noqa: E402
+from test_bench_train import equal_time_pair  # noqa: E402
 
 
 def main() -> None:
@@ -36,8 +36,19 @@ def main() -> None:
     vocab = read_header(data / "train.bin").vocab_size or 50257
     train_ds, eval_ds = TokenDataset(data / "train.bin", 1024), TokenDataset(data / "eval.bin", 1024)
     torch.backends.cuda.matmul.allow_tf32 = True
-    out = equal_time_pair(vocab, 1024, 768, 12, 12, train_ds=train_ds, eval_ds=eval_ds, seconds=args.seconds,
-                          batch=args.batch, device="cuda", compile=not args.no_compile)
+    out = equal_time_pair(
+        vocab,
+        1024,
+        768,
+        12,
+        12,
+        train_ds=train_ds,
+        eval_ds=eval_ds,
+        seconds=args.seconds,
+        batch=args.batch,
+        device="cuda",
+        compile=not args.no_compile,
+    )
     out["val_loss_ratio"] = out["fastgpt"]["val_loss"] / out["nanogpt_reference"]["val_loss"]
     out["device"] = torch.cuda.get_device_name()
     print(json.dumps(out, indent=2))

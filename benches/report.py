@@ -43,7 +43,11 @@ def short_label(run: dict, group: str) -> str:
     params = run.get("params") or {}
     library = next((str(params[k]) for k in LIBRARY_PARAMS if k in params), None)
     head = library or run["name"].split("[")[0].removeprefix("test_")
-    rest = [f"{k}={v}" for k, v in params.items() if k not in LIBRARY_PARAMS and not re.search(rf"\b{re.escape(str(v))}\b", group)]
+    rest = [
+        f"{k}={v}"
+        for k, v in params.items()
+        if k not in LIBRARY_PARAMS and not re.search(rf"\b{re.escape(str(v))}\b", group)
+    ]
     return ", ".join([head, *rest])
 
 
@@ -81,22 +85,76 @@ def ratios(runs: list[dict]) -> list[Ratio]:
             prose = _find(members, "prose")
             for m in members:
                 if prose is not None and m is not prose:
-                    out.append(Ratio(group, str((m.get("params") or {}).get("case", label(m))), "prose", per_byte(m) / per_byte(prose), "× prose's time per byte",
-                                     "≤ 2" if group.endswith("fastgpt") else "", peer=False))
+                    out.append(
+                        Ratio(
+                            group,
+                            str((m.get("params") or {}).get("case", label(m))),
+                            "prose",
+                            per_byte(m) / per_byte(prose),
+                            "× prose's time per byte",
+                            "≤ 2" if group.endswith("fastgpt") else "",
+                            peer=False,
+                        )
+                    )
         elif group.startswith("pretokenize vs in-memory"):
-            ours, ref, nano = _find(members, "pretokenize_to_bin"), _find(members, "in_memory"), _find(members, "nanogpt")
+            ours, ref, nano = (
+                _find(members, "pretokenize_to_bin"),
+                _find(members, "in_memory"),
+                _find(members, "nanogpt"),
+            )
             if ours and ref:
-                out.append(Ratio(group, "text → .bin", "in-memory batch encode", per_byte(ref) / per_byte(ours), "of its throughput", "≥ 0.9", peer=False))
+                out.append(
+                    Ratio(
+                        group,
+                        "text → .bin",
+                        "in-memory batch encode",
+                        per_byte(ref) / per_byte(ours),
+                        "of its throughput",
+                        "≥ 0.9",
+                        peer=False,
+                    )
+                )
             if ours and nano:
-                out.append(Ratio(group, "text → .bin", "nanoGPT-style tiktoken pipeline", per_byte(nano) / per_byte(ours), "× faster"))
+                out.append(
+                    Ratio(
+                        group,
+                        "text → .bin",
+                        "nanoGPT-style tiktoken pipeline",
+                        per_byte(nano) / per_byte(ours),
+                        "× faster",
+                    )
+                )
         elif group.startswith("pretokenize peak RSS"):
-            rss = sorted(((m.get("extra_info") or {}).get("bytes", 0), (m.get("extra_info") or {}).get("peak_rss_mb")) for m in members)
+            rss = sorted(
+                ((m.get("extra_info") or {}).get("bytes", 0), (m.get("extra_info") or {}).get("peak_rss_mb"))
+                for m in members
+            )
             if len(rss) >= 2 and rss[0][1] and rss[-1][1]:
-                out.append(Ratio(group, f"{rss[-1][0] / 1e6:.0f} MB input", f"{rss[0][0] / 1e6:.0f} MB input", rss[-1][1] / rss[0][1], "× the peak RSS", "≈ 1 (flat)", peer=False))
+                out.append(
+                    Ratio(
+                        group,
+                        f"{rss[-1][0] / 1e6:.0f} MB input",
+                        f"{rss[0][0] / 1e6:.0f} MB input",
+                        rss[-1][1] / rss[0][1],
+                        "× the peak RSS",
+                        "≈ 1 (flat)",
+                        peer=False,
+                    )
+                )
         elif group.startswith("generate"):
             cached, recompute = _find(members, "kv_cache"), _find(members, "recompute")
             if cached and recompute:
-                out.append(Ratio(group, "KV cache", "recomputing the context", per_byte(recompute) / per_byte(cached), "× faster", "≥ 5", peer=False))
+                out.append(
+                    Ratio(
+                        group,
+                        "KV cache",
+                        "recomputing the context",
+                        per_byte(recompute) / per_byte(cached),
+                        "× faster",
+                        "≥ 5",
+                        peer=False,
+                    )
+                )
         else:
             ours = [m for m in members if is_ours(m)]
             for m in members:
@@ -107,7 +165,16 @@ def ratios(runs: list[dict]) -> list[Ratio]:
                 matches = [o for o in ours if _other_params(o) == _other_params(m)] if m.get("params") else ours
                 for o in matches:
                     ours_label, peer_label = short_label(o, group), short_label(m, group)
-                    out.append(Ratio(group, ours_label, peer_label, per_byte(m) / per_byte(o), "× faster", _bar(group, peer_label)))
+                    out.append(
+                        Ratio(
+                            group,
+                            ours_label,
+                            peer_label,
+                            per_byte(m) / per_byte(o),
+                            "× faster",
+                            _bar(group, peer_label),
+                        )
+                    )
     return out
 
 
@@ -175,7 +242,13 @@ def markdown(data: dict) -> str:
     ]
     for r in ratios(runs):
         lines.append(f"| {r.group} | {r.ours} | {r.other} | **{r.value:.2f}** {r.meaning} | {r.bar} |")
-    lines += ["", "## Every benchmark (median of the rounds)", "", "| group | benchmark | median | rounds | throughput |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Every benchmark (median of the rounds)",
+        "",
+        "| group | benchmark | median | rounds | throughput |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for run in sorted(runs, key=lambda r: (r["group"] or "", r["name"])):
         s = run["stats"]
         lines.append(f"| {run['group']} | {label(run)} | {_seconds(s['median'])} | {s['rounds']} | {throughput(run)} |")

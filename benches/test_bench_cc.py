@@ -12,7 +12,8 @@ pytest.importorskip("fastwarc")
 pytest.importorskip("warcio")
 py3langid = pytest.importorskip("py3langid")
 
-from fastgpt import cc, cc_synth  # noqa: E402
+from fastgpt.cc import extract as cc  # noqa: E402
+from helpers import cc_synth  # noqa: E402
 
 N_FILES, N_RECORDS = 4, 3000  # about 24 MB of text: startup (model load, imports) is a small part
 
@@ -44,8 +45,11 @@ def baseline(paths) -> tuple[int, int]:
 
 def _record(benchmark, payload_bytes: int, docs: int) -> None:
     seconds = benchmark.stats.stats.min
-    benchmark.extra_info.update(payload_mb=round(payload_bytes / 1e6, 2), mb_per_s=round(payload_bytes / 1e6 / seconds, 2),
-                                docs_per_s=round(docs / seconds))
+    benchmark.extra_info.update(
+        payload_mb=round(payload_bytes / 1e6, 2),
+        mb_per_s=round(payload_bytes / 1e6 / seconds, 2),
+        docs_per_s=round(docs / seconds),
+    )
 
 
 @pytest.mark.benchmark(group="cc-extract")
@@ -61,7 +65,9 @@ def test_fastgpt_cc_extract(benchmark, wet_files, tmp_path, workers):
     out = str(tmp_path / "corpus.jsonl")
     stats = benchmark.pedantic(
         lambda: cc.extract(wet_files, out, workers=workers, progress=False),
-        setup=lambda: None, rounds=1, iterations=1,
+        setup=lambda: None,
+        rounds=1,
+        iterations=1,
     )
     _record(benchmark, stats["payload_bytes"], stats["records"])
     benchmark.extra_info["kept"] = stats["kept"]

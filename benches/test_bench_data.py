@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastgpt.data import Batches, TokenDataset, write_tokens  # noqa: E402
+from fastgpt.data.tokens import Batches, TokenDataset, write_tokens  # noqa: E402
 
 TOKENS = 20_000_000
 BATCH, SEQ = 64, 256

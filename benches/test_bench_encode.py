@@ -14,9 +14,9 @@ import random
 import string
 
 import pytest
-from references import prose_text, rank_file, reference_encoding, stdlib_sources
 
 from fastgpt import Tokenizer
+from helpers.references import prose_text, rank_file, reference_encoding, stdlib_sources
 
 CODE_BYTES = 2_000_000
 WORST_BYTES = 1_000_000

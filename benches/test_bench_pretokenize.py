@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import pytest
-from references import rank_file, reference_encoding, stdlib_sources
 
 from fastgpt import Tokenizer, pretokenize
+from helpers.references import rank_file, reference_encoding, stdlib_sources
 
 CORPUS_BYTES = 8_000_000
 
@@ -44,7 +44,9 @@ def test_pretokenize_to_bin(benchmark, corpus, tmp_path):
     path, _ = corpus
     benchmark.group = "pretokenize vs in-memory batch encode (cl100k, all threads)"
     benchmark.extra_info["bytes"] = path.stat().st_size
-    summary = benchmark.pedantic(pretokenize, args=(path, tokenizer(), tmp_path / "out.bin"), kwargs={"progress": False}, rounds=3)
+    summary = benchmark.pedantic(
+        pretokenize, args=(path, tokenizer(), tmp_path / "out.bin"), kwargs={"progress": False}, rounds=3
+    )
     assert summary.tokens > 0
 
 
@@ -103,7 +105,12 @@ def test_peak_rss_is_flat(benchmark, corpus, tmp_path, megabytes):
     benchmark.extra_info["bytes"] = big.stat().st_size
 
     def run():
-        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(big), str(tok_dir), str(tmp_path / "o.bin")], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(big), str(tok_dir), str(tmp_path / "o.bin")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return int(out.stdout)
 
     benchmark.extra_info["peak_rss_mb"] = benchmark.pedantic(run, rounds=1) / 1024

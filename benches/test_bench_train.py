@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from fastgpt.generate import generate_tokens  # noqa: E402
-from fastgpt.model import GPT, GPTConfig  # noqa: E402
+from fastgpt.gpt.generate import generate_tokens  # noqa: E402
+from fastgpt.gpt.model import GPT, GPTConfig  # noqa: E402
 
 # The default GPTConfig shape (384 wide, 6 layers, 6 heads, 256 context) with a vocabulary a
 # small corpus would give; batch 8 keeps one step near a second on two cores.
@@ -34,8 +34,12 @@ class ReferenceGPT(nn.Module):
         self.blocks = nn.ModuleList(
             nn.ModuleDict(
                 dict(
-                    ln_1=nn.LayerNorm(width), attn=nn.Linear(width, 3 * width), proj=nn.Linear(width, width),
-                    ln_2=nn.LayerNorm(width), fc=nn.Linear(width, 4 * width), out=nn.Linear(4 * width, width),
+                    ln_1=nn.LayerNorm(width),
+                    attn=nn.Linear(width, 3 * width),
+                    proj=nn.Linear(width, width),
+                    ln_2=nn.LayerNorm(width),
+                    fc=nn.Linear(width, 4 * width),
+                    out=nn.Linear(4 * width, width),
                 )
             )
             for _ in range(layers)
@@ -120,8 +124,19 @@ def test_generate_512_tokens_cpu(benchmark, use_cache):
 # ---------------------------------------------------------------------------------------------
 
 
-def train_for_seconds(model: nn.Module, train_ds, eval_ds, *, seconds: float, lr: float, batch: int,
-                      device: str, flops_per_token: float, peak_flops: float | None, eval_batches: int = 20) -> dict:
+def train_for_seconds(
+    model: nn.Module,
+    train_ds,
+    eval_ds,
+    *,
+    seconds: float,
+    lr: float,
+    batch: int,
+    device: str,
+    flops_per_token: float,
+    peak_flops: float | None,
+    eval_batches: int = 20,
+) -> dict:
     """Warmup then linear decay over the time budget (fair to both at equal time), AdamW,
     clipping 1.0, bf16 autocast on CUDA; returns tokens/s, MFU and validation loss."""
     import contextlib
@@ -129,9 +144,13 @@ def train_for_seconds(model: nn.Module, train_ds, eval_ds, *, seconds: float, lr
     import time
 
     opt = torch.optim.AdamW(
-        [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
-         {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.95), fused=device.startswith("cuda"),
+        [
+            {"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+            {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.95),
+        fused=device.startswith("cuda"),
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -165,19 +184,38 @@ def train_for_seconds(model: nn.Module, train_ds, eval_ds, *, seconds: float, lr
             with autocast:
                 losses.append(model(x, y).item())
     model.train()
-    return {"steps": step, "tokens_per_s": speed, "mfu": flops_per_token * speed / peak_flops if peak_flops else None,
-            "val_loss": sum(losses) / len(losses) if losses else math.nan}
+    return {
+        "steps": step,
+        "tokens_per_s": speed,
+        "mfu": flops_per_token * speed / peak_flops if peak_flops else None,
+        "val_loss": sum(losses) / len(losses) if losses else math.nan,
+    }
 
 
-def equal_time_pair(vocab: int, seq: int, width: int, layers: int, heads: int, *, train_ds, eval_ds, seconds: float,
-                    batch: int, device: str, compile: bool) -> dict:
-    from fastgpt.train import peak_flops
+def equal_time_pair(
+    vocab: int,
+    seq: int,
+    width: int,
+    layers: int,
+    heads: int,
+    *,
+    train_ds,
+    eval_ds,
+    seconds: float,
+    batch: int,
+    device: str,
+    compile: bool,
+) -> dict:
+    from fastgpt.gpt.trainer import peak_flops
 
     peak = peak_flops(torch.device(device)) if device.startswith("cuda") else None
     results = {}
     for name, build, lr in [
-        ("fastgpt", lambda: GPT(GPTConfig(vocab_size=vocab, seq_len=seq, embed_dim=width, num_layers=layers,
-                                          n_heads=heads)), 3e-3),
+        (
+            "fastgpt",
+            lambda: GPT(GPTConfig(vocab_size=vocab, seq_len=seq, embed_dim=width, num_layers=layers, n_heads=heads)),
+            3e-3,
+        ),
         ("nanogpt_reference", lambda: ReferenceGPT(vocab, seq, width, layers, heads), 6e-4),
     ]:
         torch.manual_seed(0)
@@ -185,8 +223,17 @@ def equal_time_pair(vocab: int, seq: int, width: int, layers: int, heads: int, *
         matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
         flops = 6 * matmul + 12 * layers * width * seq
         runnable = torch.compile(model) if compile else model
-        results[name] = train_for_seconds(runnable, train_ds, eval_ds, seconds=seconds, lr=lr, batch=batch,
-                                          device=device, flops_per_token=flops, peak_flops=peak)
+        results[name] = train_for_seconds(
+            runnable,
+            train_ds,
+            eval_ds,
+            seconds=seconds,
+            lr=lr,
+            batch=batch,
+            device=device,
+            flops_per_token=flops,
+            peak_flops=peak,
+        )
         print(f"{name}: {results[name]}")
         del model, runnable
     return results
@@ -196,7 +243,7 @@ def test_equal_time_smoke_cpu(tmp_path):
     """The GPU comparison's code path, tiny and for two seconds each on CPU."""
     import numpy as np
 
-    from fastgpt.data import TokenDataset, write_tokens
+    from fastgpt.data.tokens import TokenDataset, write_tokens
 
     rng = np.random.default_rng(0)
     write_tokens(tmp_path / "t.bin", rng.integers(0, 256, 20_000), vocab_size=256)
@@ -210,7 +257,7 @@ def test_equal_time_gpt2_small_gpu(benchmark):
     import os
     from pathlib import Path
 
-    from fastgpt.data import TokenDataset, read_header
+    from fastgpt.data.tokens import TokenDataset, read_header
 
     data = os.environ.get("FASTGPT_GPU_DATA")
     if not data:
@@ -220,9 +267,11 @@ def test_equal_time_gpt2_small_gpu(benchmark):
     torch.backends.cuda.matmul.allow_tf32 = True
     seconds = float(os.environ.get("FASTGPT_GPU_SECONDS", "60"))
     out = benchmark.pedantic(
-        equal_time_pair, args=(vocab, 1024, 768, 12, 12),
+        equal_time_pair,
+        args=(vocab, 1024, 768, 12, 12),
         kwargs=dict(train_ds=train_ds, eval_ds=eval_ds, seconds=seconds, batch=32, device="cuda", compile=True),
-        rounds=1, iterations=1,
+        rounds=1,
+        iterations=1,
     )
     benchmark.extra_info.update({f"{k}_{m}": v for k, r in out.items() for m, v in r.items()})
     ratio = out["fastgpt"]["val_loss"] / out["nanogpt_reference"]["val_loss"]

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from references import stdlib_sources
+
+from helpers.references import stdlib_sources
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_bpe_peers import PEERS, train  # noqa: E402

@@ -45,7 +45,7 @@ def train(which: str, corpus: str, vocab_size: int):
     if which == "hf_tokenizers":
         from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
-        from fastgpt import hf_format
+        from fastgpt.tokenizer import huggingface as hf_format
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -55,7 +55,10 @@ def train(which: str, corpus: str, vocab_size: int):
             ]
         )
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"], show_progress=False
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=["<|endoftext|>"],
+            show_progress=False,
         )
         tok.train([corpus], trainer)
         return lambda text: tok.encode(text).ids
@@ -80,7 +83,13 @@ def worker(which: str, corpus: str, heldout: str | None, vocab_size: int) -> dic
     encode = train(which, corpus, vocab_size)
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result = {"trainer": which, "vocab_size": vocab_size, "seconds": seconds, "peak_rss": rss, "corpus_bytes": Path(corpus).stat().st_size}
+    result = {
+        "trainer": which,
+        "vocab_size": vocab_size,
+        "seconds": seconds,
+        "peak_rss": rss,
+        "corpus_bytes": Path(corpus).stat().st_size,
+    }
     if heldout:
         text = Path(heldout).read_text(encoding="utf-8", errors="replace")
         result["bytes_per_token"] = len(text.encode()) / len(encode(text))

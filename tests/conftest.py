@@ -4,9 +4,9 @@ byte tokenizer, and the standard library's sources as a real corpus (see referen
 from __future__ import annotations
 
 import pytest
-from references import rank_file, reference_encoding, stdlib_sources
 
 from fastgpt import Tokenizer
+from helpers.references import rank_file, reference_encoding, stdlib_sources
 
 
 @pytest.fixture(scope="session", params=["cl100k_base", "o200k_base"])
@@ -28,7 +28,9 @@ def cl100k_reference():
 @pytest.fixture(scope="session")
 def byte_tokenizer() -> Tokenizer:
     """256 byte tokens plus <|endoftext|> = 256: tiny, for tests of other parts."""
-    return Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, pattern="gpt2", special_tokens={"<|endoftext|>": 256})
+    return Tokenizer.from_ranks(
+        {bytes([i]): i for i in range(256)}, pattern="gpt2", special_tokens={"<|endoftext|>": 256}
+    )
 
 
 @pytest.fixture(scope="session")

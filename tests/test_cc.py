@@ -14,8 +14,9 @@ import pytest
 pytest.importorskip("fastwarc")
 pytest.importorskip("py3langid")
 
-from fastgpt import cc, cc_synth  # noqa: E402
-from fastgpt.cc_filters import FilterConfig, doc_hashes, quality_reason, repetition_reason  # noqa: E402
+from fastgpt.cc import extract as cc  # noqa: E402
+from fastgpt.cc.filters import FilterConfig, doc_hashes, quality_reason, repetition_reason  # noqa: E402
+from helpers import cc_synth
 
 R = random.Random(1234)
 EN = [cc_synth.page(R, "en") for _ in range(12)]
@@ -50,7 +51,9 @@ def fixture_records(tag: str) -> list[bytes]:
     for i in range(3):
         body = [cc_synth.page(rng, "en")]
         out.append(rec(f"<http://news.example/{tag}/{i}>", "\n".join(NAV[:3] + body + NAV[3:] + FOOTER)))
-    out.append(rec(f"<http://cookie.example/{tag}>", "We use cookies to improve your experience.\n" + EN[2 + len(tag) % 5]))
+    out.append(
+        rec(f"<http://cookie.example/{tag}>", "We use cookies to improve your experience.\n" + EN[2 + len(tag) % 5])
+    )
     # Long enough to pass the per-page filters, but nothing is left once the shared lines go.
     out.append(rec(f"<http://navonly.example/{tag}>", "\n".join(NAV + FOOTER + ["Welcome to our site, friends."])))
     return out
@@ -80,7 +83,9 @@ def test_extract_filters_and_dedup(wet_dir, tmp_path):
     assert sum(u.startswith("http://en.example/") for u in urls) == 12
     assert sum(u.startswith("http://news.example/") for u in urls) == 6
     assert sum(u.startswith("http://dup") for u in urls) == 1
-    assert not any(x in u for u in urls for x in ("de.example", "de2.", "ru.", "zh.", "short.", "spam.", "lorem.", "navonly."))
+    assert not any(
+        x in u for u in urls for x in ("de.example", "de2.", "ru.", "zh.", "short.", "spam.", "lorem.", "navonly.")
+    )
     for d in docs:
         assert not set(d["text"].split("\n")) & set(NAV[:4] + FOOTER), "shared lines removed"
         assert "cookies" not in d["text"]
@@ -186,7 +191,7 @@ def test_filters_unit():
 def test_fast_langid_equals_py3langid():
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from fastgpt.cc_langid import FastLangId
+    from fastgpt.cc.langid import FastLangId
 
     ref = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     fast = FastLangId()
@@ -204,7 +209,7 @@ def test_split_deterministic_disjoint_streaming(tmp_path):
     docs += docs[:20]  # duplicates must land on one side
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    from fastgpt.cc_split import split
+    from fastgpt.data.split import split
 
     a = split(str(src), str(tmp_path / "tr.txt"), str(tmp_path / "ev.txt"), 0.1, seed=1, memory_mb=0)
     assert a["buckets"] > 1 or os.path.getsize(src) < (1 << 19)
@@ -259,7 +264,7 @@ def _serve(files: dict[str, bytes], drop_first: set[str], log: list):
 
 
 def test_download_resumes_and_reports(tmp_path):
-    from fastgpt.cc_download import download
+    from fastgpt.cc.download import download
 
     blob = gzip.compress(os.urandom(300_000))
     files = {"crawl/seg/a.warc.wet.gz": blob, "crawl/seg/b.warc.wet.gz": gzip.compress(b"b" * 1000)}
@@ -268,7 +273,9 @@ def test_download_resumes_and_reports(tmp_path):
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/"
         paths = tmp_path / "wet.paths.gz"
-        paths.write_bytes(gzip.compress(b"crawl/seg/a.warc.wet.gz\ncrawl/seg/b.warc.wet.gz\ncrawl/seg/missing.wet.gz\n"))
+        paths.write_bytes(
+            gzip.compress(b"crawl/seg/a.warc.wet.gz\ncrawl/seg/b.warc.wet.gz\ncrawl/seg/missing.wet.gz\n")
+        )
         with pytest.raises(OSError, match="1 of 3 downloads failed.*HTTP 404"):
             download(str(paths), str(tmp_path / "wet"), base_url=base, workers=2, backoff=0.01, progress=False)
         assert (tmp_path / "wet" / "a.warc.wet.gz").read_bytes() == blob

@@ -8,7 +8,8 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("fastwarc")
 pytest.importorskip("py3langid")
 
-from fastgpt import cc, cc_synth  # noqa: E402
+from fastgpt.cc import extract as cc  # noqa: E402
+from helpers import cc_synth  # noqa: E402
 
 
 def test_ray_backend_equals_local(tmp_path):

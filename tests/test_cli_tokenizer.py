@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from references import rank_file
+from helpers.references import rank_file
 
 
 def fastgpt(*args: str) -> subprocess.CompletedProcess:

@@ -8,15 +8,17 @@ import json
 import pytest
 import zstandard
 
-from fastgpt.corpus import CorpusStats, batched, expand_inputs, iter_documents
+from fastgpt.data.inputs import CorpusStats, batched, expand_inputs, iter_documents
 
 
 @pytest.fixture
 def corpus_dir(tmp_path):
     (tmp_path / "a.txt").write_text("first line\nsecond line\n\nafter blank\n")
-    (tmp_path / "b.txt.gz").write_bytes(gzip.compress("gz one\ngz two\n".encode()))
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"gz one\ngz two\n"))
     (tmp_path / "c.jsonl.zst").write_bytes(
-        zstandard.ZstdCompressor().compress("".join(json.dumps({"text": t}) + "\n" for t in ["doc\none", "doc two"]).encode())
+        zstandard.ZstdCompressor().compress(
+            "".join(json.dumps({"text": t}) + "\n" for t in ["doc\none", "doc two"]).encode()
+        )
     )
     (tmp_path / "skip.bin").write_bytes(b"\x00")
     return tmp_path

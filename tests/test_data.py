@@ -1,11 +1,11 @@
-"""fastgpt.data: the .bin format (llm.c layout + fastgpt fields), memmap reading, windows and batches."""
+"""fastgpt.data.tokens: the .bin format (llm.c layout + fastgpt fields), memmap reading, windows and batches."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fastgpt.data import (
+from fastgpt.data.tokens import (
     HEADER_BYTES,
     Batches,
     TokenDataset,
@@ -30,7 +30,9 @@ def llmc_read(path):
     return tokens
 
 
-@pytest.mark.parametrize("vocab,dtype", [(257, np.uint16), (65536, np.uint16), (65537, np.uint32), (200_019, np.uint32)])
+@pytest.mark.parametrize(
+    "vocab,dtype", [(257, np.uint16), (65536, np.uint16), (65537, np.uint32), (200_019, np.uint32)]
+)
 def test_roundtrip_and_llmc_compatibility(tmp_path, vocab, dtype):
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab, size=1000)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fastgpt.apps.demo import DemoConfig, _plan_steps, config_for, run_demo, split_documents
 from fastgpt.cli import main
-from fastgpt.demo import DemoConfig, _plan_steps, config_for, run_demo, split_documents
 
 pytest.importorskip("torch")
 
@@ -23,9 +23,18 @@ def test_demo_tiny_end_to_end(tmp_path):
     lines: list[str] = []
     result = run_demo(config_for("tiny", out=str(tmp_path / "demo"), progress=False), log=lines.append)
     out = tmp_path / "demo"
-    for path in ("data/train.jsonl", "data/eval.jsonl", "data/train.bin", "data/eval.bin", "tokenizer/fastgpt.json",
-                 "tokenizer/vocab.tiktoken", "runs/demo/last.pt", "runs/demo/best.pt", "runs/demo/config.json",
-                 "runs/demo/tokenizer/fastgpt.json"):
+    for path in (
+        "data/train.jsonl",
+        "data/eval.jsonl",
+        "data/train.bin",
+        "data/eval.bin",
+        "tokenizer/fastgpt.json",
+        "tokenizer/vocab.tiktoken",
+        "runs/demo/last.pt",
+        "runs/demo/best.pt",
+        "runs/demo/config.json",
+        "runs/demo/tokenizer/fastgpt.json",
+    ):
         assert (out / path).is_file(), path
     assert [line[:5] for line in lines if line.startswith("[")] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
     assert result.steps == 6 and result.val_loss is not None and result.n_vocab == 320
@@ -35,7 +44,7 @@ def test_demo_tiny_end_to_end(tmp_path):
     if importlib.util.find_spec("matplotlib"):
         assert result.loss_plot == out / "runs/demo/loss.png" and result.loss_plot.is_file()
 
-    from fastgpt.data import TokenFile
+    from fastgpt.data.tokens import TokenFile
 
     assert TokenFile(result.train_bin).vocab_size == 320
     # A rerun replaces the previous demo run instead of refusing to overwrite it.
@@ -47,8 +56,21 @@ def test_demo_cli_on_own_corpus(tmp_path, capsys):
     """--corpus with one text file: its blank-line blocks become the documents."""
     text = "\n\n".join(f"Paragraph {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(200))
     (tmp_path / "book.txt").write_text(text)
-    code = main(["demo", "--size", "tiny", "--corpus", str(tmp_path / "book.txt"), "--out", str(tmp_path / "o"),
-                 "--prompt", "The", "--device", "cpu"])
+    code = main(
+        [
+            "demo",
+            "--size",
+            "tiny",
+            "--corpus",
+            str(tmp_path / "book.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--prompt",
+            "The",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "190 documents" in out and "10 (" in out  # 200 paragraphs, every 20th held out
@@ -59,8 +81,17 @@ def test_demo_on_jsonl_records(tmp_path):
     """Each record of a .jsonl corpus is a document, newlines inside it kept."""
     records = [{"text": f"def f{i}(x):\n    return x + {i}\n"} for i in range(60)]
     (tmp_path / "code.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = run_demo(config_for("tiny", corpus=str(tmp_path / "code.jsonl"), out=str(tmp_path / "o"), progress=False,
-                                 device="cpu", seq_len=8), log=lambda line: None)
+    result = run_demo(
+        config_for(
+            "tiny",
+            corpus=str(tmp_path / "code.jsonl"),
+            out=str(tmp_path / "o"),
+            progress=False,
+            device="cpu",
+            seq_len=8,
+        ),
+        log=lambda line: None,
+    )
     assert result.documents == (57, 3)
     held = [json.loads(line)["text"] for line in result.eval_corpus.read_text().splitlines()]
     assert held == [records[i]["text"] for i in (19, 39, 59)]
@@ -83,7 +114,10 @@ def test_demo_errors(tmp_path, capsys, argv, message):
 def test_demo_empty_corpus(tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("\n   \n\n")
     assert main(["demo", "--size", "tiny", "--corpus", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 1
-    assert f"--corpus {tmp_path / 'empty.txt'}: 0 non-empty document(s); the demo needs at least 2" in capsys.readouterr().err
+    assert (
+        f"--corpus {tmp_path / 'empty.txt'}: 0 non-empty document(s); the demo needs at least 2"
+        in capsys.readouterr().err
+    )
 
 
 def test_demo_refuses_to_delete_what_is_not_a_run(tmp_path):
@@ -110,7 +144,7 @@ def test_plan_fits_the_budget():
 
 
 class FakeRun:
-    """Stands in for fastgpt.train.train: steps at `pace` seconds of a fake clock, stops
+    """Stands in for fastgpt.gpt.trainer.train: steps at `pace` seconds of a fake clock, stops
     when on_step says so, resumes from where it stopped."""
 
     def __init__(self, pace: float):
@@ -129,20 +163,25 @@ class FakeRun:
         return {"step": self.step, "interrupted": False}
 
 
-@pytest.mark.parametrize("pace, plan, calls", [
-    (0.5, 1000, [(1000, False), (190, True)]),  # 5x slower than measured: re-planned at step 100 (t = 50 s)
-    (0.1, 100, [(100, False), (901, True)]),    # 5x faster: re-planned at step 10 to use the budget
-    (0.1, 900, [(900, False)]),                 # as measured: one run
-])
+@pytest.mark.parametrize(
+    "pace, plan, calls",
+    [
+        (0.5, 1000, [(1000, False), (190, True)]),  # 5x slower than measured: re-planned at step 100 (t = 50 s)
+        (0.1, 100, [(100, False), (901, True)]),  # 5x faster: re-planned at step 10 to use the budget
+        (0.1, 900, [(900, False)]),  # as measured: one run
+    ],
+)
 def test_training_is_replanned_to_the_budget(monkeypatch, pace, plan, calls):
-    import fastgpt.train
-    from fastgpt.demo import _train_in_budget
-    from fastgpt.train import TrainConfig
+    import fastgpt.gpt.trainer
+    from fastgpt.apps.demo import _train_in_budget
+    from fastgpt.gpt.trainer import TrainConfig
 
     fake = FakeRun(pace)
-    monkeypatch.setattr(fastgpt.train, "train", fake.train)
+    monkeypatch.setattr(fastgpt.gpt.trainer, "train", fake.train)
     said: list[str] = []
-    summary = _train_in_budget(DemoConfig(), TrainConfig(max_steps=plan), None, deadline=100.0, say=said.append, clock=fake.clock)
+    summary = _train_in_budget(
+        DemoConfig(), TrainConfig(max_steps=plan), None, deadline=100.0, say=said.append, clock=fake.clock
+    )
     assert fake.calls == calls
     assert not summary["interrupted"] and summary["step"] == calls[-1][0]
     assert 80 <= fake.now <= 100  # ends inside the budget, having used most of it
@@ -150,12 +189,12 @@ def test_training_is_replanned_to_the_budget(monkeypatch, pace, plan, calls):
 
 
 def test_training_stops_at_the_deadline(monkeypatch):
-    import fastgpt.train
-    from fastgpt.demo import _train_in_budget
-    from fastgpt.train import TrainConfig
+    import fastgpt.gpt.trainer
+    from fastgpt.apps.demo import _train_in_budget
+    from fastgpt.gpt.trainer import TrainConfig
 
     fake = FakeRun(1.0)
-    monkeypatch.setattr(fastgpt.train, "train", fake.train)
+    monkeypatch.setattr(fastgpt.gpt.trainer, "train", fake.train)
     cfg = TrainConfig(max_steps=500, eval_data="eval.bin")
     summary = _train_in_budget(DemoConfig(max_steps=500), cfg, None, deadline=100.0, say=print, clock=fake.clock)
     # A fixed plan is never re-planned; past the deadline it stops, and one more step evaluates it.
@@ -175,7 +214,7 @@ def test_sizes_are_valid_configs():
 def bench_inputs(tmp_path_factory):
     """A ~100 KB text file of the standard library and a small tokenizer trained on it."""
     from fastgpt import Tokenizer
-    from fastgpt.demo import stdlib_sources
+    from fastgpt.apps.demo import stdlib_sources
 
     d = tmp_path_factory.mktemp("bench")
     text, size = [], 0
@@ -193,15 +232,30 @@ def test_bench_against_tiktoken(bench_inputs, tmp_path, capsys):
     pytest.importorskip("tiktoken")
     sample, tok = bench_inputs
     out = tmp_path / "bench.json"
-    argv = ["bench", "--input", str(sample), "--tokenizer", str(tok), "--iterations", "1", "--threads", "2",
-            "--compare", "tiktoken", "--json", str(out)]
+    argv = [
+        "bench",
+        "--input",
+        str(sample),
+        "--tokenizer",
+        str(tok),
+        "--iterations",
+        "1",
+        "--threads",
+        "2",
+        "--compare",
+        "tiktoken",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "| encode, 1 thread | fastgpt |" in table and "| text → .bin, 2 threads | tiktoken |" in table
     assert "x tiktoken" in table and "token counts differ" not in table
     results = json.loads(out.read_text())
     assert [(r["case"], r["library"]) for r in results] == [
-        (case, lib) for case in ("encode, 1 thread", "encode, 2 threads", "text → .bin, 2 threads") for lib in ("fastgpt", "tiktoken")
+        (case, lib)
+        for case in ("encode, 1 thread", "encode, 2 threads", "text → .bin, 2 threads")
+        for lib in ("fastgpt", "tiktoken")
     ]
     for r in results:
         assert r["tokens"] > 10_000 and r["seconds"] > 0 and r["peak_rss"] > 10 * 2**20 and r["mb_per_s"] > 0
@@ -235,15 +289,25 @@ def _report_module():
 
 
 def _run(name: str, group: str, median: float, params: dict | None = None, **extra) -> dict:
-    return {"name": name, "group": group, "params": params, "extra_info": extra,
-            "stats": {"median": median, "mean": median, "min": median, "rounds": 3}}
+    return {
+        "name": name,
+        "group": group,
+        "params": params,
+        "extra_info": extra,
+        "stats": {"median": median, "mean": median, "min": median, "rounds": 3},
+    }
 
 
 def test_report_ratios_markdown_and_chart(tmp_path):
     report = _report_module()
     data = {
         "datetime": "2025-01-02T03:04:05.000000+00:00",
-        "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}, "system": "Linux", "release": "6", "python_version": "3.11"},
+        "machine_info": {
+            "cpu": {"brand_raw": "Test CPU", "count": 2},
+            "system": "Linux",
+            "release": "6",
+            "python_version": "3.11",
+        },
         "commit_info": {"id": "abcdef1234567", "dirty": False},
         "benchmarks": [
             _run("test_encode_batch[1-fastgpt]", "encode batch", 1.0, {"peer": "fastgpt", "threads": 1}, bytes=1000),
@@ -253,10 +317,20 @@ def test_report_ratios_markdown_and_chart(tmp_path):
             _run("test_baseline_warcio_py3langid", "cc-extract", 6.0),
             _run("test_fastgpt_cc_extract[1]", "cc-extract", 3.0, {"workers": 1}),
             _run("test_fastgpt_cc_extract[2]", "cc-extract", 2.0, {"workers": 2}),
-            _run("test_encode_worst_case[fastgpt-prose]", "worst case vs prose: cl100k_base, fastgpt", 1.0,
-                 {"case": "prose", "peer": "fastgpt"}, bytes=100),
-            _run("test_encode_worst_case[fastgpt-one letter]", "worst case vs prose: cl100k_base, fastgpt", 3.0,
-                 {"case": "one letter", "peer": "fastgpt"}, bytes=200),
+            _run(
+                "test_encode_worst_case[fastgpt-prose]",
+                "worst case vs prose: cl100k_base, fastgpt",
+                1.0,
+                {"case": "prose", "peer": "fastgpt"},
+                bytes=100,
+            ),
+            _run(
+                "test_encode_worst_case[fastgpt-one letter]",
+                "worst case vs prose: cl100k_base, fastgpt",
+                3.0,
+                {"case": "one letter", "peer": "fastgpt"},
+                bytes=200,
+            ),
             _run("test_pretokenize_to_bin", "pretokenize vs in-memory batch encode", 1.0, bytes=100),
             _run("test_nanogpt_style_pipeline", "pretokenize vs in-memory batch encode", 20.0, bytes=100),
             _run("test_in_memory_batch_encode", "pretokenize vs in-memory batch encode", 0.95, bytes=100),
@@ -268,7 +342,11 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     assert got == {
         ("encode batch", "fastgpt, threads=1", "tiktoken, threads=1"): 4.0,  # each thread count against its own
         ("encode batch", "fastgpt, threads=2", "tiktoken, threads=2"): 6.0,
-        ("cc-extract", "fastgpt_cc_extract, workers=1", "baseline_warcio_py3langid"): 2.0,  # the baseline against each of ours
+        (
+            "cc-extract",
+            "fastgpt_cc_extract, workers=1",
+            "baseline_warcio_py3langid",
+        ): 2.0,  # the baseline against each of ours
         ("cc-extract", "fastgpt_cc_extract, workers=2", "baseline_warcio_py3langid"): 3.0,
         ("worst case vs prose: cl100k_base, fastgpt", "one letter", "prose"): 1.5,  # per byte
         ("pretokenize vs in-memory batch encode", "text → .bin", "in-memory batch encode"): 0.95,

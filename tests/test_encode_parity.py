@@ -13,20 +13,99 @@ from fastgpt import Tokenizer, _core
 
 # Fragments that stress each branch of the split patterns.
 FRAGMENTS = [
-    "'s", "'S", "'t", "'T", "'re", "'RE", "'Re", "'ve", "'VE", "'m", "'M", "'ll", "'LL", "'lL", "'d", "'D", "'",
-    " ", "  ", "   ", "\t", "\t\t", "\n", "\n\n", "\r\n", "\r", " \n", "\n ", "\r\n\r\n", "\u00a0", "\u3000", "\u2009", "\u200b",
-    "0", "12", "123", "1234", "٣", "²", "Ⅻ",
-    "hello", "World", "HTTP", "camelCase", "ǅungla", "ﬁ", "ſ", "K", "ß", "İ",
-    "e\u0301", "\u0301", "\u0915\u094d\u0937", "ā̃",
-    "你好", "世界", "こんにちは", "한국어", "ᚠᛇᚻ", "עברית", "العربية", "ελληνικά", "кириллица",
-    "🎉", "👍🏽", "👨‍👩‍👧", "🇫🇷",
-    "!", "?", "...", "/", "//", "(", ")", "{", "}", "<|endoftext|>", "<|", "|>", "$", "_", "-", "—", "•", "\\",
-    "\x00", "\x7f", "\ufffd", "\U0001f600", "\U000e0041",
+    "'s",
+    "'S",
+    "'t",
+    "'T",
+    "'re",
+    "'RE",
+    "'Re",
+    "'ve",
+    "'VE",
+    "'m",
+    "'M",
+    "'ll",
+    "'LL",
+    "'lL",
+    "'d",
+    "'D",
+    "'",
+    " ",
+    "  ",
+    "   ",
+    "\t",
+    "\t\t",
+    "\n",
+    "\n\n",
+    "\r\n",
+    "\r",
+    " \n",
+    "\n ",
+    "\r\n\r\n",
+    "\u00a0",
+    "\u3000",
+    "\u2009",
+    "\u200b",
+    "0",
+    "12",
+    "123",
+    "1234",
+    "٣",
+    "²",
+    "Ⅻ",
+    "hello",
+    "World",
+    "HTTP",
+    "camelCase",
+    "ǅungla",
+    "ﬁ",
+    "ſ",
+    "K",
+    "ß",
+    "İ",
+    "e\u0301",
+    "\u0301",
+    "\u0915\u094d\u0937",
+    "ā̃",
+    "你好",
+    "世界",
+    "こんにちは",
+    "한국어",
+    "ᚠᛇᚻ",
+    "עברית",
+    "العربية",
+    "ελληνικά",
+    "кириллица",
+    "🎉",
+    "👍🏽",
+    "👨‍👩‍👧",
+    "🇫🇷",
+    "!",
+    "?",
+    "...",
+    "/",
+    "//",
+    "(",
+    ")",
+    "{",
+    "}",
+    "<|endoftext|>",
+    "<|",
+    "|>",
+    "$",
+    "_",
+    "-",
+    "—",
+    "•",
+    "\\",
+    "\x00",
+    "\x7f",
+    "\ufffd",
+    "\U0001f600",
+    "\U000e0041",
 ]
 
-stress_text = st.lists(
-    st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=40
-).map("".join)
+stress_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=40).map("".join)
 
 
 def test_stdlib_sources_match_tiktoken(openai_pair, stdlib_texts):
@@ -60,7 +139,9 @@ def test_gpt2_pattern_matches_tiktoken(cl100k_reference, stdlib_texts):
     from tiktoken_ext.openai_public import r50k_pat_str
 
     ranks = cl100k_reference._mergeable_ranks
-    ref = tiktoken.Encoding("gpt2-pattern", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 100257})
+    ref = tiktoken.Encoding(
+        "gpt2-pattern", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 100257}
+    )
     tok = Tokenizer.from_ranks(ranks, pattern="gpt2", special_tokens={"<|endoftext|>": 100257})
     texts = stdlib_texts[::7] + ["".join(random.Random(i).choices(FRAGMENTS, k=200)) for i in range(200)]
     assert tok.encode_ordinary_batch(texts) == ref.encode_ordinary_batch(texts)

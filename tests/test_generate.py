@@ -11,12 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fastgpt import cli  # noqa: E402
-from fastgpt.data import write_tokens  # noqa: E402
-from fastgpt.generate import generate, generate_tokens, load_checkpoint, sample_next  # noqa: E402
-from fastgpt.model import GPT, GPTConfig  # noqa: E402
-from fastgpt.train import TrainConfig, train  # noqa: E402
-
-
+from fastgpt.data.tokens import write_tokens  # noqa: E402
+from fastgpt.gpt.generate import generate, generate_tokens, load_checkpoint, sample_next  # noqa: E402
+from fastgpt.gpt.model import GPT, GPTConfig  # noqa: E402
+from fastgpt.gpt.trainer import TrainConfig, train  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -57,7 +55,9 @@ def test_stop_token_and_seeded_sampling():
     assert stopped == first[: first.index(stop) + 1]
 
     def sample(seed):
-        return list(generate_tokens(model, [7], 20, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(seed)))
+        return list(
+            generate_tokens(model, [7], 20, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(seed))
+        )
 
     assert sample(1) == sample(1) and sample(1) != sample(2)
     assert model.training is False
@@ -85,9 +85,19 @@ def run_dir(tmp_path_factory, byte_tokenizer) -> Path:
     ids = byte_tokenizer.encode_ordinary(text) + [256]
     write_tokens(d / "train.bin", np.array(ids), 257, 256)
     train(
-        TrainConfig(device="cpu", tokenizer=str(d / "tok"), train_data=str(d / "train.bin"), eval_data=str(d / "train.bin"),
-                    out_dir=str(d / "runs"), experiment_name="cat", max_steps=40, batch_size=8, warmup_steps=5,
-                    eval_interval=40, learning_rate=1e-2),
+        TrainConfig(
+            device="cpu",
+            tokenizer=str(d / "tok"),
+            train_data=str(d / "train.bin"),
+            eval_data=str(d / "train.bin"),
+            out_dir=str(d / "runs"),
+            experiment_name="cat",
+            max_steps=40,
+            batch_size=8,
+            warmup_steps=5,
+            eval_interval=40,
+            learning_rate=1e-2,
+        ),
         GPTConfig(embed_dim=32, n_heads=2, num_layers=2, seq_len=32),
     )
     shutil.rmtree(d / "tok")
@@ -103,16 +113,40 @@ def fastgpt_cli(monkeypatch, capsys, *argv):
 
 
 def test_checkpoint_only_generation(run_dir, monkeypatch, capsys):
-    rc, out, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", run_dir, "--prompt", "the cat",
-                               "--length", 40, "--temperature", 0)
+    rc, out, err = fastgpt_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--checkpoint",
+        run_dir,
+        "--prompt",
+        "the cat",
+        "--length",
+        40,
+        "--temperature",
+        0,
+    )
     assert rc == 0, err
     assert out.startswith("the cat") and len(out) > 40
     assert set(out.strip()) <= set(CAT)  # only the characters of its data: it learned them
-    rc, out2, _ = fastgpt_cli(monkeypatch, capsys, "generate", "--model_path", run_dir / "last.pt", "--prompt", "the cat",
-                              "--length", 40, "--temperature", 0, "--no_cache")
+    rc, out2, _ = fastgpt_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model_path",
+        run_dir / "last.pt",
+        "--prompt",
+        "the cat",
+        "--length",
+        40,
+        "--temperature",
+        0,
+        "--no_cache",
+    )
     assert rc == 0 and set(out2.strip()) <= set(CAT)
-    rc, out, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", run_dir, "--num_samples", 2,
-                               "--seed", 0, "--length", 20)
+    rc, out, err = fastgpt_cli(
+        monkeypatch, capsys, "generate", "--checkpoint", run_dir, "--num_samples", 2, "--seed", 0, "--length", 20
+    )
     assert rc == 0 and out.count("-" * 40) == 1, err
 
 
@@ -122,7 +156,7 @@ def test_python_api_streams_pieces(run_dir):
     model, tokenizer = load_checkpoint(run_dir, device="cpu")
     assert model.cfg.vocab_size == tokenizer.n_vocab == 257 and not model.training
     import fastgpt
-    import fastgpt.generate
+    import fastgpt.gpt.generate
 
     # `fastgpt.generate(...)`: the module is callable, so the package attribute works as the function
     assert "".join(fastgpt.generate(run_dir, "the", length=30, temperature=0, device="cpu")) == "".join(pieces)
@@ -136,7 +170,9 @@ def test_flags_disagreeing_with_the_checkpoint(run_dir, tmp_path, monkeypatch, c
     from fastgpt import Tokenizer
 
     Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, pattern="gpt2").save(tmp_path / "other")
-    rc, _, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", run_dir, "--tokenizer_path", tmp_path / "other")
+    rc, _, err = fastgpt_cli(
+        monkeypatch, capsys, "generate", "--checkpoint", run_dir, "--tokenizer_path", tmp_path / "other"
+    )
     assert rc == 1 and "is not the checkpoint's tokenizer" in err
     rc, _, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", tmp_path / "nothing")
     assert rc == 1 and "nothing: no such checkpoint" in err

@@ -1,4 +1,4 @@
-"""fastgpt.model: shapes, initialisation, KV cache equivalence, accounting, config checks."""
+"""fastgpt.gpt.model: shapes, initialisation, KV cache equivalence, accounting, config checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fastgpt.model import GPT, GPTConfig  # noqa: E402
-
+from fastgpt.gpt.model import GPT, GPTConfig  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -108,7 +107,7 @@ def test_learns_a_fixed_batch():
 
 def test_cpu_kernels_match_autograd():
     """The hand-written CPU backward passes equal autograd through the plain formulas."""
-    from fastgpt.model import relu_squared, rms_norm
+    from fastgpt.gpt.model import relu_squared, rms_norm
 
     x = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
     g = torch.randn(3, 5, 16, dtype=torch.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import subprocess
 import sys
@@ -10,12 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-import importlib
 from fastgpt import Tokenizer, pretokenize
-from fastgpt.data import TokenFile, read_header
+from fastgpt.data.tokens import TokenFile, read_header
 
 # The module, not the function `fastgpt.pretokenize` that shadows it as a package attribute.
-pretok = importlib.import_module("fastgpt.pretokenize")
+pretok = importlib.import_module("fastgpt.data.pretokenize")
 
 
 def expected_tokens(tok: Tokenizer, docs: list[str]) -> list[int]:
@@ -40,23 +40,33 @@ def test_lines_become_documents(cl100k, tok_dir, tmp_path, stdlib_texts):
 
 
 @pytest.mark.parametrize("pattern", ["cl100k", "o200k", "gpt2"])
-def test_whole_file_documents_are_cut_only_where_it_is_safe(cl100k_reference, tmp_path, stdlib_texts, monkeypatch, pattern):
+def test_whole_file_documents_are_cut_only_where_it_is_safe(
+    cl100k_reference, tmp_path, stdlib_texts, monkeypatch, pattern
+):
     """doc_sep=none streams a file in chunks; the ids equal encoding the file at once."""
-    tok = Tokenizer.from_ranks(cl100k_reference._mergeable_ranks, pattern=pattern, special_tokens={"<|endoftext|>": 100257})
+    tok = Tokenizer.from_ranks(
+        cl100k_reference._mergeable_ranks, pattern=pattern, special_tokens={"<|endoftext|>": 100257}
+    )
     monkeypatch.setattr(pretok, "CHUNK_BYTES", 2000)
     text = "".join(stdlib_texts[:40])
     (tmp_path / "book.txt").write_text(text)
-    summary = pretokenize(tmp_path / "book.txt", tok, tmp_path / "book.bin", doc_sep="none", batch_bytes=20_000, progress=False)
+    summary = pretokenize(
+        tmp_path / "book.txt", tok, tmp_path / "book.bin", doc_sep="none", batch_bytes=20_000, progress=False
+    )
     assert summary.documents == 1
     assert TokenFile(tmp_path / "book.bin")[:].tolist() == expected_tokens(tok, [text])
 
 
 @pytest.mark.parametrize("batch_bytes", [1_000, 30_000, 8 << 20])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_batch_sizes_and_threads_do_not_change_the_tokens(cl100k, tok_dir, tmp_path, stdlib_texts, batch_bytes, threads):
+def test_batch_sizes_and_threads_do_not_change_the_tokens(
+    cl100k, tok_dir, tmp_path, stdlib_texts, batch_bytes, threads
+):
     docs = [line for line in "".join(stdlib_texts[30:40]).splitlines() if line]
     (tmp_path / "in.txt").write_text("\n".join(docs))
-    pretokenize(tmp_path / "in.txt", tok_dir, tmp_path / "out.bin", threads=threads, batch_bytes=batch_bytes, progress=False)
+    pretokenize(
+        tmp_path / "in.txt", tok_dir, tmp_path / "out.bin", threads=threads, batch_bytes=batch_bytes, progress=False
+    )
     assert TokenFile(tmp_path / "out.bin")[:].tolist() == expected_tokens(cl100k, docs)
 
 
@@ -103,8 +113,12 @@ def test_blank_jsonl_and_compressed_inputs(cl100k, tok_dir, tmp_path):
 
 def test_small_vocabularies_write_uint16_and_threads_do_not_change_output(byte_tokenizer, tmp_path, stdlib_texts):
     (tmp_path / "x.txt").write_text("\n".join(stdlib_texts[1][:50_000].splitlines()))
-    one = pretokenize(tmp_path / "x.txt", byte_tokenizer, tmp_path / "one.bin", threads=1, batch_bytes=5000, progress=False)
-    two = pretokenize(tmp_path / "x.txt", byte_tokenizer, tmp_path / "two.bin", threads=2, batch_bytes=5000, progress=False)
+    one = pretokenize(
+        tmp_path / "x.txt", byte_tokenizer, tmp_path / "one.bin", threads=1, batch_bytes=5000, progress=False
+    )
+    two = pretokenize(
+        tmp_path / "x.txt", byte_tokenizer, tmp_path / "two.bin", threads=2, batch_bytes=5000, progress=False
+    )
     assert one.tokens == two.tokens
     assert (tmp_path / "one.bin").read_bytes() == (tmp_path / "two.bin").read_bytes()
     assert read_header(tmp_path / "one.bin").dtype.name == "uint16"
@@ -144,7 +158,9 @@ def test_ray_backend_equals_local(tok_dir, tmp_path):
     inputs = [str(tmp_path / "in*.txt")]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote = pretokenize(inputs, str(tok_dir), tmp_path / "ray" / "t.bin", backend="ray", world_size=2, progress=False)
+        remote = pretokenize(
+            inputs, str(tok_dir), tmp_path / "ray" / "t.bin", backend="ray", world_size=2, progress=False
+        )
     finally:
         ray.shutdown()
     for r in range(2):
@@ -189,7 +205,11 @@ def test_cli_file_and_info(cl100k, tok_dir, tmp_path):
         assert text in info.stdout
     other = Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, pattern="gpt2").save(tmp_path / "bytes")
     mismatch = fastgpt("pretokenize", "info", str(tmp_path / "train.bin"), "--tokenizer", str(other))
-    assert mismatch.returncode == 1 and f"vocabulary of {cl100k.n_vocab} tokens" in mismatch.stderr and "has 256" in mismatch.stderr
+    assert (
+        mismatch.returncode == 1
+        and f"vocabulary of {cl100k.n_vocab} tokens" in mismatch.stderr
+        and "has 256" in mismatch.stderr
+    )
     (tmp_path / "bad.bin").write_bytes(b"\x00" * 2000)
     bad = fastgpt("pretokenize", "info", str(tmp_path / "bad.bin"))
     assert bad.returncode == 1 and "not a .bin token file" in bad.stderr and "Traceback" not in bad.stderr

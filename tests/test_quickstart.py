@@ -14,13 +14,29 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Appended to the training line: argparse keeps the last value, so the README's flags stay as
 # written and only the size shrinks to seconds on a CPU.
-TINY_TRAINING = ["--max_steps", "4", "--embed_dim", "32", "--n_heads", "2", "--num_layers", "1", "--seq_len", "32",
-                 "--batch_size", "4", "--eval_interval", "4", "--device", "cpu"]
+TINY_TRAINING = [
+    "--max_steps",
+    "4",
+    "--embed_dim",
+    "32",
+    "--n_heads",
+    "2",
+    "--num_layers",
+    "1",
+    "--seq_len",
+    "32",
+    "--batch_size",
+    "4",
+    "--eval_interval",
+    "4",
+    "--device",
+    "cpu",
+]
 
 
 def quick_start_commands() -> list[list[str]]:
     text = README.read_text()
-    section = text[text.index("## Quick Start"):]
+    section = text[text.index("## Quick Start") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [shlex.split(line) for line in block.splitlines() if line.startswith("fastgpt ")]
 
@@ -36,6 +52,8 @@ def test_quick_start_runs_as_written(tmp_path, stdlib_texts):
     assert [c[1] for c in commands] == ["split", "tokenizer", "pretokenize", "pretokenize", "train", "generate"]
     for command in commands:
         args = command[1:] + (TINY_TRAINING if command[1] == "train" else [])
-        run = subprocess.run([sys.executable, "-m", "fastgpt", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [sys.executable, "-m", "fastgpt", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
         assert run.returncode == 0, f"{shlex.join(command)}\n{run.stderr[-2000:]}"
     assert (tmp_path / "runs" / "my_gpt").is_dir() and len(run.stdout) > 0

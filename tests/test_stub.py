@@ -24,6 +24,8 @@ def test_stub_matches_extension():
     stub = stub_names()
     exported = {n for n in dir(_core) if not n.startswith("_")}
     assert stub[""] == exported
-    for cls in stub[""] - {n for n in stub[""] if callable(getattr(_core, n)) and not isinstance(getattr(_core, n), type)}:
+    for cls in stub[""] - {
+        n for n in stub[""] if callable(getattr(_core, n)) and not isinstance(getattr(_core, n), type)
+    }:
         public = {n for n in dir(getattr(_core, cls)) if not n.startswith("_")}
         assert stub[cls] == public, cls

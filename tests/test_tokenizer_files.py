@@ -31,7 +31,9 @@ def test_save_and_load_round_trip(cl100k, tmp_path):
     assert loaded.special_tokens == cl100k.special_tokens and loaded.pattern == cl100k.pattern
     # Saving over an existing directory replaces the files.
     cl100k.save(out)
-    assert Tokenizer.load(out / "vocab.tiktoken", pattern="cl100k").encode_ordinary(SAMPLE) == cl100k.encode_ordinary(SAMPLE)
+    assert Tokenizer.load(out / "vocab.tiktoken", pattern="cl100k").encode_ordinary(SAMPLE) == cl100k.encode_ordinary(
+        SAMPLE
+    )
 
 
 def test_saved_files_give_the_same_ids_in_tiktoken_and_tokenizers(cl100k, tmp_path, stdlib_texts):
@@ -41,7 +43,12 @@ def test_saved_files_give_the_same_ids_in_tiktoken_and_tokenizers(cl100k, tmp_pa
     meta = json.loads((out / "fastgpt.json").read_text())
     from tiktoken.load import load_tiktoken_bpe
 
-    ref = tiktoken.Encoding("saved", pat_str=meta["pattern"]["regex"], mergeable_ranks=load_tiktoken_bpe(str(out / "vocab.tiktoken")), special_tokens=meta["special_tokens"])
+    ref = tiktoken.Encoding(
+        "saved",
+        pat_str=meta["pattern"]["regex"],
+        mergeable_ranks=load_tiktoken_bpe(str(out / "vocab.tiktoken")),
+        special_tokens=meta["special_tokens"],
+    )
     hf = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
     texts = [SAMPLE, *stdlib_texts[:300:3]]
     ours = cl100k.encode_ordinary_batch(texts)
@@ -58,7 +65,12 @@ def test_huggingface_trained_tokenizer_matches_tokenizers(tmp_path, stdlib_texts
     hf = tokenizers.Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     hf.train_from_iterator(stdlib_texts[:200], trainer=trainer)
     path = tmp_path / "tokenizer.json"
     hf.save(str(path))

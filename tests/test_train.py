@@ -19,19 +19,32 @@ torch = pytest.importorskip("torch")
 
 import fastgpt  # noqa: E402
 from fastgpt import cli  # noqa: E402
-from fastgpt.data import TokenFile, write_tokens  # noqa: E402
-from fastgpt.model import GPTConfig  # noqa: E402
-from fastgpt.train import TrainConfig, lr_at, train  # noqa: E402
-
+from fastgpt.data.tokens import TokenFile, write_tokens  # noqa: E402
+from fastgpt.gpt.model import GPTConfig  # noqa: E402
+from fastgpt.gpt.trainer import TrainConfig, lr_at, train  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY_MODEL = dict(embed_dim=32, n_heads=2, num_layers=2, seq_len=32)
-TINY_FLAGS = ["--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32", "--batch_size", "8",
-              "--device", "cpu"]  # CPU even where CUDA exists: bit-exact comparisons
+TINY_FLAGS = [
+    "--embed_dim",
+    "32",
+    "--n_heads",
+    "2",
+    "--num_layers",
+    "2",
+    "--seq_len",
+    "32",
+    "--batch_size",
+    "8",
+    "--device",
+    "cpu",
+]  # CPU even where CUDA exists: bit-exact comparisons
 
 
-def stdlib_text(names=("json/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py")) -> list[str]:
+def stdlib_text(
+    names=("json/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py"),
+) -> list[str]:
     root = Path(sysconfig.get_paths()["stdlib"])
     return [(root / n).read_text(encoding="utf-8", errors="replace") for n in names]
 
@@ -61,9 +74,28 @@ def read_metrics(run: Path) -> list[dict]:
 
 def test_cli_run_directory_is_self_contained(corpus, tmp_path, monkeypatch, capsys):
     rc, out, err = fastgpt_cli(
-        monkeypatch, capsys, "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
-        "--eval_data", corpus / "eval.bin", "--experiment_name", "cli", "--out_dir", tmp_path, *TINY_FLAGS,
-        "--max_steps", 30, "--eval_interval", 15, "--log_interval", 5, "--warmup_steps", 5,
+        monkeypatch,
+        capsys,
+        "train",
+        "--tokenizer",
+        corpus / "tok",
+        "--train_data",
+        corpus / "train.bin",
+        "--eval_data",
+        corpus / "eval.bin",
+        "--experiment_name",
+        "cli",
+        "--out_dir",
+        tmp_path,
+        *TINY_FLAGS,
+        "--max_steps",
+        30,
+        "--eval_interval",
+        15,
+        "--log_interval",
+        5,
+        "--warmup_steps",
+        5,
     )
     assert rc == 0, err
     run = tmp_path / "cli"
@@ -90,9 +122,20 @@ def test_cli_run_directory_is_self_contained(corpus, tmp_path, monkeypatch, caps
 def test_resume_equals_uninterrupted_run(corpus, tmp_path):
     def config(name, **kw):
         return TrainConfig(
-            device="cpu", tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"), eval_data=str(corpus / "eval.bin"),
-            experiment_name=name, out_dir=str(tmp_path), max_steps=8, batch_size=4, warmup_steps=2,
-            total_batch_tokens=2 * 4 * 32, eval_interval=3, eval_batches=2, log_interval=1, **kw,
+            device="cpu",
+            tokenizer=str(corpus / "tok"),
+            train_data=str(corpus / "train.bin"),
+            eval_data=str(corpus / "eval.bin"),
+            experiment_name=name,
+            out_dir=str(tmp_path),
+            max_steps=8,
+            batch_size=4,
+            warmup_steps=2,
+            total_batch_tokens=2 * 4 * 32,
+            eval_interval=3,
+            eval_batches=2,
+            log_interval=1,
+            **kw,
         )
 
     model = GPTConfig(**TINY_MODEL, dropout_rate=0.1)  # dropout: the RNG state must be restored too
@@ -110,8 +153,15 @@ def test_resume_equals_uninterrupted_run(corpus, tmp_path):
 
 def test_budget_in_epochs_or_tokens(corpus, tmp_path):
     def planned_steps(name, **budget):
-        config = TrainConfig(device="cpu", tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"),
-                             out_dir=str(tmp_path), experiment_name=name, batch_size=8, **budget)
+        config = TrainConfig(
+            device="cpu",
+            tokenizer=str(corpus / "tok"),
+            train_data=str(corpus / "train.bin"),
+            out_dir=str(tmp_path),
+            experiment_name=name,
+            batch_size=8,
+            **budget,
+        )
         # Stop after the first step: only the plan matters here.
         return train(config, GPTConfig(**TINY_MODEL), on_step=lambda step, record: True)["max_steps"]
 
@@ -121,20 +171,26 @@ def test_budget_in_epochs_or_tokens(corpus, tmp_path):
 
 
 def test_out_of_memory_suggests_a_smaller_batch(corpus, tmp_path, monkeypatch):
-    from fastgpt import train as train_module
+    from fastgpt.gpt import trainer as train_module
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train_module.GPT, "forward", out_of_memory)
-    config = TrainConfig(device="cpu", tokenizer=str(corpus / "tok"), train_data=str(corpus / "train.bin"),
-                         out_dir=str(tmp_path), batch_size=8, max_steps=2)
+    config = TrainConfig(
+        device="cpu",
+        tokenizer=str(corpus / "tok"),
+        train_data=str(corpus / "train.bin"),
+        out_dir=str(tmp_path),
+        batch_size=8,
+        max_steps=2,
+    )
     with pytest.raises(ValueError, match="out of GPU memory.*--batch_size 4 with --total_batch_tokens 256"):
         train(config, GPTConfig(**TINY_MODEL))
 
 
 def test_mfu_peaks_by_device_name():
-    from fastgpt.train import peak_flops
+    from fastgpt.gpt.trainer import peak_flops
 
     assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and peak_flops("NVIDIA H100 PCIe") == 756e12
     assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and peak_flops("NVIDIA A10G") == 70e12
@@ -144,9 +200,9 @@ def test_mfu_peaks_by_device_name():
 
 def test_untrained_model_scores_uniform(corpus, byte_tokenizer):
     """A zero-initialised head predicts uniformly: ln(257) nats, and 8 bits per byte-token over one byte."""
-    from fastgpt.data import TokenDataset
-    from fastgpt.model import GPT
-    from fastgpt.train import _token_bytes, evaluate
+    from fastgpt.data.tokens import TokenDataset
+    from fastgpt.gpt.model import GPT
+    from fastgpt.gpt.trainer import _token_bytes, evaluate
 
     model = GPT(GPTConfig(**TINY_MODEL, vocab_size=257))
     ds = TokenDataset(corpus / "eval.bin", 32)
@@ -163,8 +219,15 @@ def test_small_text_and_pt_data(corpus, tmp_path, byte_tokenizer):
     (tmp_path / "train.txt").write_text("\n".join(stdlib_text()[:2]))
     torch.save(torch.tensor(byte_tokenizer.encode_ordinary(stdlib_text()[2])), tmp_path / "eval.pt")
     summary = train(
-        TrainConfig(device="cpu", tokenizer=str(corpus / "tok"), train_data=str(tmp_path / "train.txt"),
-                    eval_data=str(tmp_path / "eval.pt"), out_dir=str(tmp_path), max_steps=3, batch_size=4),
+        TrainConfig(
+            device="cpu",
+            tokenizer=str(corpus / "tok"),
+            train_data=str(tmp_path / "train.txt"),
+            eval_data=str(tmp_path / "eval.pt"),
+            out_dir=str(tmp_path),
+            max_steps=3,
+            batch_size=4,
+        ),
         GPTConfig(**TINY_MODEL),
     )
     assert summary["step"] == 3 and summary["val_loss"] > 0
@@ -182,7 +245,7 @@ def test_flags_cover_both_configs(monkeypatch):
     flags = {name for name, _, _ in command.MODEL_FLAGS + command.TRAIN_FLAGS}
     assert {f.name for f in fields(GPTConfig)} - {"vocab_size"} <= flags  # vocab comes from the tokenizer
     assert {f.name for f in fields(TrainConfig)} <= flags
-    from fastgpt.model import ACTIVATIONS, NORMS
+    from fastgpt.gpt.model import ACTIVATIONS, NORMS
 
     assert command.CHOICES == {"norm": NORMS, "activation": ACTIVATIONS}
 
@@ -228,15 +291,35 @@ def test_errors_are_one_clear_line(corpus, bad_data, monkeypatch, capsys, extra,
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_but_absent(corpus, tmp_path, monkeypatch, capsys):
     rc, _, err = fastgpt_cli(
-        monkeypatch, capsys, "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
-        "--out_dir", tmp_path, *TINY_FLAGS, "--device", "cuda",
+        monkeypatch,
+        capsys,
+        "train",
+        "--tokenizer",
+        corpus / "tok",
+        "--train_data",
+        corpus / "train.bin",
+        "--out_dir",
+        tmp_path,
+        *TINY_FLAGS,
+        "--device",
+        "cuda",
     )
     assert rc == 1 and "CUDA is not available" in err
 
 
 def test_existing_run_and_resume_config_checks(corpus, tmp_path, monkeypatch, capsys):
-    args = ["train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin", "--out_dir", tmp_path,
-            "--experiment_name", "r", *TINY_FLAGS]
+    args = [
+        "train",
+        "--tokenizer",
+        corpus / "tok",
+        "--train_data",
+        corpus / "train.bin",
+        "--out_dir",
+        tmp_path,
+        "--experiment_name",
+        "r",
+        *TINY_FLAGS,
+    ]
     assert fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 2)[0] == 0
     rc, _, err = fastgpt_cli(monkeypatch, capsys, *args, "--max_steps", 2)
     assert rc == 1 and "already holds a run: pass --resume" in err
@@ -261,10 +344,36 @@ def test_ctrl_c_stops_after_the_step_and_saves(corpus, tmp_path):
     import signal
     import time
 
-    cmd = [sys.executable, "-m", "fastgpt", "train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin",
-           "--out_dir", tmp_path, "--experiment_name", "sig", "--max_steps", "1000000", "--log_interval", "1",
-           "--embed_dim", "16", "--n_heads", "2", "--num_layers", "1", "--seq_len", "16", "--batch_size", "2",
-           "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastgpt",
+        "train",
+        "--tokenizer",
+        corpus / "tok",
+        "--train_data",
+        corpus / "train.bin",
+        "--out_dir",
+        tmp_path,
+        "--experiment_name",
+        "sig",
+        "--max_steps",
+        "1000000",
+        "--log_interval",
+        "1",
+        "--embed_dim",
+        "16",
+        "--n_heads",
+        "2",
+        "--num_layers",
+        "1",
+        "--seq_len",
+        "16",
+        "--batch_size",
+        "2",
+        "--device",
+        "cpu",
+    ]
     child = subprocess.Popen(
         [str(c) for c in cmd], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -292,9 +401,17 @@ def test_learns_real_text(byte_tokenizer, tmp_path):
     write_tokens(tmp_path / "eval.bin", ids[cut:], 257, 256)
     byte_tokenizer.save(tmp_path / "tok")
     summary = train(
-        TrainConfig(device="cpu", tokenizer=str(tmp_path / "tok"), train_data=str(tmp_path / "train.bin"),
-                    eval_data=str(tmp_path / "eval.bin"), out_dir=str(tmp_path), max_steps=300, batch_size=16,
-                    warmup_steps=30, eval_interval=300),
+        TrainConfig(
+            device="cpu",
+            tokenizer=str(tmp_path / "tok"),
+            train_data=str(tmp_path / "train.bin"),
+            eval_data=str(tmp_path / "eval.bin"),
+            out_dir=str(tmp_path),
+            max_steps=300,
+            batch_size=16,
+            warmup_steps=30,
+            eval_interval=300,
+        ),
         GPTConfig(embed_dim=64, n_heads=4, num_layers=2, seq_len=64),
     )
     assert summary["val_loss"] < 0.55 * math.log(257), summary  # about 2.6 nats after 300 steps
@@ -303,17 +420,64 @@ def test_learns_real_text(byte_tokenizer, tmp_path):
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(corpus, tmp_path):
     """torchrun with 2 gloo ranks x batch 4 gives the losses of 1 process x batch 8."""
-    common = ["--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin", "--eval_data", corpus / "eval.bin",
-              "--out_dir", tmp_path, "--embed_dim", "32", "--n_heads", "2", "--num_layers", "2", "--seq_len", "32",
-              "--max_steps", "4", "--log_interval", "1", "--eval_interval", "4", "--eval_batches", "2", "--device", "cpu",
-              "--warmup_steps", "1", "--learning_rate", "1e-2"]
+    common = [
+        "--tokenizer",
+        corpus / "tok",
+        "--train_data",
+        corpus / "train.bin",
+        "--eval_data",
+        corpus / "eval.bin",
+        "--out_dir",
+        tmp_path,
+        "--embed_dim",
+        "32",
+        "--n_heads",
+        "2",
+        "--num_layers",
+        "2",
+        "--seq_len",
+        "32",
+        "--max_steps",
+        "4",
+        "--log_interval",
+        "1",
+        "--eval_interval",
+        "4",
+        "--eval_batches",
+        "2",
+        "--device",
+        "cpu",
+        "--warmup_steps",
+        "1",
+        "--learning_rate",
+        "1e-2",
+    ]
     env = subprocess_env()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastgpt", "train",
-           *map(str, common), "--experiment_name", "ddp", "--batch_size", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "fastgpt",
+        "train",
+        *map(str, common),
+        "--experiment_name",
+        "ddp",
+        "--batch_size",
+        "4",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    single = subprocess.run([sys.executable, "-m", "fastgpt", "train", *map(str, common), "--experiment_name", "one",
-                             "--batch_size", "8"], env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "fastgpt", "train", *map(str, common), "--experiment_name", "one", "--batch_size", "8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     a, b = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
     assert [m["step"] for m in a] == [m["step"] for m in b]

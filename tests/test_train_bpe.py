@@ -12,10 +12,12 @@ import warnings
 from collections import Counter
 
 import pytest
-from references import prose_text, stdlib_sources
 
-from fastgpt import Tokenizer, _core, bpe_train, corpus, hf_format
-
+from fastgpt import Tokenizer, _core
+from fastgpt.data import inputs as corpus
+from fastgpt.tokenizer import bpe_train
+from fastgpt.tokenizer import huggingface as hf_format
+from helpers.references import prose_text, stdlib_sources
 
 
 def merge_pair(symbols: list[int], a: int, b: int, c: int) -> list[int]:
@@ -29,6 +31,7 @@ def merge_pair(symbols: list[int], a: int, b: int, c: int) -> list[int]:
             out.append(symbols[i])
             i += 1
     return out
+
 
 def reference_train(word_counts: dict[bytes, int], n_tokens: int) -> tuple[list[bytes], list[tuple[bytes, bytes]]]:
     """The obvious trainer: recount every pair before each merge. Highest count wins; ties
@@ -185,10 +188,15 @@ def hf_train(texts: list[str], pattern: str, vocab_size: int):
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     merges = json.loads(tok.to_str())["model"]["merges"]
-    return [tuple(hf_format.text_to_token(part, "hf") for part in (m.split(" ") if isinstance(m, str) else m)) for m in merges]
+    return [
+        tuple(hf_format.text_to_token(part, "hf") for part in (m.split(" ") if isinstance(m, str) else m))
+        for m in merges
+    ]
 
 
 def tie_free_prefix(counts: dict[bytes, int], n_merges: int) -> int:
@@ -256,10 +264,14 @@ def test_saved_tokenizer_encodes_like_tiktoken_and_tokenizers(tmp_path, stdlib_s
     for line in (directory / "vocab.tiktoken").read_text().splitlines():
         token, rank = line.split()
         ranks[base64.b64decode(token)] = int(rank)
-    reference = tiktoken.Encoding("trained", pat_str=meta["pattern"]["regex"], mergeable_ranks=ranks, special_tokens=meta["special_tokens"])
+    reference = tiktoken.Encoding(
+        "trained", pat_str=meta["pattern"]["regex"], mergeable_ranks=ranks, special_tokens=meta["special_tokens"]
+    )
     hf = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
     loaded = Tokenizer.load(directory)
-    held_out = [p.read_text(encoding="utf-8", errors="replace") for p in stdlib_sources()[7::97][:20]] + [prose_text()[:100_000]]
+    held_out = [p.read_text(encoding="utf-8", errors="replace") for p in stdlib_sources()[7::97][:20]] + [
+        prose_text()[:100_000]
+    ]
     for text in held_out:
         ids = tok.encode(text)
         assert ids == reference.encode(text)
@@ -313,7 +325,9 @@ def test_jsonl_and_compressed_inputs(tmp_path):
     tok = Tokenizer.train(tmp_path, 280, text_field="body", progress=False)
     expected = Tokenizer.train(iter(r["body"] for r in records), 280, progress=False)
     assert tok.train_stats.documents == 50
-    assert [tok.token_bytes(i) for i in range(tok.n_vocab - 1)] == [expected.token_bytes(i) for i in range(expected.n_vocab - 1)]
+    assert [tok.token_bytes(i) for i in range(tok.n_vocab - 1)] == [
+        expected.token_bytes(i) for i in range(expected.n_vocab - 1)
+    ]
 
 
 def test_a_list_of_texts_is_taken_for_paths_with_a_hint():
@@ -331,7 +345,9 @@ def test_cli_train_then_encode(tmp_path, stdlib_sample):
     (data / "train.txt").write_text("".join(stdlib_sample[:3]))
     (data / "more.txt").write_bytes(b"caf\xe9 au lait\n" * 3)  # Latin-1: invalid UTF-8
     out = tmp_path / "tok"
-    run = fastgpt("tokenizer", "train", "--train", str(data), "--vocab_size", "600", "--output_dir", str(out), "--threads", "2")
+    run = fastgpt(
+        "tokenizer", "train", "--train", str(data), "--vocab_size", "600", "--output_dir", str(out), "--threads", "2"
+    )
     assert run.returncode == 0, run.stderr
     assert "fastgpt: warning:" in run.stderr and "3 invalid UTF-8" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["fastgpt.json", "tokenizer.json", "vocab.tiktoken"]
@@ -354,14 +370,47 @@ def test_cli_bad_inputs_are_one_clear_line(tmp_path):
         str(tmp_path / "*.nope"): "*.nope: the pattern matches no files",
     }
     for path, message in cases.items():
-        run = fastgpt("tokenizer", "train", "--train", path, "--vocab_size", "300", "--output_dir", str(tmp_path / "out"))
+        run = fastgpt(
+            "tokenizer", "train", "--train", path, "--vocab_size", "300", "--output_dir", str(tmp_path / "out")
+        )
         assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / "out").exists()
-    small = fastgpt("tokenizer", "train", "--train", str(tmp_path / "ok.txt"), "--vocab_size", "100", "--output_dir", str(tmp_path / "out"))
+    small = fastgpt(
+        "tokenizer",
+        "train",
+        "--train",
+        str(tmp_path / "ok.txt"),
+        "--vocab_size",
+        "100",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
     assert small.returncode == 1 and "the minimum is 257" in small.stderr
-    pattern = fastgpt("tokenizer", "train", "--train", str(tmp_path / "ok.txt"), "--vocab_size", "300", "--pattern", "cl100", "--output_dir", "o")
+    pattern = fastgpt(
+        "tokenizer",
+        "train",
+        "--train",
+        str(tmp_path / "ok.txt"),
+        "--vocab_size",
+        "300",
+        "--pattern",
+        "cl100",
+        "--output_dir",
+        "o",
+    )
     assert pattern.returncode == 1 and "unknown pattern name" in pattern.stderr
-    size = fastgpt("tokenizer", "train", "--train", str(tmp_path / "ok.txt"), "--vocab_size", "300", "--max_bytes", "lots", "--output_dir", "o")
+    size = fastgpt(
+        "tokenizer",
+        "train",
+        "--train",
+        str(tmp_path / "ok.txt"),
+        "--vocab_size",
+        "300",
+        "--max_bytes",
+        "lots",
+        "--output_dir",
+        "o",
+    )
     assert size.returncode == 2 and "not a number" in size.stderr
 
 

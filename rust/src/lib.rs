@@ -1,23 +1,19 @@
 //! fastgpt's Rust core: byte-level BPE encoding and training and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
-mod backtrack;
 pub mod binfile;
-pub mod encode;
+pub mod bpe;
 pub mod error;
 pub mod memory;
-pub mod pretokenize;
-mod scan;
-pub mod train;
-pub mod vocab;
+pub mod split;
 
 #[cfg(feature = "python")]
 mod py;
 
-pub use encode::{Allowed, Encoder};
+pub use bpe::encode::{Allowed, Encoder};
+pub use bpe::train::{Merger, WordCounter};
 pub use error::{Error, Result};
-pub use pretokenize::Splitter;
-pub use train::{Merger, WordCounter};
+pub use split::Splitter;
 
 /// A token id. In tiktoken's vocabularies it is also the merge rank.
 pub type Rank = u32;

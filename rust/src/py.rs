@@ -2,10 +2,11 @@
 //! Heavy calls release the GIL; every error becomes a Python exception.
 
 use crate::binfile::BinWriter;
-use crate::encode::{Allowed, Encoder};
+use crate::bpe::encode::{Allowed, Encoder};
+use crate::bpe::train::{Merger, WordCounter};
+use crate::bpe::vocab;
 use crate::error::Error;
-use crate::train::{Merger, WordCounter};
-use crate::{pretokenize, vocab, with_threads, Rank};
+use crate::{with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -382,7 +383,7 @@ impl PyTrainer {
     /// special. Returns (distinct words dropped by the cap, their occurrences, the most
     /// tokens left to learn).
     fn start_merging(&mut self, py: Python<'_>, vocab_size: usize, n_specials: usize) -> PyResult<(u64, u64, usize)> {
-        crate::train::check_vocab_size(vocab_size, n_specials).map_err(to_py)?;
+        crate::bpe::train::check_vocab_size(vocab_size, n_specials).map_err(to_py)?;
         let mut counter = self
             .counter
             .take()
@@ -440,13 +441,13 @@ impl PyTrainer {
 /// The names accepted for the standard split patterns.
 #[pyfunction]
 fn pattern_names() -> Vec<&'static str> {
-    pretokenize::pattern_names()
+    crate::split::pattern_names()
 }
 
 /// Splits `text` into pre-tokens with `pattern` (a name or a regex); for tests and tools.
 #[pyfunction]
 fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
-    let splitter = pretokenize::Splitter::new(pattern).map_err(to_py)?;
+    let splitter = crate::split::Splitter::new(pattern).map_err(to_py)?;
     Ok(splitter.split(text).into_iter().map(String::from).collect())
 }
 

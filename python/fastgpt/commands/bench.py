@@ -28,8 +28,14 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", required=True, help="tokenizer directory, tokenizer.json or .tiktoken file")
     p.add_argument("--iterations", type=int, default=3, help="runs per case; the best is reported (3)")
     p.add_argument("--threads", type=int, help="threads for the batch and .bin cases (default: all cores)")
-    p.add_argument("--compare", nargs="*", default=[], choices=["tiktoken"], metavar="LIBRARY",
-                   help="also run these libraries on the same vocabulary: tiktoken")
+    p.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        choices=["tiktoken"],
+        metavar="LIBRARY",
+        help="also run these libraries on the same vocabulary: tiktoken",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.set_defaults(func=run)
 
@@ -38,12 +44,16 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from fastgpt.bench import default_threads, format_table, results_json, run_bench
+    from fastgpt.apps.bench import default_threads, format_table, results_json, run_bench
 
-    results = run_bench(args.input, args.tokenizer, iterations=args.iterations, threads=args.threads, compare=args.compare)
+    results = run_bench(
+        args.input, args.tokenizer, iterations=args.iterations, threads=args.threads, compare=args.compare
+    )
     size = results[0].bytes
-    print(f"\n{args.input}: {size / 1e6:.2f} MB, {results[0].tokens:,} tokens; best of {args.iterations}; "
-          f"{default_threads()} cores available")
+    print(
+        f"\n{args.input}: {size / 1e6:.2f} MB, {results[0].tokens:,} tokens; best of {args.iterations}; "
+        f"{default_threads()} cores available"
+    )
     print(format_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results_json(results), indent=2) + "\n")

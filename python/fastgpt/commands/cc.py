@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from fastgpt.cc_filters import config_fields
+from fastgpt.cc.filters import config_fields
 
 EPILOG_DOWNLOAD = """examples:
   fastgpt cc download --paths wet.paths.gz --n 10 --out ./wet
@@ -24,8 +24,12 @@ def register(subparsers) -> None:
     cc = subparsers.add_parser("cc", help="download and extract Common Crawl WET files")
     sub = cc.add_subparsers(dest="cc_command", metavar="STEP", required=True)
 
-    p = sub.add_parser("download", help="fetch WET files listed in a wet.paths file",
-                       epilog=EPILOG_DOWNLOAD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "download",
+        help="fetch WET files listed in a wet.paths file",
+        epilog=EPILOG_DOWNLOAD,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--paths", required=True, help="wet.paths or wet.paths.gz from a Common Crawl release")
     p.add_argument("--n", type=int, default=None, help="only the first N files (default: all)")
     p.add_argument("--out", default="wet", help="directory for the files (default: ./wet)")
@@ -34,8 +38,12 @@ def register(subparsers) -> None:
     p.add_argument("--retries", type=int, default=5, help="retries per file, with exponential backoff")
     p.set_defaults(func=run_download)
 
-    p = sub.add_parser("extract", help="filter and deduplicate WET files into one document per line",
-                       epilog=EPILOG_EXTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "extract",
+        help="filter and deduplicate WET files into one document per line",
+        epilog=EPILOG_EXTRACT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", help="WET files (.warc.wet or .warc.wet.gz), directories or globs")
     p.add_argument("--output", required=True, help=".jsonl (text, url, source) or .txt (newlines escaped as \\n)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -52,23 +60,33 @@ def register(subparsers) -> None:
 
 
 def run_download(args) -> int:
-    from fastgpt.cc_download import download
+    from fastgpt.cc.download import download
 
-    results = download(args.paths, args.out, n=args.n, base_url=args.base_url, workers=args.workers,
-                       retries=args.retries)
+    results = download(
+        args.paths, args.out, n=args.n, base_url=args.base_url, workers=args.workers, retries=args.retries
+    )
     done = sum(s == "downloaded" for s in results.values())
     print(f"{done} downloaded, {len(results) - done} already present, in {args.out}", file=sys.stderr)
     return 0
 
 
 def run_extract(args) -> int:
-    from fastgpt.cc import extract
-    from fastgpt.cc_filters import FilterConfig
+    from fastgpt.cc.extract import extract
+    from fastgpt.cc.filters import FilterConfig
 
     cfg = FilterConfig(**{name: getattr(args, name) for name, *_ in config_fields()})
-    stats = extract(args.inputs, args.output, cfg, workers=args.workers, rejects=args.rejects, rank=args.rank,
-                    world_size=args.world_size, backend=args.backend, ray_address=args.ray_address,
-                    overwrite=args.overwrite)
+    stats = extract(
+        args.inputs,
+        args.output,
+        cfg,
+        workers=args.workers,
+        rejects=args.rejects,
+        rank=args.rank,
+        world_size=args.world_size,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        overwrite=args.overwrite,
+    )
     summary = {k: stats[k] for k in ("output", "records", "kept", "rejected", "errors", "seconds") if k in stats}
     print(json.dumps(summary), file=sys.stderr)
     return 0

@@ -25,21 +25,35 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--minutes", type=float, help="training time budget in minutes (default: 10)")
-    p.add_argument("--corpus", help="text to use instead of the standard library: a file, directory or glob of "
-                   ".txt/.md/.jsonl (also .gz/.zst); each file (or .jsonl record) is a document, a few big files "
-                   "are cut at blank lines")
+    p.add_argument(
+        "--corpus",
+        help="text to use instead of the standard library: a file, directory or glob of "
+        ".txt/.md/.jsonl (also .gz/.zst); each file (or .jsonl record) is a document, a few big files "
+        "are cut at blank lines",
+    )
     p.add_argument("--out", help="output directory (default: artifacts/demo)")
-    p.add_argument("--prompt", help='prompt for the samples (default: "def " on the standard library, else a new document)')
-    p.add_argument("--size", default="small", choices=["small", "tiny"], help="small (default) or tiny (seconds, for tests)")
+    p.add_argument(
+        "--prompt", help='prompt for the samples (default: "def " on the standard library, else a new document)'
+    )
+    p.add_argument(
+        "--size", default="small", choices=["small", "tiny"], help="small (default) or tiny (seconds, for tests)"
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastgpt.demo import config_for, run_demo
+    from fastgpt.apps.demo import config_for, run_demo
 
-    cfg = config_for(args.size, minutes=args.minutes, corpus=args.corpus, out=args.out, prompt=args.prompt,
-                     device=args.device, seed=args.seed)
+    cfg = config_for(
+        args.size,
+        minutes=args.minutes,
+        corpus=args.corpus,
+        out=args.out,
+        prompt=args.prompt,
+        device=args.device,
+        seed=args.seed,
+    )
     run_demo(cfg)
     return 0

@@ -23,8 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", "--model_path", dest="checkpoint", required=True,
-                   help="run directory (best.pt, else last.pt) or a .pt file inside one")
+    p.add_argument(
+        "--checkpoint",
+        "--model_path",
+        dest="checkpoint",
+        required=True,
+        help="run directory (best.pt, else last.pt) or a .pt file inside one",
+    )
     p.add_argument("--prompt", default="", help="text to continue (empty: start a new document)")
     p.add_argument("--length", type=int, default=200, help="new tokens per sample, at most (200)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (0.8)")
@@ -33,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
     p.add_argument("--num_samples", type=int, default=1, help="samples to generate (1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto)")
-    p.add_argument("--no_cache", action="store_true", help="recompute the whole context each token (slow; for comparison)")
+    p.add_argument(
+        "--no_cache", action="store_true", help="recompute the whole context each token (slow; for comparison)"
+    )
     legacy = p.add_argument_group("checked against the checkpoint (from the original command)")
     legacy.add_argument("--tokenizer_path", help="tokenizer directory; must match the checkpoint's copy")
     legacy.add_argument("--tgt_vocab_size", type=int, help="vocabulary size")
@@ -50,7 +57,9 @@ def check_against_checkpoint(args: argparse.Namespace, model, tokenizer) -> None
         if value is not None and value != getattr(cfg, name):
             raise ValueError(f"--{name} {value} disagrees with the checkpoint, which has {name} = {getattr(cfg, name)}")
     if args.tgt_vocab_size is not None and args.tgt_vocab_size != cfg.vocab_size:
-        raise ValueError(f"--tgt_vocab_size {args.tgt_vocab_size} disagrees with the checkpoint's vocabulary of {cfg.vocab_size}")
+        raise ValueError(
+            f"--tgt_vocab_size {args.tgt_vocab_size} disagrees with the checkpoint's vocabulary of {cfg.vocab_size}"
+        )
     if args.tokenizer_path is not None:
         from fastgpt.tokenizer import Tokenizer
 
@@ -63,7 +72,7 @@ def check_against_checkpoint(args: argparse.Namespace, model, tokenizer) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastgpt.generate import generate_text, load_checkpoint
+    from fastgpt.gpt.generate import generate_text, load_checkpoint
 
     if args.num_samples < 1:
         raise ValueError(f"--num_samples must be at least 1, got {args.num_samples}")
@@ -78,8 +87,15 @@ def run(args: argparse.Namespace) -> int:
         # Sample i uses seed + i: different samples, each reproducible on its own.
         seed = None if args.seed is None else args.seed + i
         for piece in generate_text(
-            model, tokenizer, args.prompt, args.length, temperature=args.temperature,
-            top_k=args.top_k or None, top_p=args.top_p, seed=seed, use_cache=not args.no_cache,
+            model,
+            tokenizer,
+            args.prompt,
+            args.length,
+            temperature=args.temperature,
+            top_k=args.top_k or None,
+            top_p=args.top_p,
+            seed=seed,
+            use_cache=not args.no_cache,
         ):
             out.write(piece)
             out.flush()

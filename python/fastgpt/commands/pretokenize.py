@@ -15,21 +15,40 @@ EPILOG = """examples:
 
 def register(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser("pretokenize", help="encode a corpus into .bin token files", epilog=EPILOG, formatter_class=fmt)
+    p = subparsers.add_parser(
+        "pretokenize", help="encode a corpus into .bin token files", epilog=EPILOG, formatter_class=fmt
+    )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     f = sub.add_parser("file", help="encode text files into a .bin file", epilog=EPILOG, formatter_class=fmt)
     f.add_argument("inputs", nargs="+", help="files, globs or directories: .txt, .jsonl, optionally .gz/.zst")
     f.add_argument("--tokenizer", required=True, help="tokenizer directory (or tokenizer.json / .tiktoken file)")
     f.add_argument("--output", help="output file (default: the first input with a .bin or .pt suffix)")
-    f.add_argument("--format", choices=["bin", "pt"], default="bin", help="bin (llm.c-compatible, default) or pt (torch tensor, small data)")
-    f.add_argument("--doc_sep", choices=["line", "blank", "none"], default="line", help="text files: a document per line (default), per blank-line block, or per file")
+    f.add_argument(
+        "--format",
+        choices=["bin", "pt"],
+        default="bin",
+        help="bin (llm.c-compatible, default) or pt (torch tensor, small data)",
+    )
+    f.add_argument(
+        "--doc_sep",
+        choices=["line", "blank", "none"],
+        default="line",
+        help="text files: a document per line (default), per blank-line block, or per file",
+    )
     f.add_argument("--text_field", default="text", help="JSON lines field holding the text (default: text)")
     f.add_argument("--threads", type=int, help="encoding threads (default: all cores)")
     f.add_argument("--shard_tokens", type=int, help="split the output into numbered files of this many tokens")
-    f.add_argument("--rank", type=int, help="process only input shard RANK of WORLD_SIZE (default: Slurm array task, else all)")
+    f.add_argument(
+        "--rank", type=int, help="process only input shard RANK of WORLD_SIZE (default: Slurm array task, else all)"
+    )
     f.add_argument("--world_size", type=int, help="number of input shards")
-    f.add_argument("--backend", choices=["local", "ray"], default="local", help="ray: run every shard as a Ray task (RAY_ADDRESS or a local cluster)")
+    f.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: run every shard as a Ray task (RAY_ADDRESS or a local cluster)",
+    )
     f.set_defaults(func=run_file)
 
     i = sub.add_parser("info", help="describe a .bin file", epilog=EPILOG, formatter_class=fmt)
@@ -40,7 +59,7 @@ def register(subparsers) -> None:
 
 
 def run_file(args) -> int:
-    from fastgpt.pretokenize import pretokenize
+    from fastgpt.data.pretokenize import pretokenize
 
     summaries = pretokenize(
         args.inputs,
@@ -70,7 +89,7 @@ def run_file(args) -> int:
 def run_info(args) -> int:
     import numpy as np
 
-    from fastgpt.data import TokenFile
+    from fastgpt.data.tokens import TokenFile
 
     tf = TokenFile(args.path)
     h = tf.header

@@ -13,8 +13,12 @@ EPILOG = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("split", help="shuffle a corpus into train and eval files",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "split",
+        help="shuffle a corpus into train and eval files",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", help="corpus files, one document per line (.jsonl or .txt)")
     p.add_argument("--eval_fraction", type=float, default=0.01, help="share of documents for eval (default: 0.01)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same split and order (default: 0)")
@@ -25,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from fastgpt.cc_split import split
+    from fastgpt.data.split import split
 
     counts = split(args.inputs, args.train, args.eval, args.eval_fraction, args.seed, args.memory_mb)
     print(json.dumps(counts), file=sys.stderr)

@@ -15,12 +15,17 @@ EPILOG = """examples:
   fastgpt tokenizer info cl100k_base.tiktoken
 """
 
-TOKENIZER_HELP = "a tokenizer directory, a tokenizer.json, or a .tiktoken file (with --pattern unless its name is known)"
+TOKENIZER_HELP = (
+    "a tokenizer directory, a tokenizer.json, or a .tiktoken file (with --pattern unless its name is known)"
+)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "tokenizer", help="encode, decode and inspect tokenizers", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        "tokenizer",
+        help="encode, decode and inspect tokenizers",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -32,35 +37,63 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tr.add_argument("--train", nargs="+", required=True, metavar="PATH", help="text files, globs or directories (.txt, .jsonl, also .gz/.zst)")
+    tr.add_argument(
+        "--train",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="text files, globs or directories (.txt, .jsonl, also .gz/.zst)",
+    )
     tr.add_argument("--vocab_size", type=int, required=True, help="tokens in the vocabulary, special tokens included")
     tr.add_argument("--output_dir", required=True, help="the tokenizer directory to write")
     tr.add_argument("--max_bytes", type=_size, help="read at most this many bytes (suffixes K, M, G: 500M)")
     tr.add_argument("--max_lines", type=_size, help="read at most this many lines (records for .jsonl)")
-    tr.add_argument("--pattern", default="cl100k", help="split pattern: gpt2, cl100k, o200k or a regex (default: cl100k)")
     tr.add_argument(
-        "--special_tokens", nargs="*", default=["<|endoftext|>"], metavar="TOKEN", help="special tokens, given the last ids (default: <|endoftext|>)"
+        "--pattern", default="cl100k", help="split pattern: gpt2, cl100k, o200k or a regex (default: cl100k)"
+    )
+    tr.add_argument(
+        "--special_tokens",
+        nargs="*",
+        default=["<|endoftext|>"],
+        metavar="TOKEN",
+        help="special tokens, given the last ids (default: <|endoftext|>)",
     )
     tr.add_argument("--text_field", default="text", help="the field holding the text in .jsonl files (default: text)")
     tr.add_argument("--threads", type=int, help="threads for counting (default: all cores)")
-    tr.add_argument("--max_words", type=_size, help="distinct pre-tokens kept at most; the rarest are dropped past it (default: 10M)")
+    tr.add_argument(
+        "--max_words",
+        type=_size,
+        help="distinct pre-tokens kept at most; the rarest are dropped past it (default: 10M)",
+    )
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=run_train)
 
-    enc = sub.add_parser("encode", help="print the token ids of a text", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    enc = sub.add_parser(
+        "encode",
+        help="print the token ids of a text",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     enc.add_argument("--tokenizer", required=True, help=TOKENIZER_HELP)
     enc.add_argument("--pattern", help="split pattern for a bare .tiktoken file (gpt2, cl100k, o200k or a regex)")
     enc.add_argument("--allow_special", action="store_true", help="encode special tokens' text as the special tokens")
     enc.add_argument("text", help="the text to encode")
     enc.set_defaults(func=run_encode)
 
-    dec = sub.add_parser("decode", help="print the text of token ids", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dec = sub.add_parser(
+        "decode",
+        help="print the text of token ids",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     dec.add_argument("--tokenizer", required=True, help=TOKENIZER_HELP)
     dec.add_argument("--pattern", help="split pattern for a bare .tiktoken file")
     dec.add_argument("ids", nargs="+", type=int, help="token ids")
     dec.set_defaults(func=run_decode)
 
-    info = sub.add_parser("info", help="describe a tokenizer", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    info = sub.add_parser(
+        "info", help="describe a tokenizer", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     info.add_argument("tokenizer", help=TOKENIZER_HELP)
     info.add_argument("--pattern", help="split pattern for a bare .tiktoken file")
     info.set_defaults(func=run_info)

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     from dataclasses import fields
 
-    from fastgpt.model import GPTConfig
-    from fastgpt.train import TrainConfig, train
+    from fastgpt.gpt.model import GPTConfig
+    from fastgpt.gpt.trainer import TrainConfig, train
 
     given = vars(args)
     model_kw = {f.name: given[f.name] for f in fields(GPTConfig) if f.name in given}

@@ -1,7 +1,7 @@
 """Training a byte-level BPE tokenizer: the streaming and progress around the Rust trainer.
 
 `Tokenizer.train` is the public entry point; this module feeds `_core.BpeTrainer` batches of
-text read with `fastgpt.corpus` (the corpus is never held whole), shows progress, and turns
+text read with `fastgpt.data.inputs` (the corpus is never held whole), shows progress, and turns
 the learned ranks into a `Tokenizer`. The algorithm and its tie rule are in rust/src/train.rs:
 the next merge is the pair with the highest count, ties going to the lowest (left id, right id).
 """
@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastgpt import _core, corpus
+from fastgpt import _core
+from fastgpt.data import inputs as corpus
 
 # Distinct words kept at most (about 100 bytes of RAM each while merging); past it the
 # rarest are dropped. 10M covers a few GB of varied text.
@@ -75,7 +76,9 @@ class Budget:
 
     @property
     def spent(self) -> bool:
-        return (self.lines_left is not None and self.lines_left <= 0) or (self.bytes_left is not None and self.bytes_left <= 0)
+        return (self.lines_left is not None and self.lines_left <= 0) or (
+            self.bytes_left is not None and self.bytes_left <= 0
+        )
 
 
 def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
@@ -105,7 +108,9 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
         lines: list[str] = []
         size = 0
         for line in corpus.iter_lines(path, stats):
-            if size >= CHUNK_CHARS and (size >= corpus.MAX_CHUNK_CHARS or (lines[-1][-2:-1].strip() and _starts_word(line))):
+            if size >= CHUNK_CHARS and (
+                size >= corpus.MAX_CHUNK_CHARS or (lines[-1][-2:-1].strip() and _starts_word(line))
+            ):
                 yield "".join(lines)
                 lines, size = [], 0
             taken = budget.take(line, len(line.encode("utf-8")) if budget.bytes_left is not None else 0)
@@ -216,7 +221,10 @@ def train(
     started = time.perf_counter()
     # Reading (Python) overlaps counting (Rust, GIL released): one batch is counted while the
     # next is read. The trainer is touched by one thread at a time.
-    with _progress(progress, total=total, unit="B", unit_scale=True, desc="reading") as bar, ThreadPoolExecutor(1) as pool:
+    with (
+        _progress(progress, total=total, unit="B", unit_scale=True, desc="reading") as bar,
+        ThreadPoolExecutor(1) as pool,
+    ):
         pending = None
         read = 0
         for batch in corpus.batched(texts, BATCH_CHARS):
@@ -233,7 +241,9 @@ def train(
     if result.words == 0:
         raise ValueError(f"{described}: the corpus is empty (no text to train on)")
     if stats.invalid_utf8:
-        warnings.warn(f"{described}: {stats.invalid_utf8} invalid UTF-8 sequences were replaced by U+FFFD", stacklevel=3)
+        warnings.warn(
+            f"{described}: {stats.invalid_utf8} invalid UTF-8 sequences were replaced by U+FFFD", stacklevel=3
+        )
 
     started = time.perf_counter()
     result.dropped_words, result.dropped_occurrences, todo = trainer.start_merging(vocab_size, len(specials))

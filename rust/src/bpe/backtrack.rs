@@ -9,7 +9,7 @@
 //! the whole walk linear. (The approach follows GitHub's `bpe` crate and its write-up;
 //! the code here is our own.) Tests check it against the heap-based merge.
 
-use crate::encode::Encoder;
+use crate::bpe::encode::Encoder;
 use crate::Rank;
 
 const NONE: u32 = u32::MAX;

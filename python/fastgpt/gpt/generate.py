@@ -4,7 +4,7 @@ Two layers, as in an inference engine: `generate_tokens` takes and yields token 
 and knows nothing about text; `generate_text` / `generate` wrap it with the
 tokenizer and yield text pieces as soon as they form whole UTF-8 characters.
 
-    >>> from fastgpt.generate import generate
+    >>> from fastgpt.gpt.generate import generate
     >>> for piece in generate("runs/my_gpt", "Once upon a time", length=50, seed=0):  # doctest: +SKIP
     ...     print(piece, end="", flush=True)
 """
@@ -15,12 +15,13 @@ import codecs
 import contextlib
 import sys
 import types
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
-from fastgpt.model import GPT, GPTConfig
+from fastgpt.gpt.model import GPT, GPTConfig
 
 __all__ = ["load_checkpoint", "generate_tokens", "generate_text", "generate", "sample_next"]
 
@@ -177,8 +178,15 @@ def generate_text(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     with autocast:
         for token in generate_tokens(
-            model, ids, length, temperature=temperature, top_k=top_k, top_p=top_p,
-            generator=generator, stop_token=tokenizer.eot_token, use_cache=use_cache,
+            model,
+            ids,
+            length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+            stop_token=tokenizer.eot_token,
+            use_cache=use_cache,
         ):
             if token == tokenizer.eot_token:
                 break
@@ -205,7 +213,14 @@ def generate(
     """Load a checkpoint and yield generated text pieces (see `generate_text`)."""
     model, tokenizer = load_checkpoint(checkpoint, device)
     yield from generate_text(
-        model, tokenizer, prompt, length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        model,
+        tokenizer,
+        prompt,
+        length,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
         use_cache=use_cache,
     )
 

@@ -1,6 +1,6 @@
 """`fastgpt demo`: the whole pipeline end to end on text every Python install has.
 
-    >>> from fastgpt.demo import DemoConfig, run_demo
+    >>> from fastgpt.apps.demo import DemoConfig, run_demo
     >>> result = run_demo(DemoConfig(minutes=10))            # doctest: +SKIP
     >>> result.run_dir, result.val_loss, result.samples[0]  # doctest: +SKIP
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fastgpt.corpus import expand_inputs, fix_surrogates, is_jsonl, iter_documents
+from fastgpt.data.inputs import expand_inputs, fix_surrogates, is_jsonl, iter_documents
 
 __all__ = ["DemoConfig", "DemoResult", "SIZES", "run_demo", "stdlib_sources", "split_documents"]
 
@@ -65,8 +65,18 @@ class DemoConfig:
 SIZES: dict[str, dict] = {
     "small": {},
     "tiny": dict(
-        max_corpus_bytes=300_000, vocab_size=320, embed_dim=32, n_heads=2, num_layers=1, seq_len=32,
-        batch_size=4, max_steps=6, evals=2, eval_batches=2, samples=1, sample_tokens=16,
+        max_corpus_bytes=300_000,
+        vocab_size=320,
+        embed_dim=32,
+        n_heads=2,
+        num_layers=1,
+        seq_len=32,
+        batch_size=4,
+        max_steps=6,
+        evals=2,
+        eval_batches=2,
+        samples=1,
+        sample_tokens=16,
     ),
 }
 
@@ -157,14 +167,20 @@ def _seconds_per_step(cfg: DemoConfig, vocab_size: int, device_name: str) -> flo
     """Times a few optimizer steps of the demo's model on random tokens (the first is warm-up)."""
     import torch
 
-    from fastgpt.model import GPT, GPTConfig
+    from fastgpt.gpt.model import GPT, GPTConfig
 
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
     if device_name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device_name} requested but CUDA is not available; use --device cpu")
     device = torch.device(device_name)
-    model_cfg = GPTConfig(vocab_size=vocab_size, seq_len=cfg.seq_len, embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, num_layers=cfg.num_layers)
+    model_cfg = GPTConfig(
+        vocab_size=vocab_size,
+        seq_len=cfg.seq_len,
+        embed_dim=cfg.embed_dim,
+        n_heads=cfg.n_heads,
+        num_layers=cfg.num_layers,
+    )
     model = GPT(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len), device=device)
@@ -195,14 +211,19 @@ MAX_REPLANS = 8  # each costs a checkpoint save and load: about a second for the
 
 
 def _train_in_budget(
-    cfg: DemoConfig, train_cfg, model_cfg, deadline: float, say: Callable[[str], None], clock: Callable[[], float] = time.perf_counter
+    cfg: DemoConfig,
+    train_cfg,
+    model_cfg,
+    deadline: float,
+    say: Callable[[str], None],
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict:
     """Trains until `train_cfg.max_steps`, re-planning when the pace strays from the plan:
     other load on a shared machine can change it severalfold. A re-plan stops the run
     (saved) and resumes it exactly with a step count that ends just inside the deadline, so
     the learning rate still decays fully and the last step is evaluated. A run that reaches
     the deadline anyway stops there, saved, and one more step evaluates it."""
-    from fastgpt.train import train
+    from fastgpt.gpt.trainer import train
 
     t0 = clock()
     budget = deadline - t0
@@ -218,7 +239,12 @@ def _train_in_budget(
             if now > deadline:
                 stopped = True
                 return True
-            if cfg.max_steps is None and replans < MAX_REPLANS and (step - first) % every == 0 and now - t0 < 0.85 * budget:
+            if (
+                cfg.max_steps is None
+                and replans < MAX_REPLANS
+                and (step - first) % every == 0
+                and now - t0 < 0.85 * budget
+            ):
                 per_step = (now - t0) / step  # the pace of the whole run: evaluations and load swings included
                 end = now + (plan - step) * per_step
                 if end > deadline or end < deadline - 0.15 * budget:
@@ -233,9 +259,13 @@ def _train_in_budget(
         if not new_plan:
             return summary
         (steps, per_step), replans, start_step = new_plan[0], replans + 1, summary["step"]
-        say(f"      re-planned at step {start_step:,}: {per_step:.2f} s a step so far, so {steps:,} steps end in time "
-            "(resuming exactly where it stopped)")
-        train_cfg = replace(train_cfg, max_steps=steps, resume=True, eval_interval=max(1, (steps - start_step) // cfg.evals))
+        say(
+            f"      re-planned at step {start_step:,}: {per_step:.2f} s a step so far, so {steps:,} steps end in time "
+            "(resuming exactly where it stopped)"
+        )
+        train_cfg = replace(
+            train_cfg, max_steps=steps, resume=True, eval_interval=max(1, (steps - start_step) // cfg.evals)
+        )
 
 
 def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
@@ -286,7 +316,7 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
     say(f"      {tok_dir}: {tok.n_vocab:,} tokens ({seconds['tokenizer']:.1f} s)")
 
     # 3. Pretokenize both halves into .bin files.
-    from fastgpt.pretokenize import pretokenize
+    from fastgpt.data.pretokenize import pretokenize
 
     say("[3/5] pretokenize")
     t = time.perf_counter()
@@ -305,8 +335,8 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         )
 
     # 4. Train for the time budget.
-    from fastgpt.model import GPTConfig
-    from fastgpt.train import TrainConfig
+    from fastgpt.gpt.model import GPTConfig
+    from fastgpt.gpt.trainer import TrainConfig
 
     t = time.perf_counter()
     if cfg.max_steps is not None:
@@ -323,20 +353,34 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         f"batch {cfg.batch_size} x {cfg.seq_len} = {step_tokens:,} tokens; {plan}"
     )
     train_cfg = TrainConfig(
-        tokenizer=str(tok_dir), train_data=str(train_bin), eval_data=str(eval_bin), experiment_name=run_dir.name,
-        out_dir=str(runs_dir), max_steps=max_steps, batch_size=cfg.batch_size,
+        tokenizer=str(tok_dir),
+        train_data=str(train_bin),
+        eval_data=str(eval_bin),
+        experiment_name=run_dir.name,
+        out_dir=str(runs_dir),
+        max_steps=max_steps,
+        batch_size=cfg.batch_size,
         warmup_steps=max(1, min(100, max_steps // 10)),  # short runs must not spend themselves warming up
-        eval_interval=max(1, max_steps // cfg.evals), eval_batches=cfg.eval_batches,
-        log_interval=max(1, min(10, max_steps // 20)), device=cfg.device, seed=cfg.seed,
+        eval_interval=max(1, max_steps // cfg.evals),
+        eval_batches=cfg.eval_batches,
+        log_interval=max(1, min(10, max_steps // 20)),
+        device=cfg.device,
+        seed=cfg.seed,
     )
     summary = _train_in_budget(cfg, train_cfg, model_cfg, deadline=t + cfg.minutes * 60, say=say)
     seconds["train"] = time.perf_counter() - t
     stopped = " (stopped at the time limit)" if summary["interrupted"] else ""
-    val = f"val loss {summary['val_loss']:.3f}, {summary['val_bpb']:.3f} bits/byte" if summary.get("val_loss") is not None else "no evaluation"
-    say(f"      {summary['step']:,} steps{stopped} in {_duration(seconds['train'])}: train loss {summary['loss']:.3f}, {val}")
+    val = (
+        f"val loss {summary['val_loss']:.3f}, {summary['val_bpb']:.3f} bits/byte"
+        if summary.get("val_loss") is not None
+        else "no evaluation"
+    )
+    say(
+        f"      {summary['step']:,} steps{stopped} in {_duration(seconds['train'])}: train loss {summary['loss']:.3f}, {val}"
+    )
 
     # 5. Generate from the checkpoint, as `fastgpt generate` does.
-    from fastgpt.generate import generate_text, load_checkpoint
+    from fastgpt.gpt.generate import generate_text, load_checkpoint
 
     prompt = cfg.prompt if cfg.prompt is not None else ("def " if cfg.corpus is None else "")
     say(f"[5/5] generate: {cfg.samples} sample(s) of up to {cfg.sample_tokens} tokens from {prompt!r}")
@@ -348,7 +392,9 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         pieces = [prompt]
         if log is None:
             print(prompt, end="", flush=True)
-        for piece in generate_text(model, tokenizer, prompt, cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.seed + i):
+        for piece in generate_text(
+            model, tokenizer, prompt, cfg.sample_tokens, temperature=0.8, top_k=50, seed=cfg.seed + i
+        ):
             pieces.append(piece)
             if log is None:  # stream to the terminal as tokens come
                 print(piece, end="", flush=True)
@@ -362,11 +408,23 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
 
     loss_plot = run_dir / "loss.png"
     result = DemoResult(
-        out=out, train_corpus=train_path, eval_corpus=eval_path, documents=(len(train_docs), len(eval_docs)),
-        corpus_bytes=train_bytes + eval_bytes, tokenizer=tok_dir, n_vocab=tok.n_vocab, train_bin=train_bin,
-        eval_bin=eval_bin, tokens=(s_train.tokens, s_eval.tokens), run_dir=run_dir, steps=summary["step"],
-        val_loss=summary.get("val_loss"), val_bpb=summary.get("val_bpb"),
-        loss_plot=loss_plot if loss_plot.exists() else None, samples=samples, seconds=seconds,
+        out=out,
+        train_corpus=train_path,
+        eval_corpus=eval_path,
+        documents=(len(train_docs), len(eval_docs)),
+        corpus_bytes=train_bytes + eval_bytes,
+        tokenizer=tok_dir,
+        n_vocab=tok.n_vocab,
+        train_bin=train_bin,
+        eval_bin=eval_bin,
+        tokens=(s_train.tokens, s_eval.tokens),
+        run_dir=run_dir,
+        steps=summary["step"],
+        val_loss=summary.get("val_loss"),
+        val_bpb=summary.get("val_bpb"),
+        loss_plot=loss_plot if loss_plot.exists() else None,
+        samples=samples,
+        seconds=seconds,
     )
     say("-----")
     say(f"done in {_duration(seconds['total'])}; everything is under {out}/")
@@ -375,7 +433,11 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
     say(f"  tokens      {train_bin}, {eval_bin}")
     say(f"  checkpoint  {run_dir} (best.pt, last.pt, config.json, metrics.jsonl)")
     say(f"  loss plot   {loss_plot if result.loss_plot else 'not written: pip install matplotlib'}")
-    say(f"next: fastgpt generate --checkpoint {shlex.quote(str(run_dir))}" + (f" --prompt {shlex.quote(prompt)}" if prompt else "") + " --length 200")
+    say(
+        f"next: fastgpt generate --checkpoint {shlex.quote(str(run_dir))}"
+        + (f" --prompt {shlex.quote(prompt)}" if prompt else "")
+        + " --length 200"
+    )
     return result
 
 

@@ -26,7 +26,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fastgpt import _core
-from fastgpt.corpus import COMPRESSED_SUFFIXES, DOC_SEPS, CorpusStats, batched, expand_inputs, is_jsonl, iter_blocks, iter_documents, safe_runs
+from fastgpt.data.inputs import (
+    COMPRESSED_SUFFIXES,
+    DOC_SEPS,
+    CorpusStats,
+    batched,
+    expand_inputs,
+    is_jsonl,
+    iter_blocks,
+    iter_documents,
+    safe_runs,
+)
 from fastgpt.tokenizer import Tokenizer
 
 BATCH_BYTES = 2 << 20  # per Rust call: enough to keep the cores busy; memory is a few of these
@@ -111,7 +121,14 @@ def pretokenize(
         raise ValueError(f"{output}: the output would overwrite an input")
     tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
     tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
-    options = dict(format=format, doc_sep=doc_sep, text_field=text_field, threads=threads, shard_tokens=shard_tokens, batch_bytes=batch_bytes)
+    options = dict(
+        format=format,
+        doc_sep=doc_sep,
+        text_field=text_field,
+        threads=threads,
+        shard_tokens=shard_tokens,
+        batch_bytes=batch_bytes,
+    )
 
     if backend == "ray":
         if tokenizer_dir is None:
@@ -136,7 +153,7 @@ def pretokenize(
 
 def _complete(output: Path, shard_tokens: int | None) -> bool:
     """Whether a shard's output already exists whole (written files are renamed only when complete)."""
-    from fastgpt.data import read_header
+    from fastgpt.data.tokens import read_header
 
     first = output if shard_tokens is None else output.with_name(f"{output.stem}_000000{output.suffix}")
     try:
@@ -146,7 +163,9 @@ def _complete(output: Path, shard_tokens: int | None) -> bool:
     return True
 
 
-def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_field, threads, shard_tokens, batch_bytes, progress) -> PretokenizeSummary:
+def _pretokenize(
+    paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_field, threads, shard_tokens, batch_bytes, progress
+) -> PretokenizeSummary:
     from tqdm import tqdm
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +173,13 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
     stats = CorpusStats()
     compressed = any(p.name.endswith(COMPRESSED_SUFFIXES) for p in paths)
     total = None if compressed else sum(p.stat().st_size for p in paths)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"pretokenize → {output.name}", disable=not progress or not sys.stderr.isatty())
+    bar = tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=f"pretokenize → {output.name}",
+        disable=not progress or not sys.stderr.isatty(),
+    )
     start = time.perf_counter()
     chunks: list = []
     if format == "bin":
@@ -177,7 +202,7 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
             tokens = sink.num_tokens
             outputs = [str(p) for p in sink.finish()]
         else:
-            from fastgpt.data import write_pt_tokens
+            from fastgpt.data.tokens import write_pt_tokens
 
             tokens, outputs = write_pt_tokens(output, chunks), [str(output)]
     except BaseException:
@@ -188,7 +213,9 @@ def _pretokenize(paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_f
         bar.close()
     if stats.invalid_utf8:
         print(f"fastgpt: warning: replaced {stats.invalid_utf8} invalid UTF-8 sequences with U+FFFD", file=sys.stderr)
-    return PretokenizeSummary(outputs, stats.files, stats.documents, stats.bytes_read, tokens, time.perf_counter() - start, stats.invalid_utf8)
+    return PretokenizeSummary(
+        outputs, stats.files, stats.documents, stats.bytes_read, tokens, time.perf_counter() - start, stats.invalid_utf8
+    )
 
 
 def _remove_dead_temporaries(output: Path) -> None:
@@ -205,7 +232,9 @@ def _remove_dead_temporaries(output: Path) -> None:
             pass  # alive, someone else's
 
 
-def _batches(paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int) -> Iterator[str | tuple[list[str], list[bool]]]:
+def _batches(
+    paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int
+) -> Iterator[str | tuple[list[str], list[bool]]]:
     """Work items: a text block whose non-empty lines are the documents (the fast path
     for one document per line), or (texts, ends) where `ends[i]` says whether a document
     ends after `texts[i]`."""
@@ -309,9 +338,14 @@ def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     task = ray.remote(_ray_shard)
-    refs = [task.remote([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options) for r in range(world_size)]
+    refs = [
+        task.remote([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options)
+        for r in range(world_size)
+    ]
     return ray.get(refs)
 
 
-def _ray_shard(paths: list[str], tokenizer_dir: str, output: str, rank: int, world_size: int, options: dict) -> PretokenizeSummary:
+def _ray_shard(
+    paths: list[str], tokenizer_dir: str, output: str, rank: int, world_size: int, options: dict
+) -> PretokenizeSummary:
     return pretokenize(paths, tokenizer_dir, output, rank=rank, world_size=world_size, progress=False, **options)

@@ -87,8 +87,16 @@ def download_one(url: str, dest: str, retries: int = 5, timeout: float = 60.0, b
         time.sleep(backoff * 2 ** (attempt - 1))
 
 
-def download(paths_file: str, out_dir: str = "wet", n: int | None = None, base_url: str = CC_BASE_URL,
-             workers: int = 4, retries: int = 5, backoff: float = 1.0, progress: bool | None = None) -> dict:
+def download(
+    paths_file: str,
+    out_dir: str = "wet",
+    n: int | None = None,
+    base_url: str = CC_BASE_URL,
+    workers: int = 4,
+    retries: int = 5,
+    backoff: float = 1.0,
+    progress: bool | None = None,
+) -> dict:
     """Download the first `n` files of `paths_file` into `out_dir`; returns {path: status or error}.
     Raises OSError naming the failures after trying every file."""
     from tqdm import tqdm

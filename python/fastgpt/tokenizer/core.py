@@ -23,8 +23,9 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fastgpt import _core, hf_format
-from fastgpt.corpus import fix_surrogates
+from fastgpt import _core
+from fastgpt.data.inputs import fix_surrogates
+from fastgpt.tokenizer import huggingface as hf_format
 
 if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists never need it
     import numpy as np
@@ -39,7 +40,13 @@ KNOWN_ENCODINGS: dict[str, tuple[str, dict[str, int]]] = {
     "p50k_base": ("gpt2", {ENDOFTEXT: 50256}),
     "cl100k_base": (
         "cl100k",
-        {ENDOFTEXT: 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276},
+        {
+            ENDOFTEXT: 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
     ),
     "o200k_base": ("o200k", {ENDOFTEXT: 199999, "<|endofprompt|>": 200018}),
 }
@@ -62,7 +69,9 @@ class Tokenizer:
     # ---- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_ranks(cls, ranks: dict[bytes, int], pattern: str = "cl100k", special_tokens: dict[str, int] | None = None) -> Tokenizer:
+    def from_ranks(
+        cls, ranks: dict[bytes, int], pattern: str = "cl100k", special_tokens: dict[str, int] | None = None
+    ) -> Tokenizer:
         """tiktoken's model from a {token bytes: rank} dict; `pattern` is a name or a regex."""
         return cls(_core.CoreBPE.from_ranks(list(ranks.items()), pattern, _specials(special_tokens)))
 
@@ -95,7 +104,7 @@ class Tokenizer:
             >>> tok.encode(" lowest"), tok.n_vocab
             ([262], 264)
         """
-        from fastgpt import bpe_train
+        from fastgpt.tokenizer import bpe_train
 
         ranks, specials, stats = bpe_train.train(
             data,
@@ -114,7 +123,9 @@ class Tokenizer:
         return tok
 
     @classmethod
-    def from_tiktoken(cls, path: str | os.PathLike, pattern: str | None = None, special_tokens: dict[str, int] | None = None) -> Tokenizer:
+    def from_tiktoken(
+        cls, path: str | os.PathLike, pattern: str | None = None, special_tokens: dict[str, int] | None = None
+    ) -> Tokenizer:
         """Loads a tiktoken rank file (`.tiktoken` or `.tiktoken.gz`). The pattern and
         special tokens default to those of a known encoding named by the file
         (`cl100k_base.tiktoken` ...); otherwise `pattern` is required."""
@@ -123,7 +134,9 @@ class Tokenizer:
         if pattern is None:
             if known is None:
                 names = ", ".join(_core.pattern_names())
-                raise ValueError(f"{path}: pass pattern= (one of {names}, or a regex); the file name names no known encoding")
+                raise ValueError(
+                    f"{path}: pass pattern= (one of {names}, or a regex); the file name names no known encoding"
+                )
             pattern = known[0]
         if special_tokens is None:
             special_tokens = known[1] if known else {}
@@ -139,7 +152,9 @@ class Tokenizer:
     def from_huggingface(cls, path: str | os.PathLike) -> Tokenizer:
         """Loads a Hugging Face `tokenizer.json` of a byte-level BPE model."""
         args = hf_format.read(path)
-        core = _core.CoreBPE.from_merges(args["vocab"], args["merges"], args["pattern"], args["specials"], args["direct_lookup"])
+        core = _core.CoreBPE.from_merges(
+            args["vocab"], args["merges"], args["pattern"], args["specials"], args["direct_lookup"]
+        )
         return cls(core, model="merges")
 
     @classmethod
@@ -231,7 +246,9 @@ class Tokenizer:
         except UnicodeEncodeError:
             return self._core.encode_ordinary(fix_surrogates(text))
 
-    def encode(self, text: str, *, allowed_special: AllowedSpecial = (), disallowed_special: DisallowedSpecial = "all") -> list[int]:
+    def encode(
+        self, text: str, *, allowed_special: AllowedSpecial = (), disallowed_special: DisallowedSpecial = "all"
+    ) -> list[int]:
         """Encodes `text`. Special tokens' text is an error unless allowed (then it becomes
         the special token) or removed from `disallowed_special` (then it is ordinary text)."""
         allowed, allow_all = self._special_policy(allowed_special, disallowed_special, (text,))
@@ -240,7 +257,9 @@ class Tokenizer:
         except UnicodeEncodeError:
             return self._core.encode(fix_surrogates(text), allowed, allow_all)
 
-    def encode_to_numpy(self, text: str, *, allowed_special: AllowedSpecial = (), disallowed_special: DisallowedSpecial = "all") -> np.ndarray:
+    def encode_to_numpy(
+        self, text: str, *, allowed_special: AllowedSpecial = (), disallowed_special: DisallowedSpecial = "all"
+    ) -> np.ndarray:
         """`encode` straight into a uint32 numpy array, with no Python list in between."""
         allowed, allow_all = self._special_policy(allowed_special, disallowed_special, (text,))
         try:
@@ -267,7 +286,9 @@ class Tokenizer:
     def encode_ordinary_batch(self, texts: Sequence[str], *, num_threads: int | None = None) -> list[list[int]]:
         return self._batch(list(texts), None, False, num_threads)
 
-    def _batch(self, texts: list[str], allowed: set[str] | None, allow_all: bool, num_threads: int | None) -> list[list[int]]:
+    def _batch(
+        self, texts: list[str], allowed: set[str] | None, allow_all: bool, num_threads: int | None
+    ) -> list[list[int]]:
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be at least 1, got {num_threads}")
         try:
@@ -275,7 +296,9 @@ class Tokenizer:
         except UnicodeEncodeError:
             return self._core.encode_batch([fix_surrogates(t) for t in texts], allowed, allow_all, num_threads)
 
-    def _special_policy(self, allowed_special: AllowedSpecial, disallowed_special: DisallowedSpecial, texts: Iterable[str]) -> tuple[set[str] | None, bool]:
+    def _special_policy(
+        self, allowed_special: AllowedSpecial, disallowed_special: DisallowedSpecial, texts: Iterable[str]
+    ) -> tuple[set[str] | None, bool]:
         """tiktoken's rules, in one place: returns what Rust may emit, after raising if a
         text holds a disallowed special token."""
         if not self._special_set:
@@ -283,7 +306,9 @@ class Tokenizer:
         allowed = self._special_set if allowed_special == "all" else frozenset(allowed_special)
         unknown = allowed - self._special_set
         if unknown:
-            raise ValueError(f"allowed_special names tokens that are not special tokens of this tokenizer: {sorted(unknown)}")
+            raise ValueError(
+                f"allowed_special names tokens that are not special tokens of this tokenizer: {sorted(unknown)}"
+            )
         disallowed = self._special_set - allowed if disallowed_special == "all" else frozenset(disallowed_special)
         if disallowed:
             for text in texts:

@@ -11,29 +11,41 @@ import random
 import uuid
 
 _WORDS = {
-    "en": ("the of and to with that have be in for on about from after before under between river city "
-           "market garden teacher student village weather morning evening history music kitchen window "
-           "bridge company council station library doctor family summer winter harbour forest mountain "
-           "report season journey engineer farmer painter letter question answer problem decision "
-           "walked built opened carried studied described found remembered explained crossed painted "
-           "repaired visited measured planted wrote quiet old new small large early late bright careful "
-           "local famous narrow busy ancient modern simple").split(),
-    "de": ("der die das und mit von zu auf für nicht sich ist ein eine dem den im Stadt Fluss Markt Garten "
-           "Lehrer Schüler Dorf Wetter Morgen Abend Geschichte Musik Küche Fenster Brücke Firma Bahnhof "
-           "Bibliothek Familie Sommer Winter Hafen Wald Berg Bericht Reise Bauer Maler Brief Frage Antwort "
-           "ging baute öffnete trug studierte beschrieb fand erklärte besuchte schrieb ruhig alt neu klein "
-           "groß früh spät hell vorsichtig bekannt schmal modern einfach").split(),
-    "ru": ("и в не на с что по к из за от до для о как это город река рынок сад учитель студент деревня "
-           "погода утро вечер история музыка кухня окно мост компания вокзал библиотека семья лето зима "
-           "гавань лес гора доклад путешествие инженер фермер письмо вопрос ответ шёл построил открыл "
-           "нёс изучал описал нашёл объяснил посетил написал тихий старый новый маленький большой ранний "
-           "поздний светлый известный узкий простой").split(),
+    "en": (
+        "the of and to with that have be in for on about from after before under between river city "
+        "market garden teacher student village weather morning evening history music kitchen window "
+        "bridge company council station library doctor family summer winter harbour forest mountain "
+        "report season journey engineer farmer painter letter question answer problem decision "
+        "walked built opened carried studied described found remembered explained crossed painted "
+        "repaired visited measured planted wrote quiet old new small large early late bright careful "
+        "local famous narrow busy ancient modern simple"
+    ).split(),
+    "de": (
+        "der die das und mit von zu auf für nicht sich ist ein eine dem den im Stadt Fluss Markt Garten "
+        "Lehrer Schüler Dorf Wetter Morgen Abend Geschichte Musik Küche Fenster Brücke Firma Bahnhof "
+        "Bibliothek Familie Sommer Winter Hafen Wald Berg Bericht Reise Bauer Maler Brief Frage Antwort "
+        "ging baute öffnete trug studierte beschrieb fand erklärte besuchte schrieb ruhig alt neu klein "
+        "groß früh spät hell vorsichtig bekannt schmal modern einfach"
+    ).split(),
+    "ru": (
+        "и в не на с что по к из за от до для о как это город река рынок сад учитель студент деревня "
+        "погода утро вечер история музыка кухня окно мост компания вокзал библиотека семья лето зима "
+        "гавань лес гора доклад путешествие инженер фермер письмо вопрос ответ шёл построил открыл "
+        "нёс изучал описал нашёл объяснил посетил написал тихий старый новый маленький большой ранний "
+        "поздний светлый известный узкий простой"
+    ).split(),
 }
 _ZH = "的是在了和有我们这个城市河流市场花园老师学生村庄天气早晨晚上历史音乐厨房窗户桥梁公司车站图书馆家庭夏天冬天港口森林山报告旅行工程师农民画家信问题回答走建造打开研究描述发现解释访问写安静古老新小大"
 _HEADER_LANG = {"en": "eng", "de": "deu", "ru": "rus", "zh": "zho"}
-NAV_LINES = ("Home", "About us", "Contact", "Share this article on Facebook",
-             "Copyright 2024 Example Media Group", "Read more stories from our newsroom",
-             "Follow us for daily updates and offers")
+NAV_LINES = (
+    "Home",
+    "About us",
+    "Contact",
+    "Share this article on Facebook",
+    "Copyright 2024 Example Media Group",
+    "Read more stories from our newsroom",
+    "Follow us for daily updates and offers",
+)
 
 
 def sentence(rng: random.Random, lang: str) -> str:
@@ -49,12 +61,20 @@ def page(rng: random.Random, lang: str = "en", n_lines: int | None = None) -> st
     return "\n".join(" ".join(sentence(rng, lang) for _ in range(rng.randint(1, 3))) for _ in range(n_lines))
 
 
-def record(url: str, text: str | bytes, lang_header: str | None = None, content_length: int | None = None,
-           record_type: str = "conversion") -> bytes:
+def record(
+    url: str,
+    text: str | bytes,
+    lang_header: str | None = None,
+    content_length: int | None = None,
+    record_type: str = "conversion",
+) -> bytes:
     """One WET record; `content_length` overrides the true length to make a malformed one."""
     body = text.encode() if isinstance(text, str) else text
     headers = [
-        "WARC/1.0", f"WARC-Type: {record_type}", f"WARC-Target-URI: {url}", "WARC-Date: 2024-02-20T10:00:00Z",
+        "WARC/1.0",
+        f"WARC-Type: {record_type}",
+        f"WARC-Target-URI: {url}",
+        "WARC-Date: 2024-02-20T10:00:00Z",
         f"WARC-Record-ID: <urn:uuid:{uuid.UUID(int=random.Random(url).getrandbits(128))}>",
         "Content-Type: text/plain",
     ]
@@ -66,7 +86,7 @@ def record(url: str, text: str | bytes, lang_header: str | None = None, content_
 
 def write_wet(path, records: list[bytes], compress: bool = True) -> None:
     """Write records as Common Crawl does: a warcinfo record first, one gzip member per record."""
-    info = record("", "software: fastgpt.cc_synth\r\n", record_type="warcinfo")
+    info = record("", "software: fastgpt-tests cc_synth\r\n", record_type="warcinfo")
     with open(path, "wb") as f:
         for rec in [info, *records]:
             f.write(gzip.compress(rec, compresslevel=1) if compress else rec)

@@ -11,9 +11,11 @@
 //! original pattern. Custom patterns run on the DFA when they can and on fancy-regex
 //! (lookaround, possessive quantifiers) otherwise.
 
+pub(crate) mod scan;
+
 use crate::error::{Error, Result};
-use crate::scan::Scanner;
 use regex_automata::{meta::Regex, Anchored, Input};
+use scan::Scanner;
 
 /// tiktoken's r50k/p50k pattern (GPT-2, GPT-3).
 pub const GPT2_PATTERN: &str = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";

@@ -1,6 +1,6 @@
 """`fastgpt bench`: encoding and text → .bin throughput and peak RAM, optionally against tiktoken.
 
-    >>> from fastgpt.bench import run_bench, format_table
+    >>> from fastgpt.apps.bench import run_bench, format_table
     >>> results = run_bench("data/sample.txt", "artifacts/tokenizer", compare=["tiktoken"])  # doctest: +SKIP
     >>> print(format_table(results))                                                      # doctest: +SKIP
 
@@ -90,14 +90,21 @@ def run_bench(
     if "tiktoken" in compare:
         tiktoken_encoding(tokenizer)  # the same: say why tiktoken cannot be built before running anything
 
-    cases = [("encode, 1 thread", "single", 1), (f"encode, {_threads(threads)}", "batch", threads),
-             (f"text → .bin, {_threads(threads)}", "bin", threads)]
+    cases = [
+        ("encode, 1 thread", "single", 1),
+        (f"encode, {_threads(threads)}", "batch", threads),
+        (f"text → .bin, {_threads(threads)}", "bin", threads),
+    ]
     results = []
     for case, op, n in cases:
         for library in ("fastgpt", *compare):
-            spec = dict(library=library, op=op, input=str(input), tokenizer=str(tokenizer), threads=n, iterations=iterations)
+            spec = dict(
+                library=library, op=op, input=str(input), tokenizer=str(tokenizer), threads=n, iterations=iterations
+            )
             r = BenchResult(case=case, library=library, **_run_worker(spec))
-            say(f"{case}: {library} {r.mb_per_s:.2f} MB/s, {r.tokens_per_s / 1e6:.3f}M tokens/s, peak RSS {r.peak_rss / 2**20:.0f} MiB")
+            say(
+                f"{case}: {library} {r.mb_per_s:.2f} MB/s, {r.tokens_per_s / 1e6:.3f}M tokens/s, peak RSS {r.peak_rss / 2**20:.0f} MiB"
+            )
             results.append(r)
     return results
 
@@ -107,7 +114,9 @@ def _threads(n: int) -> str:
 
 
 def _run_worker(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "fastgpt.bench", json.dumps(spec)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastgpt.apps.bench", json.dumps(spec)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ValueError(f"benchmark of {spec['library']} ({spec['op']}) on {spec['input']} failed: {tail}")
@@ -127,7 +136,9 @@ def tiktoken_encoding(tokenizer: str | os.PathLike):
             raise ValueError(f"{path}: tiktoken needs vocab.tiktoken and fastgpt.json in the tokenizer directory")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("model") != "ranks":
-            raise ValueError(f"{path}: a merges-ordered vocabulary (from a tokenizer.json); tiktoken's ids would differ")
+            raise ValueError(
+                f"{path}: a merges-ordered vocabulary (from a tokenizer.json); tiktoken's ids would differ"
+            )
         pattern, specials = meta["pattern"]["regex"], meta["special_tokens"]
     elif ".tiktoken" in path.name:
         tok = Tokenizer.load(path)
@@ -153,7 +164,7 @@ def tiktoken_encoding(tokenizer: str | os.PathLike):
 
 def _load_text(path: Path) -> str:
     """The input as one string: the file's text, or a .jsonl's records joined by newlines."""
-    from fastgpt.corpus import fix_surrogates, is_jsonl, iter_documents, open_binary
+    from fastgpt.data.inputs import fix_surrogates, is_jsonl, iter_documents, open_binary
 
     if is_jsonl(path):
         return fix_surrogates("\n".join(iter_documents([path])))
@@ -176,7 +187,7 @@ def _tiktoken_to_bin(enc, path: Path, out: Path, threads: int) -> tuple[int, int
     """What a user writes with tiktoken: documents → encode_ordinary_batch → numpy → file."""
     import numpy as np
 
-    from fastgpt.corpus import CorpusStats, batched, fix_surrogates, iter_documents
+    from fastgpt.data.inputs import CorpusStats, batched, fix_surrogates, iter_documents
 
     eot = enc._special_tokens.get("<|endoftext|>")  # tiktoken's eot_token property raises when there is none
     dtype = np.uint16 if enc.n_vocab <= 1 << 16 else np.uint32
@@ -210,7 +221,7 @@ def _worker(spec: dict) -> dict:
         if op == "bin":
             n_bytes = 0
             if spec["library"] == "fastgpt":
-                from fastgpt.pretokenize import pretokenize
+                from fastgpt.data.pretokenize import pretokenize
 
                 def run() -> int:
                     nonlocal n_bytes
@@ -257,7 +268,10 @@ def _peak_rss() -> int:
 
 def format_table(results: list[BenchResult]) -> str:
     """A markdown table; fastgpt's rows carry its speed and RAM as multiples of each peer's."""
-    rows = ["| case | library | tokens/s | MB/s | peak RAM | speed vs peer | RAM vs peer |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| case | library | tokens/s | MB/s | peak RAM | speed vs peer | RAM vs peer |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     by_case: dict[str, dict[str, BenchResult]] = {}
     for r in results:
         by_case.setdefault(r.case, {})[r.library] = r
@@ -276,7 +290,9 @@ def format_table(results: list[BenchResult]) -> str:
     for case, libs in by_case.items():
         counts = {lib: r.tokens for lib, r in libs.items()}
         if len(set(counts.values())) > 1:
-            notes.append(f"note: {case}: the token counts differ ({', '.join(f'{k} {v:,}' for k, v in counts.items())})")
+            notes.append(
+                f"note: {case}: the token counts differ ({', '.join(f'{k} {v:,}' for k, v in counts.items())})"
+            )
     return "\n".join(rows + notes)
 
 

@@ -49,7 +49,15 @@ class GPTConfig:
     vocab_multiple: int = 64  # pad the embedding rows to a multiple of this: tensor-core friendly shapes
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "seq_len", "embed_dim", "n_heads", "num_layers", "expansion_factor", "vocab_multiple"):
+        for name in (
+            "vocab_size",
+            "seq_len",
+            "embed_dim",
+            "n_heads",
+            "num_layers",
+            "expansion_factor",
+            "vocab_multiple",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.embed_dim % self.n_heads:

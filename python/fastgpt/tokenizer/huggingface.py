@@ -98,7 +98,9 @@ def read(path: str | Path) -> dict[str, Any]:
         try:
             merges.append((by_text[left], by_text[right]))
         except KeyError as exc:
-            raise ValueError(f"{source}: merge {n} ({left!r} {right!r}) uses {exc.args[0]!r}, which is not in the vocabulary") from None
+            raise ValueError(
+                f"{source}: merge {n} ({left!r} {right!r}) uses {exc.args[0]!r}, which is not in the vocabulary"
+            ) from None
     return {
         "vocab": vocab,
         "merges": merges,
@@ -124,14 +126,27 @@ def dumps(ranks: list[tuple[bytes, int]], merges: list[tuple[int, int]], pattern
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+            {
+                "id": i,
+                "content": s,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
             for s, i in sorted(specials.items(), key=lambda item: item[1])
         ],
         "normalizer": None,
         "pre_tokenizer": {
             "type": "Sequence",
             "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": oniguruma_pattern(pattern)}, "behavior": "Isolated", "invert": False},
+                {
+                    "type": "Split",
+                    "pattern": {"Regex": oniguruma_pattern(pattern)},
+                    "behavior": "Isolated",
+                    "invert": False,
+                },
                 {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
             ],
         },

@@ -26,7 +26,7 @@ def _doc_text(line: str, jsonl: bool, where: str) -> str:
     try:
         return json.loads(line)["text"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{where}: not a JSON object with a \"text\" field") from None
+        raise ValueError(f'{where}: not a JSON object with a "text" field') from None
 
 
 def _format(line: str, text: str, in_jsonl: bool, out_jsonl: bool) -> str:
@@ -37,8 +37,7 @@ def _format(line: str, text: str, in_jsonl: bool, out_jsonl: bool) -> str:
     return text.replace("\n", "\\n")  # the .txt convention of cc extract: one line per document
 
 
-def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int = 0,
-          memory_mb: int = 512) -> dict:
+def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int = 0, memory_mb: int = 512) -> dict:
     """Split the documents of `inputs` (.jsonl or .txt) into shuffled `train` and `eval` files."""
     if not 0.0 <= eval_fraction <= 1.0:
         raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
@@ -54,8 +53,11 @@ def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int 
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmpdir = tempfile.mkdtemp(prefix=".split-", dir=os.path.dirname(os.path.abspath(train)))
     try:
-        buckets = {(side, b): open(os.path.join(tmpdir, f"{side}-{b}"), "w", encoding="utf-8")
-                   for side in outs for b in range(n_buckets)}
+        buckets = {
+            (side, b): open(os.path.join(tmpdir, f"{side}-{b}"), "w", encoding="utf-8")
+            for side in outs
+            for b in range(n_buckets)
+        }
         for path in inputs:
             in_jsonl = _is_jsonl(path)
             with open(path, encoding="utf-8") as f:

@@ -31,8 +31,9 @@ def reference_encoding(name: str):
         spec = getattr(openai_public, name)()
     finally:
         openai_public.load_tiktoken_bpe = original
-    return tiktoken.Encoding(spec["name"], pat_str=spec["pat_str"], mergeable_ranks=ranks, special_tokens=spec["special_tokens"])
-
+    return tiktoken.Encoding(
+        spec["name"], pat_str=spec["pat_str"], mergeable_ranks=ranks, special_tokens=spec["special_tokens"]
+    )
 
 
 def stdlib_sources() -> list[Path]:

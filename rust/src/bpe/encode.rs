@@ -7,9 +7,9 @@
 //! (a megabyte of one letter is a single piece) take the linear-time walk of `backtrack.rs`
 //! in tiktoken's model, and a heap with lazy deletion, O(n log n), in Hugging Face's.
 
-use crate::backtrack::LongPieces;
+use crate::bpe::backtrack::LongPieces;
 use crate::error::{Error, Result};
-use crate::pretokenize::Splitter;
+use crate::split::Splitter;
 use crate::Rank;
 use rayon::prelude::*;
 use regex_automata::meta::Regex;

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -84,7 +85,9 @@ def read_header(path: str | os.PathLike) -> BinHeader:
     elif fastgpt_version == FASTGPT_HEADER_VERSION:
         num_tokens = int(h[4].view("<u4")) | (int(h[5].view("<u4")) << 32)
         if int(h[2]) != (num_tokens if num_tokens < 2**31 else 0):
-            raise ValueError(f"{path}: corrupt header: int32 count {int(h[2])} disagrees with 64-bit count {num_tokens}")
+            raise ValueError(
+                f"{path}: corrupt header: int32 count {int(h[2])} disagrees with 64-bit count {num_tokens}"
+            )
         vocab_size, eot = int(h[6].view("<u4")), (None if int(h[7]) < 0 else int(h[7]))
         if vocab_size <= 0 or vocab_size > np.iinfo(dtype).max + 1:
             raise ValueError(f"{path}: corrupt header: vocabulary size {vocab_size} does not fit {dtype.name}")
@@ -370,7 +373,7 @@ class Batches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        device: "str | torch.device" = "cpu",
+        device: str | torch.device = "cpu",
     ):
         import torch
 
@@ -392,10 +395,10 @@ class Batches:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.step, self.seed = int(state["step"]), int(state["seed"])
 
-    def __iter__(self) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self
 
-    def __next__(self) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         x, y = self.dataset.batch(
@@ -404,5 +407,7 @@ class Batches:
         self.step += 1
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         if self.device.type == "cuda":
-            return xt.pin_memory().to(self.device, non_blocking=True), yt.pin_memory().to(self.device, non_blocking=True)
+            return xt.pin_memory().to(self.device, non_blocking=True), yt.pin_memory().to(
+                self.device, non_blocking=True
+            )
         return xt.to(self.device), yt.to(self.device)

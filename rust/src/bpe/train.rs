@@ -24,7 +24,7 @@
 //! that token: it is kept in the merge list but takes no new id, as in Hugging Face's trainer. Training stops when the vocabulary is full or no pair is left.
 
 use crate::error::{Error, Result};
-use crate::pretokenize::Splitter;
+use crate::split::Splitter;
 use crate::Rank;
 use rayon::prelude::*;
 use regex_automata::meta::Regex;

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastgpt.cc_filters import ISO639_3, FilterConfig, clean_lines, doc_hashes, quality_reason
+from fastgpt.cc.filters import ISO639_3, FilterConfig, clean_lines, doc_hashes, quality_reason
 
 WET_SUFFIXES = (".wet", ".wet.gz")
 
@@ -61,8 +61,9 @@ def iter_wet(path: str | os.PathLike, errors: list[str]):
     pending, last_pos, quirks, seen_any = None, -1, False, False
     while True:
         try:
-            for rec in ArchiveIterator(path, record_types=WarcRecordType.conversion, fsspec_args=False,
-                                       quirks_mode=quirks):
+            for rec in ArchiveIterator(
+                path, record_types=WarcRecordType.conversion, fsspec_args=False, quirks_mode=quirks
+            ):
                 seen_any = True
                 if rec.stream_pos <= last_pos:
                     continue
@@ -108,7 +109,7 @@ def _iter_wet_warcio(path: str, errors: list[str]):
 
 def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> dict:
     """The map step on one WET file: filtered documents as JSON lines plus hashes and counts."""
-    from fastgpt.cc_langid import classify
+    from fastgpt.cc.langid import classify
 
     source = os.path.basename(path)
     errors: list[str] = []
@@ -131,8 +132,9 @@ def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> di
         if reason is not None:
             rejected[reason] = rejected.get(reason, 0) + 1
             if with_rejects:
-                rejects.append(json.dumps({"reason": reason, "url": url, "source": source, "text": text},
-                                          ensure_ascii=False))
+                rejects.append(
+                    json.dumps({"reason": reason, "url": url, "source": source, "text": text}, ensure_ascii=False)
+                )
             continue
         text = "\n".join(lines)
         out.append(json.dumps({"text": text, "url": url, "source": source}, ensure_ascii=False))
@@ -145,12 +147,18 @@ def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> di
         lhashes.append(lh)
         offsets.append(offsets[-1] + len(lines))
     return {
-        "index": None, "path": path, "records": records, "payload_bytes": payload_bytes,
-        "file_bytes": os.path.getsize(path), "errors": errors, "rejected": rejected,
+        "index": None,
+        "path": path,
+        "records": records,
+        "payload_bytes": payload_bytes,
+        "file_bytes": os.path.getsize(path),
+        "errors": errors,
+        "rejected": rejected,
         "boilerplate_pattern_lines": boiler_lines,
         "docs": ("\n".join(out) + "\n").encode() if out else b"",
         "rejects": ("\n".join(rejects) + "\n").encode() if rejects else b"",
-        "doc_hashes": np.array(hashes, dtype=np.uint64), "line_offsets": np.array(offsets, dtype=np.int64),
+        "doc_hashes": np.array(hashes, dtype=np.uint64),
+        "line_offsets": np.array(offsets, dtype=np.int64),
         "line_hashes": np.concatenate(lhashes) if lhashes else np.zeros(0, dtype=np.uint64),
         "line_first": np.array(lfirst, dtype=bool),
     }
@@ -204,7 +212,7 @@ def _map_local(paths, cfg, with_rejects, workers):
     ray = sys.modules.get("ray")
     if not (ray is not None and ray.is_initialized()):
         # fork shares one copy of the language-ID model (loaded here first) with every worker.
-        from fastgpt.cc_langid import classify
+        from fastgpt.cc.langid import classify
 
         classify("warm up")
         ctx = multiprocessing.get_context("fork")
@@ -236,10 +244,20 @@ def _atomic_open(path: str):
     return tmp, open(tmp, "w", encoding="utf-8", newline="\n")
 
 
-def extract(inputs, output: str, cfg: FilterConfig | None = None, *, workers: int | None = None,
-            rejects: str | None = None, rank: int | None = None, world_size: int | None = None,
-            backend: str = "local", ray_address: str | None = None, progress: bool | None = None,
-            overwrite: bool = False) -> dict:
+def extract(
+    inputs,
+    output: str,
+    cfg: FilterConfig | None = None,
+    *,
+    workers: int | None = None,
+    rejects: str | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Filter WET files into `output` (.jsonl or .txt); returns the stats also saved as `<output>.stats.json`.
 
     With world_size > 1 only every world_size-th input file (from `rank`) is processed,
@@ -292,8 +310,13 @@ def extract(inputs, output: str, cfg: FilterConfig | None = None, *, workers: in
         stats = _reduce(paths, meta, workdir, output, rejects, cfg)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    stats.update(seconds=round(time.perf_counter() - t0, 3), rank=rank, world_size=world_size,
-                 backend=backend, config=asdict(cfg))
+    stats.update(
+        seconds=round(time.perf_counter() - t0, 3),
+        rank=rank,
+        world_size=world_size,
+        backend=backend,
+        config=asdict(cfg),
+    )
     tmp, f = _atomic_open(output + ".stats.json")
     with f:
         json.dump(stats, f, indent=1)
@@ -331,8 +354,14 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
     g = 0
     try:
         for i, m in enumerate(meta):
-            info = {"records": m["records"], "file_bytes": m["file_bytes"], "payload_bytes": m["payload_bytes"],
-                    "kept": 0, "rejected": dict(m["rejected"]), "errors": m["errors"]}
+            info = {
+                "records": m["records"],
+                "file_bytes": m["file_bytes"],
+                "payload_bytes": m["payload_bytes"],
+                "kept": 0,
+                "rejected": dict(m["rejected"]),
+                "errors": m["errors"],
+            }
             files[paths[i]] = info
             with open(os.path.join(workdir, f"{i:06d}.jsonl"), encoding="utf-8") as f:
                 for line in f:
@@ -358,7 +387,9 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
                         continue
                     if as_txt or doc is not None:
                         doc = doc or json.loads(line)
-                        line = (doc["text"].replace("\n", "\\n") if as_txt else json.dumps(doc, ensure_ascii=False)) + "\n"
+                        line = (
+                            doc["text"].replace("\n", "\\n") if as_txt else json.dumps(doc, ensure_ascii=False)
+                        ) + "\n"
                     out.write(line)
                     info["kept"] += 1
                     kept += 1
@@ -383,11 +414,18 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
         for k, v in info["rejected"].items():
             rejected[k] = rejected.get(k, 0) + v
     return {
-        "output": output, "inputs": len(paths), "records": sum(i["records"] for i in files.values()),
+        "output": output,
+        "inputs": len(paths),
+        "records": sum(i["records"] for i in files.values()),
         "file_bytes": sum(i["file_bytes"] for i in files.values()),
         "payload_bytes": sum(i["payload_bytes"] for i in files.values()),
-        "kept": kept, "kept_bytes": kept_bytes, "rejected": dict(sorted(rejected.items())),
-        "lines_removed": {"boilerplate_pattern": sum(m["boilerplate_pattern_lines"] for m in meta),
-                          "cross_document": removed_lines},
-        "errors": sum(len(i["errors"]) for i in files.values()), "files": files,
+        "kept": kept,
+        "kept_bytes": kept_bytes,
+        "rejected": dict(sorted(rejected.items())),
+        "lines_removed": {
+            "boilerplate_pattern": sum(m["boilerplate_pattern_lines"] for m in meta),
+            "cross_document": removed_lines,
+        },
+        "errors": sum(len(i["errors"]) for i in files.values()),
+        "files": files,
     }

@@ -67,7 +67,9 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif os.path.isdir(item):
             files = sorted(p for p in Path(item).rglob("*") if p.is_file() and is_text_file(p))
             if not files:
-                raise FileNotFoundError(f"{item}: a directory with no text files ({', '.join(TEXT_SUFFIXES)}, optionally .gz/.zst)")
+                raise FileNotFoundError(
+                    f"{item}: a directory with no text files ({', '.join(TEXT_SUFFIXES)}, optionally .gz/.zst)"
+                )
             paths.extend(files)
         elif os.path.isfile(item):
             paths.append(Path(item))

@@ -23,15 +23,16 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from fastgpt.data import Batches, TokenDataset
-from fastgpt.model import GPT, GPTConfig
+from fastgpt.data.tokens import Batches, TokenDataset
+from fastgpt.gpt.model import GPT, GPTConfig
 
 __all__ = ["TrainConfig", "train", "evaluate", "lr_at", "CHECKPOINT_VERSION"]
 
@@ -117,7 +118,9 @@ def _resolve_device(name: str, local_rank: int) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name} requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
+            raise ValueError(
+                f"--device {name} requested but CUDA is not available (torch {torch.__version__}); use --device cpu"
+            )
         if name == "cuda":
             name = f"cuda:{local_rank}"
     elif name == "mps" and not torch.backends.mps.is_available():
@@ -226,7 +229,7 @@ class _StopFlag:
         self.set = False
         self._previous = None
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
@@ -300,7 +303,9 @@ def train(
             )
         model_cfg = _check_resume_config(checkpoint["model_config"], model_cfg, model_overrides or set(), last_path)
     elif last_path.exists():
-        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --experiment_name")
+        raise ValueError(
+            f"{run_dir} already holds a run: pass --resume to continue it, or choose another --experiment_name"
+        )
 
     # Distributed: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK.
     ddp = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -317,9 +322,13 @@ def train(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     master = rank == 0
 
-    train_ds = TokenDataset(cfg.train_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab, tokenizer=tokenizer)
+    train_ds = TokenDataset(
+        cfg.train_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab, tokenizer=tokenizer
+    )
     eval_ds = (
-        TokenDataset(cfg.eval_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab, tokenizer=tokenizer)
+        TokenDataset(
+            cfg.eval_data, model_cfg.seq_len, headerless=cfg.headerless, vocab_size=n_vocab, tokenizer=tokenizer
+        )
         if cfg.eval_data
         else None
     )
@@ -351,7 +360,9 @@ def train(
     model = GPT(model_cfg).to(device)
     raw_model = model
     optimizer = make_optimizer(model, cfg)
-    loader = Batches(train_ds, cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed, rank=rank, world_size=world, device=device)
+    loader = Batches(
+        train_ds, cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed, rank=rank, world_size=world, device=device
+    )
     start_step, best_val, tokens_seen = 0, float("inf"), 0
     if checkpoint is not None:
         raw_model.load_state_dict(checkpoint["model"])
@@ -403,7 +414,10 @@ def train(
     def save_last(step: int) -> None:
         if not master:
             return
-        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }
         _save(
             {
                 "version": CHECKPOINT_VERSION,
@@ -476,15 +490,28 @@ def train(
                         record["mfu"] = round(mfu, 4)
                     log(record)
                 if eval_ds is not None and (step % cfg.eval_interval == 0 or step == max_steps):
-                    val = evaluate(raw_model, eval_ds, cfg.batch_size, cfg.eval_batches, token_bytes,
-                                   autocast=autocast, rank=rank, world_size=world)
+                    val = evaluate(
+                        raw_model,
+                        eval_ds,
+                        cfg.batch_size,
+                        cfg.eval_batches,
+                        token_bytes,
+                        autocast=autocast,
+                        rank=rank,
+                        world_size=world,
+                    )
                     log({"step": step, **val})
                     if val["val_loss"] < best_val:
                         best_val = val["val_loss"]
                         if master:
                             _save(
-                                {"version": CHECKPOINT_VERSION, "model": raw_model.state_dict(),
-                                 "model_config": model_cfg.to_dict(), "step": step, "val_loss": best_val},
+                                {
+                                    "version": CHECKPOINT_VERSION,
+                                    "model": raw_model.state_dict(),
+                                    "model_config": model_cfg.to_dict(),
+                                    "step": step,
+                                    "val_loss": best_val,
+                                },
                                 run_dir / "best.pt",
                             )
                     if master:

@@ -28,14 +28,28 @@ class FilterConfig:
     min_mean_word_length: float = field(default=3.0, metadata={"help": "Gopher: 3 characters"})
     max_mean_word_length: float = field(default=10.0, metadata={"help": "Gopher: 10 characters"})
     max_symbol_word_ratio: float = field(default=0.1, metadata={"help": "'#' and ellipses per word (Gopher: 0.1)"})
-    max_bullet_lines: float = field(default=0.9, metadata={"help": "fraction of lines starting with a bullet (Gopher: 0.9)"})
-    max_ellipsis_lines: float = field(default=0.3, metadata={"help": "fraction of lines ending with an ellipsis (Gopher: 0.3)"})
+    max_bullet_lines: float = field(
+        default=0.9, metadata={"help": "fraction of lines starting with a bullet (Gopher: 0.9)"}
+    )
+    max_ellipsis_lines: float = field(
+        default=0.3, metadata={"help": "fraction of lines ending with an ellipsis (Gopher: 0.3)"}
+    )
     min_alpha_words: float = field(default=0.8, metadata={"help": "fraction of words with a letter (Gopher: 0.8)"})
-    min_stop_words: int = field(default=2, metadata={"help": "distinct English stop words required, 'en' only (Gopher: 2)"})
-    min_punct_lines: float = field(default=0.12, metadata={"help": "fraction of lines ending in punctuation (FineWeb: 0.12)"})
-    max_short_lines: float = field(default=0.67, metadata={"help": "fraction of lines under 30 characters (FineWeb: 0.67)"})
-    max_dup_lines: float = field(default=0.3, metadata={"help": "fraction of lines repeated in the document (Gopher: 0.3)"})
-    max_dup_line_chars: float = field(default=0.2, metadata={"help": "fraction of characters in repeated lines (Gopher: 0.2)"})
+    min_stop_words: int = field(
+        default=2, metadata={"help": "distinct English stop words required, 'en' only (Gopher: 2)"}
+    )
+    min_punct_lines: float = field(
+        default=0.12, metadata={"help": "fraction of lines ending in punctuation (FineWeb: 0.12)"}
+    )
+    max_short_lines: float = field(
+        default=0.67, metadata={"help": "fraction of lines under 30 characters (FineWeb: 0.67)"}
+    )
+    max_dup_lines: float = field(
+        default=0.3, metadata={"help": "fraction of lines repeated in the document (Gopher: 0.3)"}
+    )
+    max_dup_line_chars: float = field(
+        default=0.2, metadata={"help": "fraction of characters in repeated lines (Gopher: 0.2)"}
+    )
     line_dedup_min_docs: int = field(
         default=3, metadata={"help": "a line found in this many distinct documents of a run is boilerplate and removed"}
     )
@@ -50,17 +64,52 @@ DUP_NGRAM_MAX = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 # Rejection reasons in the order they are tried (extract adds the reading errors,
 # exact_duplicate and boilerplate_lines, which happen after these).
 FILTER_ORDER = (
-    "lang_header", "lorem_ipsum", "too_short", "too_long", "lang", "mean_word_length", "symbol_ratio",
-    "bullet_lines", "ellipsis_lines", "alpha_words", "stop_words", "punct_lines", "short_lines",
-    "dup_lines", "dup_line_chars", "top_ngram", "dup_ngram",
+    "lang_header",
+    "lorem_ipsum",
+    "too_short",
+    "too_long",
+    "lang",
+    "mean_word_length",
+    "symbol_ratio",
+    "bullet_lines",
+    "ellipsis_lines",
+    "alpha_words",
+    "stop_words",
+    "punct_lines",
+    "short_lines",
+    "dup_lines",
+    "dup_line_chars",
+    "top_ngram",
+    "dup_ngram",
 )
 
 GOPHER_STOP_WORDS = frozenset(("the", "be", "to", "of", "and", "that", "have", "with"))
 # Common Crawl's WARC-Identified-Content-Language header uses ISO 639-3 codes.
 ISO639_3 = {
-    "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "nl": "nld", "ru": "rus",
-    "zh": "zho", "ja": "jpn", "ko": "kor", "pl": "pol", "sv": "swe", "cs": "ces", "tr": "tur", "ar": "ara",
-    "uk": "ukr", "fi": "fin", "da": "dan", "no": "nor", "hu": "hun", "ro": "ron", "el": "ell", "vi": "vie",
+    "en": "eng",
+    "de": "deu",
+    "fr": "fra",
+    "es": "spa",
+    "it": "ita",
+    "pt": "por",
+    "nl": "nld",
+    "ru": "rus",
+    "zh": "zho",
+    "ja": "jpn",
+    "ko": "kor",
+    "pl": "pol",
+    "sv": "swe",
+    "cs": "ces",
+    "tr": "tur",
+    "ar": "ara",
+    "uk": "ukr",
+    "fi": "fin",
+    "da": "dan",
+    "no": "nor",
+    "hu": "hun",
+    "ro": "ron",
+    "el": "ell",
+    "vi": "vie",
 }
 BULLETS = ("•", "-", "*", "‣", "▪", "●", "◦", "–")
 ELLIPSES = ("...", "…")

@@ -1,0 +1,1 @@
+"""Shared plumbing used by every step: atomic output, sharding and executors, device setup."""

@@ -1,0 +1,1 @@
+"""The GPT: model, trainer and sampling (the only part of fastgpt that imports torch)."""

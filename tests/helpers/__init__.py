@@ -1,0 +1,1 @@
+"""Test-data generators and pure-Python reference implementations shared by the tests."""
