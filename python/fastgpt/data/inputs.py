@@ -1,5 +1,6 @@
 """Reading text corpora: files, globs and directories of `.txt` and `.jsonl`, plain or
-compressed (`.gz`, `.zst`), streamed document by document.
+compressed (`.gz`, `.zst`), and of `.parquet` / `.arrow` (one document per row, read by
+`fastgpt.data.parquet`), streamed document by document.
 
 Used by tokenizer training and pretokenizing, so both read inputs the same way:
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from fastgpt.data import parquet
+
 TEXT_SUFFIXES = (".txt", ".jsonl", ".json", ".text", ".md")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
 DocSep = Literal["line", "blank", "none"]
@@ -38,6 +41,12 @@ class CorpusStats:
 
 
 def is_text_file(path: Path) -> bool:
+    """Whether a directory's file is corpus: text, JSON lines, Parquet or Arrow (not the
+    metadata JSON that a `datasets` cache keeps beside its Arrow files)."""
+    if parquet.is_columnar(path):
+        return True
+    if path.name in parquet.DATASETS_METADATA and any(path.parent.glob("*.arrow")):
+        return False
     name = path.name
     for suffix in COMPRESSED_SUFFIXES:
         name = name.removesuffix(suffix)
@@ -68,7 +77,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             files = sorted(p for p in Path(item).rglob("*") if p.is_file() and is_text_file(p))
             if not files:
                 raise FileNotFoundError(
-                    f"{item}: a directory with no text files ({', '.join(TEXT_SUFFIXES)}, optionally .gz/.zst)"
+                    f"{item}: a directory with no text files ({', '.join(TEXT_SUFFIXES)}, optionally .gz/.zst), "
+                    "nor .parquet or .arrow files"
                 )
             paths.extend(files)
         elif os.path.isfile(item):
@@ -141,13 +151,17 @@ def iter_documents(
     paths: Iterable[Path], doc_sep: DocSep = "line", text_field: str = "text", stats: CorpusStats | None = None
 ) -> Iterator[str]:
     """The documents of `paths`. JSON lines files give one document per line, from
-    `text_field`. Text files give one per non-empty line (`line`), one per block between
+    `text_field`; Parquet and Arrow files one per row, from the column `text_field`. Text files give one per non-empty line (`line`), one per block between
     blank lines (`blank`), or the whole file (`none`)."""
     if doc_sep not in DOC_SEPS:
         raise ValueError(f"doc_sep must be one of {', '.join(DOC_SEPS)}, got {doc_sep!r}")
     stats = stats if stats is not None else CorpusStats()
     for path in paths:
         path = Path(path)
+        if parquet.is_columnar(path):
+            for batch in parquet.iter_text_batches(path, text_field, stats):
+                yield from batch  # documents already counted, empty ones already dropped
+            continue
         lines = iter_lines(path, stats)
         if is_jsonl(path):
             docs = _jsonl_documents(path, lines, text_field)

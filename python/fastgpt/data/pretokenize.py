@@ -12,6 +12,11 @@ end-of-text token. Output is written under a temporary name and renamed when com
 Beyond one machine, `rank`/`world_size` (or Slurm's array variables) pick shard `rank`
 of the inputs, written to its own numbered output; a shard whose output exists complete is
 skipped, so a rerun after a crash resumes. `backend="ray"` runs every shard as a Ray task.
+Shards are contiguous runs of the inputs (Parquet files split by row groups), so the shard
+outputs concatenated in rank order equal the output of one process.
+
+`inputs` may also be a `datasets.Dataset` / `IterableDataset` or any iterable of str or of
+dicts holding `text_field`, streamed batch by batch (see `fastgpt.data.parquet`).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from fastgpt import _core
+from fastgpt.data import parquet
 from fastgpt.data.inputs import (
     COMPRESSED_SUFFIXES,
     DOC_SEPS,
@@ -87,7 +93,7 @@ def slurm_shard() -> tuple[int, int] | None:
 
 
 def pretokenize(
-    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike | Iterable,
     tokenizer: Tokenizer | str | os.PathLike,
     output: str | os.PathLike | None = None,
     *,
@@ -102,9 +108,18 @@ def pretokenize(
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
 ) -> PretokenizeSummary | list[PretokenizeSummary]:
-    """Encodes `inputs` (files, globs, directories of .txt/.jsonl, optionally .gz/.zst)
-    into `output` (default: the first input with a `.bin` suffix). Returns a summary, or
-    one per shard with `backend="ray"`."""
+    """Encodes `inputs` (files, globs, directories of .txt/.jsonl, optionally .gz/.zst, and
+    .parquet/.arrow with the text in column `text_field`) into `output` (default: the first
+    input with a `.bin` suffix). `inputs` may instead be a `datasets.Dataset`, an
+    `IterableDataset` or an iterable of str or dicts (then `output` is required). Returns a
+    summary, or one per shard with `backend="ray"`."""
+    from fastgpt.tokenizer.bpe_train import is_file_inputs
+
+    if not is_file_inputs(inputs):
+        return _pretokenize_source(
+            inputs, tokenizer, output, format, doc_sep, text_field, threads, shard_tokens, rank, world_size, backend,
+            progress, batch_bytes,
+        )  # fmt: skip
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = expand_inputs(inputs)
@@ -133,22 +148,63 @@ def pretokenize(
     if backend == "ray":
         if tokenizer_dir is None:
             raise ValueError("backend='ray' needs the tokenizer as a path, so workers can load it")
-        world_size = world_size or len(paths)
+        world_size = world_size or len(parquet.work_units(paths))
         return _run_ray(paths, str(tokenizer_dir), output, world_size, options)
     if backend != "local":
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     if rank is None and world_size is None and (slurm := slurm_shard()):
         rank, world_size = slurm
+    units = [parquet.Unit(p) for p in paths]
     if world_size is not None or rank is not None:
         rank, world_size = rank or 0, world_size or 1
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
-        paths, output = paths[rank::world_size], shard_output(output, rank, world_size)
+        output = shard_output(output, rank, world_size)
         if _complete(output, shard_tokens):
             return PretokenizeSummary([str(output)], 0, 0, 0, 0, 0.0, skipped=True)
-        if not paths:
-            raise ValueError(f"shard {rank} of {world_size} has no input files (only {len(paths)} inputs)")
-    return _pretokenize(paths, tok, output, progress=progress, **options)
+        all_units = parquet.work_units(paths)
+        units = parquet.assign_units(all_units, rank, world_size)
+        if not units:
+            raise ValueError(
+                f"shard {rank} of {world_size} has no input (only {len(all_units)} files and Parquet row groups)"
+            )
+    return _pretokenize(units, tok, output, progress=progress, **options)
+
+
+def _pretokenize_source(
+    data, tokenizer, output, format, doc_sep, text_field, threads, shard_tokens, rank, world_size, backend,
+    progress, batch_bytes,
+) -> PretokenizeSummary:  # fmt: skip
+    """`pretokenize` of a `datasets` dataset or an iterable of texts or dicts."""
+    if output is None:
+        raise ValueError("output= is required when the inputs are a dataset or an iterable, not files")
+    if backend != "local":
+        raise ValueError("backend='ray' needs files as inputs (workers read them); save the dataset to Parquet first")
+    if format not in ("bin", "pt"):
+        raise ValueError(f"format must be 'bin' or 'pt', got {format!r}")
+    if shard_tokens is not None and (shard_tokens < 1 or format != "bin"):
+        raise ValueError(f"shard_tokens must be a positive count and needs format='bin', got {shard_tokens}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    output = Path(output)
+    if world_size is not None or rank is not None:
+        import sys as _sys
+
+        rank, world_size = rank or 0, world_size or 1
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
+        datasets = _sys.modules.get("datasets")
+        if datasets is None or not isinstance(data, datasets.Dataset):
+            raise ValueError("rank/world_size need files or a datasets.Dataset (which can be sharded) as inputs")
+        data = data.shard(num_shards=world_size, index=rank, contiguous=True)
+        output = shard_output(output, rank, world_size)
+        if _complete(output, shard_tokens):
+            return PretokenizeSummary([str(output)], 0, 0, 0, 0, 0.0, skipped=True)
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
+    return _pretokenize(
+        data, tok, output, format=format, doc_sep=doc_sep, text_field=text_field, threads=threads,
+        shard_tokens=shard_tokens, batch_bytes=batch_bytes, progress=progress,
+    )  # fmt: skip
 
 
 def _complete(output: Path, shard_tokens: int | None) -> bool:
@@ -164,15 +220,22 @@ def _complete(output: Path, shard_tokens: int | None) -> bool:
 
 
 def _pretokenize(
-    paths, tok: Tokenizer, output: Path, *, format, doc_sep, text_field, threads, shard_tokens, batch_bytes, progress
+    units, tok: Tokenizer, output: Path, *, format, doc_sep, text_field, threads, shard_tokens, batch_bytes, progress
 ) -> PretokenizeSummary:
+    """Encodes `units` (a list of `parquet.Unit`: files or row groups) or an in-memory source."""
     from tqdm import tqdm
 
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_temporaries(output)
     stats = CorpusStats()
-    compressed = any(p.name.endswith(COMPRESSED_SUFFIXES) for p in paths)
-    total = None if compressed else sum(p.stat().st_size for p in paths)
+    if isinstance(units, list):
+        work = _batches(units, tok, doc_sep, text_field, stats, batch_bytes)
+        # Text bytes of compressed or columnar files are not known up front: no total then.
+        sized = not any(u.path.name.endswith(COMPRESSED_SUFFIXES) or u.row_groups for u in units)
+        total = sum(u.path.stat().st_size for u in units) if sized and not any(map(_columnar, units)) else None
+    else:
+        work = _source_batches(units, text_field, stats, batch_bytes)
+        total = None
     bar = tqdm(
         total=total,
         unit="B",
@@ -185,7 +248,7 @@ def _pretokenize(
     if format == "bin":
         sink = _core.TokenWriter(str(output), tok.n_vocab, tok.eot_token, shard_tokens)
     try:
-        for item in _prefetch(_batches(paths, tok, doc_sep, text_field, stats, batch_bytes)):
+        for item in _prefetch(work):
             if isinstance(item, str) and format == "bin":
                 stats.documents += sink.write_lines(tok._core, item, threads)[1]
             else:
@@ -232,14 +295,43 @@ def _remove_dead_temporaries(output: Path) -> None:
             pass  # alive, someone else's
 
 
+def _columnar(unit: parquet.Unit) -> bool:
+    return parquet.is_columnar(unit.path)
+
+
+def _regroup(batches: Iterable[list[str]], batch_bytes: int) -> Iterator[tuple[list[str], list[bool]]]:
+    """Lists of documents joined into work items of about `batch_bytes` characters."""
+    texts: list[str] = []
+    size = 0
+    for batch in batches:
+        texts.extend(batch)
+        size += sum(map(len, batch))
+        if size >= batch_bytes:
+            yield texts, [True] * len(texts)
+            texts, size = [], 0
+    if texts:
+        yield texts, [True] * len(texts)
+
+
+def _source_batches(data, text_field: str, stats: CorpusStats, batch_bytes: int):
+    for texts, ends in _regroup(parquet.iter_source_batches(data, text_field), batch_bytes):
+        stats.documents += len(texts)
+        stats.bytes_read += sum(map(len, texts))
+        yield texts, ends
+
+
 def _batches(
-    paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int
+    units: list[parquet.Unit], tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int
 ) -> Iterator[str | tuple[list[str], list[bool]]]:
     """Work items: a text block whose non-empty lines are the documents (the fast path
     for one document per line), or (texts, ends) where `ends[i]` says whether a document
     ends after `texts[i]`."""
-    for path in paths:
-        if is_jsonl(path) or doc_sep == "blank":
+    for unit in units:
+        path = unit.path
+        if parquet.is_columnar(path):
+            # Parquet / Arrow: one document per row, whatever doc_sep says.
+            yield from _regroup(parquet.iter_text_batches(path, text_field, stats, unit.row_groups), batch_bytes)
+        elif is_jsonl(path) or doc_sep == "blank":
             for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
                 yield batch, [True] * len(batch)
         elif doc_sep == "line":
