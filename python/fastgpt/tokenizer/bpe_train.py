@@ -8,6 +8,7 @@ the next merge is the pair with the highest count, ties going to the lowest (lef
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from fastgpt import _core
 from fastgpt.data import inputs as corpus
+from fastgpt.data import parquet
 
 # Distinct words kept at most (about 100 bytes of RAM each while merging); past it the
 # rarest are dropped. 10M covers a few GB of varied text.
@@ -82,11 +84,22 @@ class Budget:
 
 
 def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
-    """The files' text: JSON lines give each record's field; text files give runs of whole
-    lines of about CHUNK_CHARS, newlines kept, cut only at safe places (see `corpus.safe_runs`)."""
+    """The files' text: JSON lines give each record's field, Parquet and Arrow files each row's
+    column; text files give runs of whole lines of about CHUNK_CHARS, newlines kept, cut only
+    at safe places (see `corpus.safe_runs`)."""
     for path in paths:
         if budget.spent:
             return
+        if parquet.is_columnar(path):
+            for batch in parquet.iter_text_batches(path, text_field, stats):
+                for doc in batch:
+                    taken = budget.take(
+                        doc, len(doc.encode("utf-8", "surrogatepass")) if budget.bytes_left is not None else 0
+                    )
+                    if taken is None:
+                        return
+                    yield taken
+            continue
         if corpus.is_jsonl(path):
             read = stats.bytes_read
             for doc in corpus.iter_documents([path], text_field=text_field, stats=stats):
@@ -127,6 +140,7 @@ def _starts_word(line: str) -> bool:
 
 
 def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
+    """Texts of an iterable (see `source_texts` for datasets and dicts), budgeted and cut at safe places."""
     for text in texts:
         if not isinstance(text, str):
             raise TypeError(f"training texts must be str, got {type(text).__name__}")
@@ -143,6 +157,22 @@ def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budg
                 yield tail
         else:
             yield text
+
+
+def source_texts(data, text_field: str) -> Iterator[str]:
+    """The texts of a `datasets.Dataset` / `IterableDataset` (column `text_field`, streamed in
+    Arrow batches), of an iterable of dicts (their `text_field`), or of an iterable of str."""
+    if not parquet.is_hf_dataset(data) and isinstance(data, Iterator):
+        # A plain iterator: peek at the first item; only dicts need the field looked up.
+        first = next(data, None)
+        if first is None:
+            return
+        data = itertools.chain([first], data)
+        if not isinstance(first, dict):
+            yield from data  # str checked (and surrogates fixed) downstream
+            return
+    for batch in parquet.iter_source_batches(data, text_field):
+        yield from batch
 
 
 class _NoBar:
@@ -214,7 +244,7 @@ def train(
     else:
         described = "the given texts"
         total = None
-        texts = iterator_texts(data, stats, budget)
+        texts = iterator_texts(source_texts(data, text_field), stats, budget)
     if max_bytes is not None:
         total = min(total, max_bytes) if total is not None else max_bytes
 
