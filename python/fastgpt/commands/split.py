@@ -1,4 +1,4 @@
-"""`fastgpt split`: shuffled train/eval split of a one-document-per-line corpus."""
+"""`fastgpt split`: shuffled train/eval split of a corpus (.txt, .jsonl, .parquet)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 EPILOG = """examples:
   fastgpt split corpus_en.jsonl --eval_fraction 0.01 --train train.txt --eval eval.txt
   fastgpt split corpus-*.jsonl --seed 1 --memory_mb 2048 --train train.jsonl --eval eval.jsonl
+  fastgpt split fineweb/ --train train.parquet --eval eval.parquet          (a directory of .parquet shards)
 """
 
 
@@ -19,11 +20,16 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", help="corpus files, one document per line (.jsonl or .txt)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="files, globs or directories: .txt (a document per line), .jsonl, .parquet, .arrow (a document per row)",
+    )
     p.add_argument("--eval_fraction", type=float, default=0.01, help="share of documents for eval (default: 0.01)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same split and order (default: 0)")
-    p.add_argument("--train", required=True, help="train output (.txt or .jsonl)")
-    p.add_argument("--eval", required=True, help="eval output (.txt or .jsonl)")
+    p.add_argument("--train", required=True, help="train output (.txt, .jsonl or .parquet)")
+    p.add_argument("--eval", required=True, help="eval output (.txt, .jsonl or .parquet)")
+    p.add_argument("--text_field", default="text", help="JSON field or Parquet column holding the text (default: text)")
     p.add_argument("--memory_mb", type=int, default=512, help="RAM for shuffling; larger corpora use disk buckets")
     p.set_defaults(func=run)
 
@@ -31,6 +37,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from fastgpt.data.split import split
 
-    counts = split(args.inputs, args.train, args.eval, args.eval_fraction, args.seed, args.memory_mb)
+    counts = split(
+        args.inputs, args.train, args.eval, args.eval_fraction, args.seed, args.memory_mb, text_field=args.text_field
+    )
     print(json.dumps(counts), file=sys.stderr)
     return 0

@@ -193,9 +193,10 @@ def iter_text_batches(
         yield docs
 
 
-def file_rows(path: str | os.PathLike) -> int:
-    """Rows in a Parquet file (from its footer)."""
-    return _open_parquet(Path(path)).metadata.num_rows
+def uncompressed_size(path: str | os.PathLike) -> int:
+    """Bytes of a Parquet file's data once decompressed (from its footer)."""
+    meta = _open_parquet(Path(path)).metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
 # --- in-memory sources: datasets.Dataset, IterableDataset, iterables of str or dicts ---------
