@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -23,12 +24,20 @@ from pathlib import Path
 import numpy as np
 
 from fastgpt.cc.filters import ISO639_3, FilterConfig, clean_lines, doc_hashes, quality_reason
+from fastgpt.data import parquet
 
 WET_SUFFIXES = (".wet", ".wet.gz")
+# `--output corpus.parquet`: FineWeb's columns, so datatrove and `datasets` read it as they read FineWeb.
+PARQUET_COLUMNS = ("text", "id", "url", "date", "dump", "file_path", "language", "language_score")
+
+
+def _parquet_schema():
+    pa = parquet.require_pyarrow()
+    return pa.schema([(name, pa.float64() if name == "language_score" else pa.string()) for name in PARQUET_COLUMNS])
 
 
 def _wet_payload(rec, errors: list[str]):
-    """(url, text bytes, language header) of a record, or None if the record is damaged."""
+    """(url, text bytes, language header, record id, date) of a record, or None if the record is damaged."""
     declared = rec.headers.get("Content-Length")
     body = rec.reader.read()
     if declared is None or not declared.strip().isdigit() or len(body) != int(declared):
@@ -39,12 +48,23 @@ def _wet_payload(rec, errors: list[str]):
         errors.append(f"malformed record at offset {rec.stream_pos}: Content-Length runs into the next record")
         return None
     url = rec.headers.get("WARC-Target-URI", "").strip().strip("<>")
-    return url, body, rec.headers.get("WARC-Identified-Content-Language")
+    h = rec.headers
+    return url, body, h.get("WARC-Identified-Content-Language"), h.get("WARC-Record-ID"), h.get("WARC-Date")
 
 
-def iter_wet(path: str | os.PathLike, errors: list[str]):
-    """Yield (url, text bytes, language header) for each conversion record of a WET file
-    (plain or gzip). Problems are appended to `errors`; reading goes on past them when it can."""
+def _crawl_name(payload: bytes) -> str | None:
+    """The crawl (`CC-MAIN-2024-22`) from a warcinfo record's `isPartOf` field."""
+    for line in payload.decode("utf-8", "replace").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "isPartOf" and value.strip():
+            return value.strip()
+    return None
+
+
+def iter_wet(path: str | os.PathLike, errors: list[str], info: dict | None = None):
+    """Yield (url, text bytes, language header, record id, date) for each conversion record of
+    a WET file (plain or gzip). Problems are appended to `errors`; reading goes on past them
+    when it can. With `info`, the crawl named by the warcinfo record goes into `info["dump"]`."""
     path = os.fspath(path)
     if os.path.getsize(path) == 0:
         errors.append("empty file")
@@ -52,18 +72,21 @@ def iter_wet(path: str | os.PathLike, errors: list[str]):
     try:
         from fastwarc.warc import ArchiveIterator, WarcRecordType
     except ImportError:
-        yield from _iter_wet_warcio(path, errors)
+        yield from _iter_wet_warcio(path, errors, info)
         return
     # fastwarc reports a record whose Content-Length is too short only when the next header
     # fails to parse, so each record is held back until the one after it parsed. On failure
     # the held record is dropped and reading restarts in quirks mode (which resynchronises
     # on the next "WARC/" line), skipping what was already read.
     pending, last_pos, quirks, seen_any = None, -1, False, False
+    kinds = WarcRecordType.conversion if info is None else WarcRecordType.conversion | WarcRecordType.warcinfo
     while True:
         try:
-            for rec in ArchiveIterator(
-                path, record_types=WarcRecordType.conversion, fsspec_args=False, quirks_mode=quirks
-            ):
+            for rec in ArchiveIterator(path, record_types=kinds, fsspec_args=False, quirks_mode=quirks):
+                if rec.record_type == WarcRecordType.warcinfo:
+                    if info is not None and "dump" not in info:
+                        info["dump"] = _crawl_name(rec.reader.read())
+                    continue
                 seen_any = True
                 if rec.stream_pos <= last_pos:
                     continue
@@ -87,7 +110,7 @@ def iter_wet(path: str | os.PathLike, errors: list[str]):
         errors.append("no conversion records: not a WET file?")
 
 
-def _iter_wet_warcio(path: str, errors: list[str]):
+def _iter_wet_warcio(path: str, errors: list[str], info: dict | None = None):
     """Fallback reader for machines without fastwarc (slower, stops at the first bad record)."""
     from warcio.archiveiterator import ArchiveIterator
 
@@ -95,29 +118,46 @@ def _iter_wet_warcio(path: str, errors: list[str]):
     try:
         with open(path, "rb") as f:
             for rec in ArchiveIterator(f):
+                if rec.rec_type == "warcinfo" and info is not None and "dump" not in info:
+                    info["dump"] = _crawl_name(rec.content_stream().read())
                 if rec.rec_type != "conversion":
                     continue
                 n += 1
-                url = (rec.rec_headers.get_header("WARC-Target-URI") or "").strip().strip("<>")
-                lang = rec.rec_headers.get_header("WARC-Identified-Content-Language")
-                yield url, rec.content_stream().read(), lang
+                h = rec.rec_headers
+                url = (h.get_header("WARC-Target-URI") or "").strip().strip("<>")
+                lang = h.get_header("WARC-Identified-Content-Language")
+                yield (
+                    url,
+                    rec.content_stream().read(),
+                    lang,
+                    h.get_header("WARC-Record-ID"),
+                    h.get_header("WARC-Date"),
+                )
     except Exception as exc:  # warcio raises several unrelated types on bad input
         errors.append(f"unreadable: {type(exc).__name__}: {exc}")
     if n == 0 and not errors:
         errors.append("no conversion records: not a WET file?")
 
 
-def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> dict:
-    """The map step on one WET file: filtered documents as JSON lines plus hashes and counts."""
+def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False, with_meta: bool = False) -> dict:
+    """The map step on one WET file: filtered documents as JSON lines plus hashes and counts.
+    `with_meta` adds FineWeb's columns (id, date, dump, file_path, language, language_score)."""
     from fastgpt.cc.langid import classify
 
+    scored: list = [None]
+
+    def score(text: str):
+        scored[0] = classify(text)  # kept for the language columns
+        return scored[0]
+
+    info: dict | None = {} if with_meta else None
     source = os.path.basename(path)
     errors: list[str] = []
     rejected: dict[str, int] = {}
     out, rejects, hashes, offsets, lhashes, lfirst = [], [], [], [0], [], []
     records = payload_bytes = boiler_lines = 0
     header_code = ISO639_3.get(cfg.lang)
-    for url, body, lang_header in iter_wet(path, errors):
+    for url, body, lang_header, record_id, date in iter_wet(path, errors, info):
         records += 1
         payload_bytes += len(body)
         text = body.decode("utf-8", errors="replace")
@@ -128,7 +168,7 @@ def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> di
         else:
             lines, dropped = clean_lines(text)
             boiler_lines += dropped
-            reason = quality_reason(lines, cfg, classify)
+            reason = quality_reason(lines, cfg, score)
         if reason is not None:
             rejected[reason] = rejected.get(reason, 0) + 1
             if with_rejects:
@@ -137,7 +177,18 @@ def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> di
                 )
             continue
         text = "\n".join(lines)
-        out.append(json.dumps({"text": text, "url": url, "source": source}, ensure_ascii=False))
+        doc = {"text": text, "url": url, "source": source}
+        if info is not None:
+            language, language_score = scored[0] or (None, None)
+            doc.update(
+                id=record_id,
+                date=date,
+                dump=info.get("dump") or _crawl_from_path(path),
+                file_path=path,
+                language=language,
+                language_score=None if language_score is None else round(float(language_score), 4),
+            )
+        out.append(json.dumps(doc, ensure_ascii=False))
         dh, lh = doc_hashes(lines)
         hashes.append(dh)
         seen: set[int] = set()
@@ -162,6 +213,12 @@ def process_file(path: str, cfg: FilterConfig, with_rejects: bool = False) -> di
         "line_hashes": np.concatenate(lhashes) if lhashes else np.zeros(0, dtype=np.uint64),
         "line_first": np.array(lfirst, dtype=bool),
     }
+
+
+def _crawl_from_path(path: str) -> str | None:
+    """`CC-MAIN-2024-22` when the path names the crawl (as Common Crawl's own paths do)."""
+    match = re.search(r"CC-MAIN-\d{4}-\d{2}(?!\d)", path)
+    return match.group(0) if match else None
 
 
 def expand_inputs(inputs) -> list[str]:
@@ -201,10 +258,10 @@ def shard_path(output: str, rank: int, world_size: int) -> str:
     return str(p.with_name(f"{p.name[: len(p.name) - len(suffix)]}-{rank:05d}-of-{world_size:05d}{suffix}"))
 
 
-def _map_local(paths, cfg, with_rejects, workers):
+def _map_local(paths, cfg, with_rejects, workers, with_meta=False):
     if workers <= 1 or len(paths) == 1:
         for i, p in enumerate(paths):
-            yield i, process_file(p, cfg, with_rejects)
+            yield i, process_file(p, cfg, with_rejects, with_meta)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -220,18 +277,18 @@ def _map_local(paths, cfg, with_rejects, workers):
         # spawn beside a running Ray client: fork would copy its threads mid-state.
         ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx) as pool:
-        futures = {pool.submit(process_file, p, cfg, with_rejects): i for i, p in enumerate(paths)}
+        futures = {pool.submit(process_file, p, cfg, with_rejects, with_meta): i for i, p in enumerate(paths)}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
 
 
-def _map_ray(paths, cfg, with_rejects, address):
+def _map_ray(paths, cfg, with_rejects, address, with_meta=False):
     import ray
 
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     task = ray.remote(num_cpus=1)(process_file)
-    refs = {task.remote(p, cfg, with_rejects): i for i, p in enumerate(paths)}
+    refs = {task.remote(p, cfg, with_rejects, with_meta): i for i, p in enumerate(paths)}
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
@@ -267,8 +324,14 @@ def extract(
     from tqdm import tqdm
 
     cfg = cfg or FilterConfig()
-    if not output.endswith((".jsonl", ".txt")):
-        raise ValueError(f"{output}: output must end in .jsonl (JSON lines) or .txt (one escaped document per line)")
+    if not output.endswith((".jsonl", ".txt", ".parquet")):
+        raise ValueError(
+            f"{output}: output must end in .jsonl (JSON lines), .txt (one escaped document per line) "
+            "or .parquet (FineWeb's columns)"
+        )
+    as_parquet = output.endswith(".parquet")
+    if as_parquet:
+        parquet.require_pyarrow(output)
     rank, world_size = shard_env(rank, world_size)
     paths = expand_inputs(inputs)[rank::world_size]
     output = shard_path(output, rank, world_size)
@@ -284,9 +347,9 @@ def extract(
     t0 = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     if backend == "ray":
-        results = _map_ray(paths, cfg, bool(rejects), ray_address)
+        results = _map_ray(paths, cfg, bool(rejects), ray_address, as_parquet)
     elif backend == "local":
-        results = _map_local(paths, cfg, bool(rejects), workers)
+        results = _map_local(paths, cfg, bool(rejects), workers, as_parquet)
     else:
         raise ValueError(f"unknown backend {backend!r}: use local or ray")
 
@@ -347,9 +410,13 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
     line_start = np.concatenate(([0], np.cumsum(counts_per_doc)))
 
     as_txt = output.endswith(".txt")
+    as_parquet = output.endswith(".parquet")
     removed_lines = kept = kept_bytes = 0
     files: dict[str, dict] = {}
-    tmp, out = _atomic_open(output)
+    if as_parquet:
+        rows = parquet.ParquetRows(output, _parquet_schema())
+    else:
+        tmp, out = _atomic_open(output)
     rtmp, rej = _atomic_open(rejects_path) if rejects_path else (None, None)
     g = 0
     try:
@@ -385,6 +452,13 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
                             doc = doc or json.loads(line)
                             rej.write(json.dumps({"reason": reason, **doc}, ensure_ascii=False) + "\n")
                         continue
+                    if as_parquet:
+                        doc = doc or json.loads(line)
+                        rows.write({name: doc.get(name) for name in PARQUET_COLUMNS})
+                        info["kept"] += 1
+                        kept += 1
+                        kept_bytes += len(doc["text"].encode())
+                        continue
                     if as_txt or doc is not None:
                         doc = doc or json.loads(line)
                         line = (
@@ -397,14 +471,20 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
             if rej is not None:
                 with open(os.path.join(workdir, f"{i:06d}.rejects.jsonl"), encoding="utf-8") as f:
                     shutil.copyfileobj(f, rej)
-        out.close()
-        os.replace(tmp, output)
+        if as_parquet:
+            rows.close()
+        else:
+            out.close()
+            os.replace(tmp, output)
         if rej is not None:
             rej.close()
             os.replace(rtmp, rejects_path)
     except BaseException:
-        out.close()
-        os.unlink(tmp)
+        if as_parquet:
+            rows.abort()
+        else:
+            out.close()
+            os.unlink(tmp)
         if rej is not None:
             rej.close()
             os.unlink(rtmp)
