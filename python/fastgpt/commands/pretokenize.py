@@ -7,6 +7,8 @@ import argparse
 EPILOG = """examples:
   fastgpt pretokenize file ./data/train.txt --tokenizer ./artifacts/tokenizer            (→ ./data/train.bin)
   fastgpt pretokenize file a.txt b.jsonl.gz 'shards/*.txt' --tokenizer DIR --output out.bin --shard_tokens 100000000
+  fastgpt pretokenize file 'fineweb/*.parquet' --tokenizer DIR --output fineweb.bin          (column text)
+  fastgpt pretokenize file ~/.cache/my_dataset/train/ --tokenizer DIR --output t.bin        (datasets Arrow files)
   fastgpt pretokenize file corpus/ --tokenizer DIR --output out.bin --rank 0 --world_size 8   (one shard of 8)
   fastgpt pretokenize file corpus/ --tokenizer DIR --output out.bin --backend ray             (all shards on Ray)
   fastgpt pretokenize info ./data/train.bin --tokenizer ./artifacts/tokenizer
@@ -21,7 +23,11 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     f = sub.add_parser("file", help="encode text files into a .bin file", epilog=EPILOG, formatter_class=fmt)
-    f.add_argument("inputs", nargs="+", help="files, globs or directories: .txt, .jsonl, optionally .gz/.zst")
+    f.add_argument(
+        "inputs",
+        nargs="+",
+        help="files, globs or directories: .txt, .jsonl (optionally .gz/.zst), .parquet, .arrow (a document per row)",
+    )
     f.add_argument("--tokenizer", required=True, help="tokenizer directory (or tokenizer.json / .tiktoken file)")
     f.add_argument("--output", help="output file (default: the first input with a .bin or .pt suffix)")
     f.add_argument(
@@ -34,13 +40,18 @@ def register(subparsers) -> None:
         "--doc_sep",
         choices=["line", "blank", "none"],
         default="line",
-        help="text files: a document per line (default), per blank-line block, or per file",
+        help="text files: a document per line (default), per blank-line block, or per file (Parquet: per row)",
     )
-    f.add_argument("--text_field", default="text", help="JSON lines field holding the text (default: text)")
+    f.add_argument(
+        "--text_field", default="text", help="JSON lines field or Parquet/Arrow column holding the text (default: text)"
+    )
     f.add_argument("--threads", type=int, help="encoding threads (default: all cores)")
     f.add_argument("--shard_tokens", type=int, help="split the output into numbered files of this many tokens")
     f.add_argument(
-        "--rank", type=int, help="process only input shard RANK of WORLD_SIZE (default: Slurm array task, else all)"
+        "--rank",
+        type=int,
+        help="process only input shard RANK of WORLD_SIZE, a contiguous run of files and Parquet row groups "
+        "(default: Slurm array task, else all)",
     )
     f.add_argument("--world_size", type=int, help="number of input shards")
     f.add_argument(

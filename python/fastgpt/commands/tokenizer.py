@@ -9,6 +9,7 @@ import sys
 EPILOG = """examples:
   fastgpt tokenizer train --train ./data/train.txt --vocab_size 8000 --output_dir ./artifacts/tokenizer
   fastgpt tokenizer train --train "data/*.jsonl.zst" --text_field text --vocab_size 32000 --max_bytes 500M --output_dir tok32k
+  fastgpt tokenizer train --train fineweb/ --vocab_size 32000 --max_bytes 1G --output_dir tok32k   (.parquet shards)
   fastgpt tokenizer encode --tokenizer ./artifacts/tokenizer "some text"
   fastgpt tokenizer decode --tokenizer ./artifacts/tokenizer 464 2068 7586
   fastgpt tokenizer info ./artifacts/tokenizer
@@ -42,12 +43,12 @@ def register(subparsers) -> None:
         nargs="+",
         required=True,
         metavar="PATH",
-        help="text files, globs or directories (.txt, .jsonl, also .gz/.zst)",
+        help="text files, globs or directories (.txt, .jsonl, also .gz/.zst; .parquet, .arrow)",
     )
     tr.add_argument("--vocab_size", type=int, required=True, help="tokens in the vocabulary, special tokens included")
     tr.add_argument("--output_dir", required=True, help="the tokenizer directory to write")
     tr.add_argument("--max_bytes", type=_size, help="read at most this many bytes (suffixes K, M, G: 500M)")
-    tr.add_argument("--max_lines", type=_size, help="read at most this many lines (records for .jsonl)")
+    tr.add_argument("--max_lines", type=_size, help="read at most this many lines (records for .jsonl, rows for .parquet)")
     tr.add_argument(
         "--pattern", default="cl100k", help="split pattern: gpt2, cl100k, o200k or a regex (default: cl100k)"
     )
@@ -58,7 +59,11 @@ def register(subparsers) -> None:
         metavar="TOKEN",
         help="special tokens, given the last ids (default: <|endoftext|>)",
     )
-    tr.add_argument("--text_field", default="text", help="the field holding the text in .jsonl files (default: text)")
+    tr.add_argument(
+        "--text_field",
+        default="text",
+        help="the field (.jsonl) or column (.parquet, .arrow) holding the text (default: text)",
+    )
     tr.add_argument("--threads", type=int, help="threads for counting (default: all cores)")
     tr.add_argument(
         "--max_words",

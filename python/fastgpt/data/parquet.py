@@ -100,7 +100,8 @@ def _check_column(path: Path, schema, field: str) -> None:
             f"{path}: no column {field!r}; the columns are {', '.join(schema.names)} (use --text_field to name one)"
         )
     kind = schema.field(field).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
+    is_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or is_view(kind)):
         raise ValueError(f"{path}: column {field!r} holds {kind}, not text (use --text_field to name a string column)")
 
 

@@ -93,7 +93,9 @@ class Tokenizer:
         """Trains a byte-level BPE tokenizer of `vocab_size` tokens (special tokens included).
 
         `data` is files (a path, glob or directory, or a list of them: .txt, .jsonl with
-        `text_field`, also .gz/.zst) or any other iterable of texts, e.g. `iter(list_of_str)`.
+        `text_field`, also .gz/.zst; .parquet and .arrow with the column `text_field`), a
+        `datasets.Dataset` or `IterableDataset` (streamed, never materialised), or any other
+        iterable of texts or of dicts holding `text_field`, e.g. `iter(list_of_str)`.
         The corpus streams through in batches, counted on `threads` cores (all by default);
         `max_bytes` / `max_lines` bound the sample read; at most `max_words` distinct
         pre-tokens are kept (the rarest are dropped past it, with a warning). Ids 0-255 are
