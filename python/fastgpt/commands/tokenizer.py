@@ -48,7 +48,9 @@ def register(subparsers) -> None:
     tr.add_argument("--vocab_size", type=int, required=True, help="tokens in the vocabulary, special tokens included")
     tr.add_argument("--output_dir", required=True, help="the tokenizer directory to write")
     tr.add_argument("--max_bytes", type=_size, help="read at most this many bytes (suffixes K, M, G: 500M)")
-    tr.add_argument("--max_lines", type=_size, help="read at most this many lines (records for .jsonl, rows for .parquet)")
+    tr.add_argument(
+        "--max_lines", type=_size, help="read at most this many lines (records for .jsonl, rows for .parquet)"
+    )
     tr.add_argument(
         "--pattern", default="cl100k", help="split pattern: gpt2, cl100k, o200k or a regex (default: cl100k)"
     )

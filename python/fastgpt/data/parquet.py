@@ -120,21 +120,29 @@ def work_units(paths: Iterable[Path]) -> list[Unit]:
 
 
 def assign_units(units: list[Unit], rank: int, world_size: int) -> list[Unit]:
-    """Shard `rank` of `world_size`: a contiguous run of units, balanced by size, so the shard
-    outputs concatenated in rank order hold the documents in the order one process writes them.
-    Adjacent row groups of one file are merged back into one unit."""
-    total = sum(max(u.size, 1) for u in units)
+    """Shard `rank` of `world_size`: a contiguous run of units, balanced by size (no shard is
+    empty while there are at least `world_size` units), so the shard outputs concatenated in
+    rank order hold the documents in the order one process writes them. Adjacent row groups
+    of one file are merged back into one unit."""
+    n = len(units)
+    sizes = [max(u.size, 1) for u in units]
+    total = sum(sizes)
+    starts = [0]
+    for size in sizes:
+        starts.append(starts[-1] + size)
+    bounds = [0]
+    for r in range(1, world_size):
+        # The first unit starting at or past r/world_size of the bytes, kept one past the previous bound.
+        i = next((i for i in range(bounds[-1], n) if starts[i] * world_size >= r * total), n)
+        bounds.append(min(max(i, bounds[-1] + 1), max(n - (world_size - r), bounds[-1])))
+    bounds.append(n)
     mine: list[Unit] = []
-    start = 0
-    for unit in units:
-        # A unit belongs to the shard in which its first byte falls.
-        if start * world_size // total == rank:
-            last = mine[-1] if mine else None
-            if last and last.path == unit.path and last.row_groups and unit.row_groups:
-                mine[-1] = Unit(unit.path, (last.row_groups[0], unit.row_groups[1]), last.size + unit.size)
-            else:
-                mine.append(unit)
-        start += max(unit.size, 1)
+    for unit in units[bounds[rank] : bounds[rank + 1]]:
+        last = mine[-1] if mine else None
+        if last and last.path == unit.path and last.row_groups and unit.row_groups:
+            mine[-1] = Unit(unit.path, (last.row_groups[0], unit.row_groups[1]), last.size + unit.size)
+        else:
+            mine.append(unit)
     return mine
 
 
