@@ -14,7 +14,7 @@ EPILOG_DOWNLOAD = """examples:
 """
 EPILOG_EXTRACT = """examples:
   fastgpt cc extract ./wet/*.warc.wet.gz --output corpus_en.jsonl
-  fastgpt cc extract ./wet --output corpus_de.txt --lang de --workers 8 --rejects rejects.jsonl
+  fastgpt cc extract ./wet --output corpus_de.jsonl --lang de --workers 8 --rejects rejects.jsonl
   fastgpt cc extract ./wet --output corpus.jsonl --rank 3 --world_size 16     # one shard of 16
   fastgpt cc extract ./wet --output corpus.jsonl --backend ray                # on a Ray cluster
 """
@@ -40,12 +40,12 @@ def register(subparsers) -> None:
 
     p = sub.add_parser(
         "extract",
-        help="filter and deduplicate WET files into one document per line",
+        help="filter and deduplicate WET files into a .jsonl corpus",
         epilog=EPILOG_EXTRACT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", help="WET files (.warc.wet or .warc.wet.gz), directories or globs")
-    p.add_argument("--output", required=True, help=".jsonl (text, url, source) or .txt (newlines escaped as \\n)")
+    p.add_argument("--output", required=True, help=".jsonl file: one {text, url, source} record per page")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--rejects", default=None, help="also write rejected documents with their reason (.jsonl)")
     p.add_argument("--rank", type=int, default=None, help="shard index (default: $SLURM_ARRAY_TASK_ID or 0)")

@@ -32,7 +32,7 @@ from fastgpt.data.inputs import (
     CorpusStats,
     batched,
     expand_inputs,
-    is_jsonl,
+    has_records,
     iter_blocks,
     iter_documents,
     safe_runs,
@@ -239,7 +239,7 @@ def _batches(
     for one document per line), or (texts, ends) where `ends[i]` says whether a document
     ends after `texts[i]`."""
     for path in paths:
-        if is_jsonl(path) or doc_sep == "blank":
+        if has_records(path) or doc_sep == "blank":
             for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
                 yield batch, [True] * len(batch)
         elif doc_sep == "line":

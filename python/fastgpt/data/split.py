@@ -1,9 +1,15 @@
-"""`fastgpt split`: a shuffled train/eval split of a one-document-per-line corpus, streaming.
+"""`fastgpt split`: a shuffled train/eval split of a corpus, streaming.
 
+Inputs are read by `fastgpt.data.inputs`, as pretokenize and tokenizer training read them
+(files, globs, directories; .txt with one document per line, .jsonl; plain, .gz or .zst).
 The side of a document is decided by a seeded hash of its text, so identical documents
 always land on the same side and the split does not depend on input order or size.
 Shuffling goes through bucket files on disk (each small enough to shuffle in memory), so
 the corpus is never held in RAM whole. The same seed gives the same bytes.
+
+Outputs read back as the same documents: `.jsonl` keeps each input record as it was (a
+`{"text": ...}` record for a text line), and `.txt` (one document per line) takes only
+documents without a line break; any other is an error naming it, never a flattened copy.
 """
 
 from __future__ import annotations
@@ -14,74 +20,84 @@ import os
 import random
 import shutil
 import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from fastgpt._util.atomic import atomic_path
+from fastgpt.data.inputs import JSONL_SUFFIXES, CorpusStats, Document, check_outputs, expand_inputs, read_documents
+
+# Compressed inputs are counted at this many times their size when sizing the buckets.
+COMPRESSION_GUESS = 4
 
 
-def _is_jsonl(path: str) -> bool:
-    return path.endswith((".jsonl", ".json"))
+def _is_jsonl(path: str | os.PathLike) -> bool:
+    return str(path).endswith(JSONL_SUFFIXES)
 
 
-def _doc_text(line: str, jsonl: bool, where: str) -> str:
-    if not jsonl:
-        return line
-    try:
-        return json.loads(line)["text"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f'{where}: not a JSON object with a "text" field') from None
+def _out_line(doc: Document, jsonl: bool) -> str:
+    if jsonl:
+        return doc.record if doc.record is not None else json.dumps({"text": doc.text}, ensure_ascii=False)
+    if "\n" in doc.text or doc.text.endswith("\r"):
+        where = f"{doc.path}, line {doc.line}" if doc.line else str(doc.path)
+        raise ValueError(
+            f"{where}: the document spans lines, and a .txt output holds one document per line; "
+            "write .jsonl to keep documents whole"
+        )
+    return doc.text
 
 
-def _format(line: str, text: str, in_jsonl: bool, out_jsonl: bool) -> str:
-    if in_jsonl == out_jsonl:
-        return line
-    if out_jsonl:
-        return json.dumps({"text": text}, ensure_ascii=False)
-    return text.replace("\n", "\\n")  # the .txt convention of cc extract: one line per document
-
-
-def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int = 0, memory_mb: int = 512) -> dict:
-    """Split the documents of `inputs` (.jsonl or .txt) into shuffled `train` and `eval` files."""
+def split(
+    inputs,
+    train: str | os.PathLike,
+    eval: str | os.PathLike,
+    eval_fraction: float = 0.01,
+    seed: int = 0,
+    memory_mb: int = 512,
+    text_field: str = "text",
+) -> dict:
+    """Split the documents of `inputs` into shuffled `train` and `eval` files (.txt or .jsonl).
+    Returns the document counts, the bucket count and the invalid UTF-8 sequences replaced."""
     if not 0.0 <= eval_fraction <= 1.0:
         raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
-    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    total = sum(os.path.getsize(p) for p in inputs)
+    outs = {"train": Path(train), "eval": Path(eval)}
+    for side, path in outs.items():
+        if not path.name.endswith((".txt", *JSONL_SUFFIXES)):
+            raise ValueError(f"{path}: the --{side} output must end in .txt or .jsonl")
+    paths = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    check_outputs({f"--{side}": path for side, path in outs.items()}, paths)
+    total = sum(p.stat().st_size * (COMPRESSION_GUESS if p.suffix in (".gz", ".zst") else 1) for p in paths)
     # Buckets of about memory_mb / 2 each: a bucket plus its shuffled list fit in memory_mb.
     n_buckets = max(1, -(-total // (max(1, memory_mb) << 19)))
     threshold = int(eval_fraction * (1 << 64))
     key = seed.to_bytes(8, "little", signed=True)
-    outs = {"train": train, "eval": eval}
+    jsonl = {side: _is_jsonl(path) for side, path in outs.items()}
     counts = {"train": 0, "eval": 0}
-    for out in outs.values():
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=os.path.dirname(os.path.abspath(train)))
+    stats = CorpusStats()
+    outs["train"].parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=outs["train"].parent)
+    buckets: dict[tuple[str, int], TextIO] = {}
     try:
-        buckets = {
-            (side, b): open(os.path.join(tmpdir, f"{side}-{b}"), "w", encoding="utf-8")
-            for side in outs
-            for b in range(n_buckets)
-        }
-        for path in inputs:
-            in_jsonl = _is_jsonl(path)
-            with open(path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    line = line.rstrip("\n")
-                    if not line.strip():
-                        continue
-                    text = _doc_text(line, in_jsonl, f"{path}:{lineno}")
-                    h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16, key=key).digest(), "little")
-                    side = "eval" if (h & ((1 << 64) - 1)) < threshold else "train"
-                    out_line = _format(line, text, in_jsonl, _is_jsonl(outs[side]))
-                    buckets[side, (h >> 64) % n_buckets].write(out_line + "\n")
-                    counts[side] += 1
+        # newline="\n" everywhere: a "\r" inside a document is text, not a line end.
+        for side in outs:
+            for b in range(n_buckets):
+                buckets[side, b] = open(os.path.join(tmpdir, f"{side}-{b}"), "w", encoding="utf-8", newline="\n")
+        for doc in read_documents(paths, "line", text_field, stats):
+            h = int.from_bytes(hashlib.blake2b(doc.text.encode(), digest_size=16, key=key).digest(), "little")
+            side = "eval" if (h & ((1 << 64) - 1)) < threshold else "train"
+            buckets[side, (h >> 64) % n_buckets].write(_out_line(doc, jsonl[side]) + "\n")
+            counts[side] += 1
         for f in buckets.values():
             f.close()
-        for side, dest in outs.items():
-            tmp = f"{dest}.tmp{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as out:
-                for b in range(n_buckets):
-                    with open(os.path.join(tmpdir, f"{side}-{b}"), encoding="utf-8") as f:
-                        lines = f.readlines()
-                    random.Random(f"{seed}-{side}-{b}").shuffle(lines)
-                    out.writelines(lines)
-            os.replace(tmp, dest)
+        with atomic_path(outs["train"]) as train_tmp, atomic_path(outs["eval"]) as eval_tmp:
+            for side, tmp in (("train", train_tmp), ("eval", eval_tmp)):
+                with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                    for b in range(n_buckets):
+                        with open(os.path.join(tmpdir, f"{side}-{b}"), encoding="utf-8", newline="\n") as f:
+                            lines = f.readlines()
+                        random.Random(f"{seed}-{side}-{b}").shuffle(lines)
+                        out.writelines(lines)
     finally:
+        for f in buckets.values():
+            f.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
-    return {"train": counts["train"], "eval": counts["eval"], "buckets": n_buckets}
+    return {**counts, "buckets": n_buckets, "invalid_utf8": stats.invalid_utf8}

@@ -82,12 +82,12 @@ class Budget:
 
 
 def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
-    """The files' text: JSON lines give each record's field; text files give runs of whole
+    """The files' text: record files (JSON lines) give each record's field; text files give runs of whole
     lines of about CHUNK_CHARS, newlines kept, cut only at safe places (see `corpus.safe_runs`)."""
     for path in paths:
         if budget.spent:
             return
-        if corpus.is_jsonl(path):
+        if corpus.has_records(path):
             read = stats.bytes_read
             for doc in corpus.iter_documents([path], text_field=text_field, stats=stats):
                 doc = budget.take(doc, stats.bytes_read - read)
