@@ -97,6 +97,11 @@ def test_every_expansion_is_the_same(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.warc.wet.gz: no such file"):
         cc_expand([tmp_path / "nope.warc.wet.gz"])
     assert [p.name for p in expand_inputs([tmp_path])] == ["notes.txt"]
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "notes-checkpoint.txt").write_text("a copy\n")
+    (tmp_path / ".notes.txt.tmp-1-ab").write_text("being written\n")
+    (tmp_path / ".hidden.txt").write_text("hidden\n")
+    assert [p.name for p in expand_inputs([tmp_path])] == ["notes.txt"]
 
 
 def test_split_reads_compressed_inputs(tmp_path):
@@ -173,6 +178,15 @@ def test_defect05_a_truncated_zst_is_an_error_like_a_truncated_gz(tmp_path, byte
     empty = tmp_path / "empty.txt.zst"
     empty.write_bytes(b"")
     assert list(iter_documents([empty])) == []
+
+
+def test_corrupt_gz_is_one_clear_error(tmp_path, byte_dir):
+    data = bytearray(gzip.compress("".join(f"line {i} {i * i}\n" for i in range(20_000)).encode()))
+    data[2000:2100] = bytes(b ^ 0x55 for b in data[2000:2100])
+    bad = tmp_path / "bad.txt.gz"
+    bad.write_bytes(bytes(data))
+    for message in _every_reader(bad, byte_dir, tmp_path):
+        assert message.startswith(f"{bad}: cannot read: Error -3 while decompressing data")
 
 
 def test_defect08_split_never_writes_a_lossy_txt(tmp_path, byte_dir):

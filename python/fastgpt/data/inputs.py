@@ -27,6 +27,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,9 @@ def expand_inputs(
     missing: str = "no such file or directory",
 ) -> list[Path]:
     """Files named, matched by a glob, or found in a directory (the files that `accept`
-    takes, recursively unless told not to), in order and without repeats. A missing file,
-    an empty glob or a directory without such files is an error naming it."""
+    takes, recursively unless told not to, hidden ones skipped), in order and without
+    repeats. A missing file, an empty glob or a directory without such files is an error
+    naming it."""
     paths: list[Path] = []
     for item in inputs:
         item = str(item)
@@ -96,8 +98,14 @@ def expand_inputs(
             if not files:
                 raise FileNotFoundError(f"{item}: the pattern matches no files")
         elif os.path.isdir(item):
-            found = Path(item).rglob("*") if recursive else Path(item).iterdir()
-            files = sorted(p for p in found if p.is_file() and accept(p))
+            root = Path(item)
+            found = root.rglob("*") if recursive else root.iterdir()
+            # Hidden: temporaries of a running write, .ipynb_checkpoints copies, .git.
+            files = sorted(
+                p
+                for p in found
+                if p.is_file() and accept(p) and not any(s.startswith(".") for s in p.relative_to(root).parts)
+            )
             if not files:
                 raise FileNotFoundError(f"{item}: a directory with no {kind}")
         elif os.path.isfile(item):
@@ -133,7 +141,8 @@ def open_binary(path: Path) -> BinaryIO:
 
 
 class _Checked(io.BufferedIOBase):
-    """gzip's errors (EOFError on a truncated file, BadGzipFile) as one ValueError naming the file."""
+    """gzip's errors (EOFError when truncated, BadGzipFile, zlib.error when corrupt) as one
+    ValueError naming the file."""
 
     def __init__(self, f: gzip.GzipFile, path: Path):
         self._f, self._path = f, path
@@ -144,7 +153,7 @@ class _Checked(io.BufferedIOBase):
     def read(self, size: int | None = -1) -> bytes:
         try:
             return self._f.read(-1 if size is None else size)
-        except (EOFError, gzip.BadGzipFile) as exc:
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise ValueError(f"{self._path}: cannot read: {exc}") from None
 
     def read1(self, size: int = -1) -> bytes:
@@ -153,7 +162,7 @@ class _Checked(io.BufferedIOBase):
     def readline(self, size: int | None = -1) -> bytes:
         try:
             return self._f.readline(-1 if size is None else size)
-        except (EOFError, gzip.BadGzipFile) as exc:
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise ValueError(f"{self._path}: cannot read: {exc}") from None
 
     def close(self) -> None:
@@ -256,8 +265,10 @@ def iter_blocks(path: Path, stats: CorpusStats, block_bytes: int = 8 << 20) -> I
 
 # ---- documents ---------------------------------------------------------------------------
 
-# A record reader yields (text, line number, source record) for each document of a file.
-RecordReader = Callable[[Path, str, CorpusStats], Iterator[tuple[str, int, "str | None"]]]
+# A record reader: (path, text field, stats) → (text, line number or 0, the source line to copy
+# unchanged or None) per record, in file order. It counts `stats.files` and `stats.bytes_read`
+# and makes lone surrogates U+FFFD; `read_documents` skips empty texts and counts documents.
+RecordReader = Callable[[Path, str, CorpusStats], Iterator[tuple[str, int, str | None]]]
 
 
 def _jsonl_records(path: Path, field: str, stats: CorpusStats) -> Iterator[tuple[str, int, str | None]]:

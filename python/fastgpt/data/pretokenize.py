@@ -31,6 +31,7 @@ from fastgpt.data.inputs import (
     DOC_SEPS,
     CorpusStats,
     batched,
+    check_outputs,
     expand_inputs,
     has_records,
     iter_blocks,
@@ -117,8 +118,7 @@ def pretokenize(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     output = Path(output) if output is not None else default_output(paths[0], format)
-    if any(output.resolve() == p.resolve() for p in paths):
-        raise ValueError(f"{output}: the output would overwrite an input")
+    check_outputs({"the output": output}, paths)
     tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
     tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
     options = dict(
