@@ -103,15 +103,15 @@ def test_extract_filters_and_dedup(wet_dir, tmp_path):
     assert {"lang", "lang_header", "exact_duplicate", "too_short"} <= reasons
 
 
-def test_txt_output_and_workers_agree(wet_dir, tmp_path):
+def test_workers_agree_and_txt_output_is_refused(wet_dir, tmp_path):
     one = cc.extract([wet_dir], str(tmp_path / "one.jsonl"), workers=1, progress=False)
     two = cc.extract([wet_dir], str(tmp_path / "two.jsonl"), workers=2, progress=False)
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
     assert one["rejected"] == two["rejected"]
-    cc.extract([wet_dir], str(tmp_path / "c.txt"), workers=1, progress=False)
-    lines = (tmp_path / "c.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    texts = [d["text"] for d in read_jsonl(tmp_path / "one.jsonl")]
-    assert lines == [t.replace("\n", "\\n") for t in texts]
+    # Pages span lines; a .txt of one document per line could not hold them (issue 11, defect 8).
+    with pytest.raises(ValueError, match="c.txt: the output must be .jsonl"):
+        cc.extract([wet_dir], str(tmp_path / "c.txt"), workers=1, progress=False)
+    assert not list(tmp_path.glob("c.txt*"))
 
 
 def test_bad_inputs_are_reported_and_skipped(tmp_path):
@@ -211,18 +211,16 @@ def test_split_deterministic_disjoint_streaming(tmp_path):
     src.write_text("".join(json.dumps(d) + "\n" for d in docs))
     from fastgpt.data.split import split
 
-    a = split(str(src), str(tmp_path / "tr.txt"), str(tmp_path / "ev.txt"), 0.1, seed=1, memory_mb=0)
+    a = split(str(src), str(tmp_path / "tr.jsonl"), str(tmp_path / "ev.jsonl"), 0.1, seed=1, memory_mb=0)
     assert a["buckets"] > 1 or os.path.getsize(src) < (1 << 19)
-    train = (tmp_path / "tr.txt").read_text().splitlines()
-    ev = (tmp_path / "ev.txt").read_text().splitlines()
+    train = read_jsonl(tmp_path / "tr.jsonl")
+    ev = read_jsonl(tmp_path / "ev.jsonl")
     assert len(train) + len(ev) == len(docs) and 20 < len(ev) < 90
-    assert not set(train) & set(ev)
-    assert sorted(train + ev) == sorted(d["text"].replace("\n", "\\n") for d in docs)
-    assert train != sorted(train)  # shuffled
-    split(str(src), str(tmp_path / "tr2.txt"), str(tmp_path / "ev2.txt"), 0.1, seed=1)
-    assert (tmp_path / "tr2.txt").read_text().splitlines() == train
-    split(str(src), str(tmp_path / "tr3.jsonl"), str(tmp_path / "ev3.jsonl"), 0.1, seed=2)
-    assert read_jsonl(tmp_path / "tr3.jsonl")[0].keys() == {"text", "url"}
+    assert not {d["text"] for d in train} & {d["text"] for d in ev}
+    assert sorted(train + ev, key=json.dumps) == sorted(docs, key=json.dumps)  # records kept whole
+    assert train != sorted(train, key=json.dumps)  # shuffled
+    split(str(src), str(tmp_path / "tr2.jsonl"), str(tmp_path / "ev2.jsonl"), 0.1, seed=1)
+    assert read_jsonl(tmp_path / "tr2.jsonl") == train
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -294,6 +292,6 @@ def test_cli_errors_and_commands(wet_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "c.jsonl"
     assert cli.main(["cc", "extract", str(wet_dir), "--output", str(out), "--workers", "1", "--min_words", "40"]) == 0
     assert json.loads((tmp_path / "c.jsonl.stats.json").read_text())["config"]["min_words"] == 40
-    assert cli.main(["split", str(out), "--train", str(tmp_path / "t.txt"), "--eval", str(tmp_path / "e.txt")]) == 0
+    assert cli.main(["split", str(out), "--train", str(tmp_path / "t.jsonl"), "--eval", str(tmp_path / "e.jsonl")]) == 0
     assert cli.main(["cc", "extract", str(tmp_path / "nope.wet.gz"), "--output", str(out)]) == 1
     assert "fastgpt: error: " in capsys.readouterr().err

@@ -195,15 +195,24 @@ def test_split_round_trips_between_formats(docs, tmp_path):
     write_jsonl(tmp_path / "c.jsonl", docs)
     texts = {}
     for src in ("c.parquet", "c.jsonl"):
-        for fmt in ("parquet", "jsonl", "txt"):
+        for fmt in ("parquet", "jsonl"):
             counts = split(str(tmp_path / src), tmp_path / f"t.{fmt}", tmp_path / f"e.{fmt}", 0.2, seed=7)
             assert counts["train"] + counts["eval"] == len(docs) - 1 and counts["eval"] > 5
             texts[src, fmt] = read_texts(tmp_path / f"t.{fmt}") + read_texts(tmp_path / f"e.{fmt}")
     reference = texts["c.jsonl", "jsonl"]
     assert sorted(reference) == sorted(d for d in docs if d)
     for (src, fmt), got in texts.items():
-        # Same documents in the same order whatever the formats (.txt escapes newlines).
-        assert got == ([t.replace("\n", "\\n") for t in reference] if fmt == "txt" else reference), (src, fmt)
+        assert got == reference, (src, fmt)  # same documents in the same order whatever the formats
+    # .txt holds one document per line: multi-line rows are refused (naming the row), one-line ones round-trip.
+    with pytest.raises(ValueError, match=r"c.parquet, row \d+: the document spans lines"):
+        split(str(tmp_path / "c.parquet"), tmp_path / "t.txt", tmp_path / "e.txt", 0.2, seed=7)
+    lines = [line for d in docs[:20] for line in d.splitlines() if line.strip()]
+    (tmp_path / "l.txt").write_text("".join(line + "\n" for line in lines))
+    split(str(tmp_path / "l.txt"), tmp_path / "lt.parquet", tmp_path / "le.parquet", 0.2, seed=3)
+    split(str(tmp_path / "l.txt"), tmp_path / "lt.txt", tmp_path / "le.txt", 0.2, seed=3)
+    assert read_texts(tmp_path / "lt.parquet") == read_texts(tmp_path / "lt.txt")
+    split([str(tmp_path / "lt.parquet"), str(tmp_path / "le.parquet")], tmp_path / "b.txt", tmp_path / "be.txt", 0)
+    assert sorted(read_texts(tmp_path / "b.txt")) == sorted(line for line in lines)
     # Parquet to Parquet keeps every column and its type; to JSON lines, timestamps become ISO text.
     split(str(tmp_path / "c.parquet"), tmp_path / "t.parquet", tmp_path / "e.parquet", 0.2, seed=7)
     table = pa.concat_tables([pq.read_table(tmp_path / "t.parquet"), pq.read_table(tmp_path / "e.parquet")])
@@ -219,7 +228,7 @@ def test_split_round_trips_between_formats(docs, tmp_path):
     )
     run = fastgpt(
         "split", str(tmp_path / "c.parquet"), "--train", str(tmp_path / "ct.parquet"),
-        "--eval", str(tmp_path / "ce.txt"), "--eval_fraction", "0.2", "--seed", "7",
+        "--eval", str(tmp_path / "ce.jsonl"), "--eval_fraction", "0.2", "--seed", "7",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert read_texts(tmp_path / "ct.parquet") == read_texts(tmp_path / "t.parquet")
@@ -312,13 +321,15 @@ def test_cc_extract_writes_fineweb_columns(tmp_path):
     assert [r["text"] for r in rows] == [d["text"] for d in jsonl] and [r["url"] for r in rows] == [
         d["url"] for d in jsonl
     ]
-    # Inputs are sorted (the generated file's /tmp path comes first): the real records come last,
-    # their headers as Common Crawl wrote them.
-    first = rows[8]
+    real_rows = [r for r in rows if r["file_path"] == str(real)]
+    synth_rows = [r for r in rows if r["file_path"] != str(real)]
+    assert len(real_rows) == 3 and len(synth_rows) == 8
+    first = real_rows[0]  # the first page of the real file, its headers as Common Crawl wrote them
     assert first["id"] == "<urn:uuid:293f96dd-4bea-42b2-b3fd-7bff8bf10dc9>"
     assert first["date"] == "2014-08-21T05:52:58Z" and first["dump"] == "CC-MAIN-2014-35"  # from the warcinfo
-    assert first["file_path"] == str(real) and first["language"] == "en" and 0.65 < first["language_score"] <= 1
-    assert all(r["dump"] is None and r["date"] == "2024-02-20T10:00:00Z" for r in rows[:8])  # cc_synth: no crawl
+    assert first["url"] == "http://0pointer.de/photos/?gallery=Australia&photo=496"
+    assert first["language"] == "en" and 0.65 < first["language_score"] <= 1
+    assert all(r["dump"] is None and r["date"] == "2024-02-20T10:00:00Z" for r in synth_rows)  # cc_synth: no crawl
     datasets = pytest.importorskip("datasets")
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "c.parquet"), split="train")
-    assert loaded.column_names == list(PARQUET_COLUMNS) and loaded[8]["id"] == first["id"]
+    assert loaded.column_names == list(PARQUET_COLUMNS) and loaded[rows.index(first)]["id"] == first["id"]

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from fastgpt import Tokenizer
+from fastgpt.data.tokens import TokenFile
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Appended to the training line: argparse keeps the last value, so the README's flags stay as
 # written and only the size shrinks to seconds on a CPU.
@@ -57,3 +60,12 @@ def test_quick_start_runs_as_written(tmp_path, stdlib_texts):
         )
         assert run.returncode == 0, f"{shlex.join(command)}\n{run.stderr[-2000:]}"
     assert (tmp_path / "runs" / "my_gpt").is_dir() and len(run.stdout) > 0
+    # What was trained on is the corpus, document for document (issue 11, defect 8: a .txt
+    # step once turned each line break into a literal backslash-n).
+    tok = Tokenizer.load(tmp_path / "artifacts" / "tokenizer")
+    trained_on = []
+    for name in ("train", "eval"):
+        ids = TokenFile(tmp_path / "data" / f"{name}.bin")[:].tolist()
+        ends = [i for i, t in enumerate(ids) if t == tok.eot_token]
+        trained_on += [tok.decode(ids[a + 1 : b]) for a, b in zip([-1, *ends[:-1]], ends)]
+    assert sorted(trained_on) == sorted(docs)

@@ -164,10 +164,10 @@ def tiktoken_encoding(tokenizer: str | os.PathLike):
 
 def _load_text(path: Path) -> str:
     """The input as one string: the file's text, or a .jsonl's records joined by newlines."""
-    from fastgpt.data.inputs import fix_surrogates, is_jsonl, iter_documents, open_binary
+    from fastgpt.data.inputs import has_records, iter_documents, open_binary
 
-    if is_jsonl(path):
-        return fix_surrogates("\n".join(iter_documents([path])))
+    if has_records(path):
+        return "\n".join(iter_documents([path]))
     with open_binary(path) as f:
         return f.read().decode("utf-8", errors="replace")
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fastgpt.data.inputs import expand_inputs, fix_surrogates, is_jsonl, iter_documents
+from fastgpt.data.inputs import expand_inputs, has_records, iter_documents
 
 __all__ = ["DemoConfig", "DemoResult", "SIZES", "run_demo", "stdlib_sources", "split_documents"]
 
@@ -115,12 +115,12 @@ def _read_documents(corpus: str | None, max_bytes: int) -> tuple[list[str], str]
         if not files:
             root = sysconfig.get_paths()["stdlib"]
             raise FileNotFoundError(f"{root}: no .py files in the standard library here; pass --corpus PATH")
-        texts: Iterator[str] = (p.read_bytes().decode("utf-8", errors="replace") for p in files)
+        texts = iter_documents(files, "none")
         where = f"{len(files)} .py files of the standard library in {sysconfig.get_paths()['stdlib']}"
         return _take(texts, max_bytes), where
     paths = expand_inputs([corpus])
     docs = _take(iter_documents(paths, "none"), max_bytes)
-    if len(docs) < EVAL_EVERY and not all(is_jsonl(p) for p in paths):
+    if len(docs) < EVAL_EVERY and not all(has_records(p) for p in paths):
         # A few large text files (a book, a dump): their blank-line blocks make the documents,
         # so the held-out set is spread over the text instead of being one whole file.
         docs = _take(iter_documents(paths, "blank"), max_bytes)
@@ -132,7 +132,7 @@ def _take(texts: Iterator[str], max_bytes: int) -> list[str]:
     for text in texts:
         if not text.strip():
             continue
-        docs.append(fix_surrogates(text))
+        docs.append(text)
         size += len(text)
         if size >= max_bytes:
             break

@@ -11,7 +11,6 @@ Download lives in `cc_download`, train/eval split in `cc_split`.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fastgpt.cc.filters import ISO639_3, FilterConfig, clean_lines, doc_hashes, quality_reason
+from fastgpt.data import inputs as inputs_
 from fastgpt.data import parquet
 
 WET_SUFFIXES = (".wet", ".wet.gz")
@@ -222,20 +222,11 @@ def _crawl_from_path(path: str) -> str | None:
 
 
 def expand_inputs(inputs) -> list[str]:
-    """Files, directories (their *.wet and *.wet.gz files) and unexpanded globs, sorted."""
-    found: set[str] = set()
-    for item in inputs:
-        item = os.fspath(item)
-        if os.path.isdir(item):
-            found.update(str(p) for p in Path(item).iterdir() if p.name.endswith(WET_SUFFIXES))
-        elif os.path.exists(item):
-            found.add(item)
-        else:
-            matches = glob.glob(item)
-            if not matches:
-                raise FileNotFoundError(f"{item}: no such file")
-            found.update(matches)
-    return sorted(found)
+    """Files, directories (their *.wet and *.wet.gz files) and globs, as `fastgpt.data.inputs` finds them."""
+    found = inputs_.expand_inputs(
+        inputs, accept=lambda p: p.name.endswith(WET_SUFFIXES), kind="WET files (.wet, .wet.gz)", recursive=False
+    )
+    return [str(p) for p in found]
 
 
 def shard_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -315,7 +306,7 @@ def extract(
     progress: bool | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Filter WET files into `output` (.jsonl or .txt); returns the stats also saved as `<output>.stats.json`.
+    """Filter WET files into `output` (.jsonl or .parquet); returns the stats also saved as `<output>.stats.json`.
 
     With world_size > 1 only every world_size-th input file (from `rank`) is processed,
     into `<stem>-RRRRR-of-WWWWW<ext>`. A `<output>.done` marker makes reruns skip a finished
@@ -324,9 +315,10 @@ def extract(
     from tqdm import tqdm
 
     cfg = cfg or FilterConfig()
-    if not output.endswith((".jsonl", ".txt", ".parquet")):
+    if not output.endswith((".jsonl", ".parquet")):
+        # Web pages span lines: a .txt (one document per line) could not hold them unchanged.
         raise ValueError(
-            f"{output}: output must end in .jsonl (JSON lines), .txt (one escaped document per line) "
+            f"{output}: the output must be .jsonl (JSON lines keep each page's line breaks) "
             "or .parquet (FineWeb's columns)"
         )
     as_parquet = output.endswith(".parquet")
@@ -409,7 +401,6 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
     remove = np.isin(line_hash, values[counts >= cfg.line_dedup_min_docs])
     line_start = np.concatenate(([0], np.cumsum(counts_per_doc)))
 
-    as_txt = output.endswith(".txt")
     as_parquet = output.endswith(".parquet")
     removed_lines = kept = kept_bytes = 0
     files: dict[str, dict] = {}
@@ -459,11 +450,8 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
                         kept += 1
                         kept_bytes += len(doc["text"].encode())
                         continue
-                    if as_txt or doc is not None:
-                        doc = doc or json.loads(line)
-                        line = (
-                            doc["text"].replace("\n", "\\n") if as_txt else json.dumps(doc, ensure_ascii=False)
-                        ) + "\n"
+                    if doc is not None:
+                        line = json.dumps(doc, ensure_ascii=False) + "\n"
                     out.write(line)
                     info["kept"] += 1
                     kept += 1

@@ -14,8 +14,8 @@ EPILOG_DOWNLOAD = """examples:
 """
 EPILOG_EXTRACT = """examples:
   fastgpt cc extract ./wet/*.warc.wet.gz --output corpus_en.jsonl
-  fastgpt cc extract ./wet --output corpus_de.txt --lang de --workers 8 --rejects rejects.jsonl
-  fastgpt cc extract ./wet --output corpus.parquet                            # FineWeb columns, zstd
+  fastgpt cc extract ./wet --output corpus_de.jsonl --lang de --workers 8 --rejects rejects.jsonl
+  fastgpt cc extract ./wet --output corpus.parquet                            # FineWeb's columns, zstd
   fastgpt cc extract ./wet --output corpus.jsonl --rank 3 --world_size 16     # one shard of 16
   fastgpt cc extract ./wet --output corpus.jsonl --backend ray                # on a Ray cluster
 """
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser(
         "extract",
-        help="filter and deduplicate WET files into one document per line",
+        help="filter and deduplicate WET files into a .jsonl corpus",
         epilog=EPILOG_EXTRACT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--output",
         required=True,
-        help=".jsonl (text, url, source), .txt (newlines escaped as \\n) or .parquet (FineWeb columns, zstd)",
+        help=".jsonl file (one {text, url, source} record per page) or .parquet (FineWeb's columns, zstd)",
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--rejects", default=None, help="also write rejected documents with their reason (.jsonl)")

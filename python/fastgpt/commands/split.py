@@ -1,4 +1,4 @@
-"""`fastgpt split`: shuffled train/eval split of a corpus (.txt, .jsonl, .parquet)."""
+"""`fastgpt split`: shuffled train/eval split of a corpus, read as pretokenize reads it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import sys
 
 EPILOG = """examples:
-  fastgpt split corpus_en.jsonl --eval_fraction 0.01 --train train.txt --eval eval.txt
-  fastgpt split corpus-*.jsonl --seed 1 --memory_mb 2048 --train train.jsonl --eval eval.jsonl
+  fastgpt split corpus_en.jsonl --eval_fraction 0.01 --train train.jsonl --eval eval.jsonl
+  fastgpt split 'corpus-*.jsonl.zst' lines.txt.gz --seed 1 --memory_mb 2048 --train train.jsonl --eval eval.jsonl
   fastgpt split fineweb/ --train train.parquet --eval eval.parquet          (a directory of .parquet shards)
 """
 
@@ -23,13 +23,18 @@ def register(subparsers) -> None:
     p.add_argument(
         "inputs",
         nargs="+",
-        help="files, globs or directories: .txt (a document per line), .jsonl, .parquet, .arrow (a document per row)",
+        help="files, globs or directories: .jsonl or .txt (a document per line), optionally .gz/.zst; "
+        ".parquet or .arrow (a document per row)",
     )
     p.add_argument("--eval_fraction", type=float, default=0.01, help="share of documents for eval (default: 0.01)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same split and order (default: 0)")
-    p.add_argument("--train", required=True, help="train output (.txt, .jsonl or .parquet)")
-    p.add_argument("--eval", required=True, help="eval output (.txt, .jsonl or .parquet)")
-    p.add_argument("--text_field", default="text", help="JSON field or Parquet column holding the text (default: text)")
+    p.add_argument(
+        "--train", required=True, help="train output: .jsonl, .parquet, or .txt when no document spans lines"
+    )
+    p.add_argument("--eval", required=True, help="eval output: .jsonl, .parquet, or .txt when no document spans lines")
+    p.add_argument(
+        "--text_field", default="text", help="JSON lines field or Parquet/Arrow column holding the text (default: text)"
+    )
     p.add_argument("--memory_mb", type=int, default=512, help="RAM for shuffling; larger corpora use disk buckets")
     p.set_defaults(func=run)
 
@@ -37,8 +42,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from fastgpt.data.split import split
 
-    counts = split(
-        args.inputs, args.train, args.eval, args.eval_fraction, args.seed, args.memory_mb, text_field=args.text_field
-    )
+    counts = split(args.inputs, args.train, args.eval, args.eval_fraction, args.seed, args.memory_mb, args.text_field)
+    if counts["invalid_utf8"]:
+        print(
+            f"fastgpt: warning: replaced {counts['invalid_utf8']} invalid UTF-8 sequences with U+FFFD", file=sys.stderr
+        )
     print(json.dumps(counts), file=sys.stderr)
     return 0

@@ -202,6 +202,21 @@ def iter_text_batches(
         yield docs
 
 
+def iter_records(path: Path, text_field: str, stats) -> Iterator[tuple[str, int, None]]:
+    """`fastgpt.data.inputs`' record reader for Parquet and Arrow files: (text, row number from 1,
+    None) per row. Each row counts its own UTF-8 bytes, so byte budgets cut between rows."""
+    import pyarrow.compute as pc
+
+    stats.files += 1
+    row = 0
+    for column in iter_text_arrays(path, text_field):
+        sizes = pc.binary_length(column).to_pylist()
+        for text, size in zip(column.to_pylist(), sizes):
+            row += 1
+            stats.bytes_read += size
+            yield text, row, None
+
+
 def uncompressed_size(path: str | os.PathLike) -> int:
     """Bytes of a Parquet file's data once decompressed (from its footer)."""
     meta = _open_parquet(Path(path)).metadata
@@ -252,39 +267,41 @@ def iter_source_batches(data, text_field: str = "text", batch_rows: int = BATCH_
         data = iter(data)  # dicts, one per row, streamed
     if isinstance(data, (str, bytes, dict)):
         raise TypeError(f"expected files or an iterable of texts, got a {type(data).__name__}")
-    batch: list[str] = []
+    texts: list[str] = []
     for i, item in enumerate(data):
         text = item.get(text_field) if isinstance(item, dict) else item
         if not isinstance(text, str):
             what = f"field {text_field!r} of item {i}" if isinstance(item, dict) else f"item {i}"
             raise TypeError(f"{what} is {type(text).__name__}, not str (texts must be str, or dicts holding them)")
         if text:
-            batch.append(text)
-            if len(batch) >= batch_rows:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+            texts.append(text)
+            if len(texts) >= batch_rows:
+                yield texts
+                texts = []
+    if texts:
+        yield texts
 
 
 # --- writing -----------------------------------------------------------------------------------
 
 
 class ParquetRows:
-    """Writes dict rows to a Parquet file (zstd, row groups of `WRITE_ROWS`) under a temporary
-    name, renamed when `close` succeeds; `abort` (or an exception in `with`) leaves nothing.
-    The schema is `schema` if given, else inferred from the first row group."""
+    """Writes dict rows to a Parquet file (zstd, row groups of `WRITE_ROWS`). With `atomic`
+    (the default) the file is written under a temporary name and renamed when `close`
+    succeeds; `abort` (or an exception in `with`) leaves nothing. Without it the caller
+    owns `path` (a temporary of its own). The schema is `schema` if given, else inferred
+    from the first row group."""
 
-    def __init__(self, path: str | os.PathLike, schema=None, row_group_rows: int = WRITE_ROWS):
+    def __init__(self, path: str | os.PathLike, schema=None, row_group_rows: int = WRITE_ROWS, atomic: bool = True):
         self._pa = require_pyarrow(path)
         self.path = Path(path)
         self.schema = schema
         self.rows = 0
         self._pending: list[dict] = []
         self._group = row_group_rows
-        self._writer = None
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
+        self._writer: Any = None
+        self._atomic = atomic_path(self.path) if atomic else None
+        self._tmp = self._atomic.__enter__() if self._atomic is not None else self.path
 
     def write(self, row: dict) -> None:
         self._pending.append(row)
@@ -314,16 +331,19 @@ class ParquetRows:
                 self._writer = self._pa.parquet.ParquetWriter(self._tmp, schema, compression="zstd")
             self._writer.close()
         except BaseException as exc:
-            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            if self._atomic is not None:
+                self._atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self._atomic.__exit__(None, None, None)
+        if self._atomic is not None:
+            self._atomic.__exit__(None, None, None)
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        # Thrown into atomic_path, which deletes the temporary and hands the exception back.
-        err = RuntimeError("aborted")
-        self._atomic.__exit__(RuntimeError, err, None)
+        if self._atomic is not None:
+            # Thrown into atomic_path, which deletes the temporary and hands the exception back.
+            err = RuntimeError("aborted")
+            self._atomic.__exit__(RuntimeError, err, None)
 
     def __enter__(self):
         return self

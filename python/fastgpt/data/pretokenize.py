@@ -37,8 +37,9 @@ from fastgpt.data.inputs import (
     DOC_SEPS,
     CorpusStats,
     batched,
+    check_outputs,
     expand_inputs,
-    is_jsonl,
+    has_records,
     iter_blocks,
     iter_documents,
     safe_runs,
@@ -132,8 +133,7 @@ def pretokenize(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     output = Path(output) if output is not None else default_output(paths[0], format)
-    if any(output.resolve() == p.resolve() for p in paths):
-        raise ValueError(f"{output}: the output would overwrite an input")
+    check_outputs({"the output": output}, paths)
     tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
     tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
     options = dict(
@@ -329,9 +329,9 @@ def _batches(
     for unit in units:
         path = unit.path
         if parquet.is_columnar(path):
-            # Parquet / Arrow: one document per row, whatever doc_sep says.
+            # Parquet / Arrow by record batch (and by row group for a shard), not record by record.
             yield from _regroup(parquet.iter_text_batches(path, text_field, stats, unit.row_groups), batch_bytes)
-        elif is_jsonl(path) or doc_sep == "blank":
+        elif has_records(path) or doc_sep == "blank":
             for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
                 yield batch, [True] * len(batch)
         elif doc_sep == "line":

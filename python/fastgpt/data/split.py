@@ -1,15 +1,19 @@
 """`fastgpt split`: a shuffled train/eval split of a corpus, streaming.
 
-Inputs are files, globs or directories of `.txt` (one document per line), `.jsonl` and
-`.parquet` / `.arrow` (one document per row); outputs are `.txt`, `.jsonl` or `.parquet`,
-converted as needed (a JSON record or Parquet row keeps all its fields when the output
-holds fields, `.jsonl` or `.parquet`; `.txt` keeps the text only).
-
+Inputs are read by `fastgpt.data.inputs`, as pretokenize and tokenizer training read them
+(files, globs, directories; .txt with one document per line, .jsonl; plain, .gz or .zst;
+.parquet and .arrow, one document per row, read by `fastgpt.data.parquet`).
 The side of a document is decided by a seeded hash of its text, so identical documents
 always land on the same side and the split does not depend on input order or size.
 Shuffling goes through bucket files on disk (each small enough to shuffle in memory), so
-the corpus is never held in RAM whole. The same seed gives the same documents in the same
-order, whatever the output format.
+the corpus is never held in RAM whole. The same seed gives the same bytes.
+
+Outputs read back as the same documents: `.jsonl` keeps each input record as it was (a
+`{"text": ...}` record for a text line, a Parquet row as a JSON object: timestamps as ISO
+text), `.parquet` (zstd) keeps each record's fields as columns (a Parquet input's own
+schema when all inputs share one), and `.txt` (one document per line) takes only
+documents without a line break; any other is an error naming it, never a flattened copy.
+The order of the documents does not depend on the output format.
 """
 
 from __future__ import annotations
@@ -25,42 +29,37 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from fastgpt._util.atomic import atomic_path
-from fastgpt.data import inputs as corpus
 from fastgpt.data import parquet
+from fastgpt.data.inputs import JSONL_SUFFIXES, CorpusStats, Document, check_outputs, expand_inputs, read_documents
+
+# Compressed inputs are counted at this many times their size when sizing the buckets.
+COMPRESSION_GUESS = 4
 
 
-def _kind(path: str | os.PathLike) -> str:
-    """The format of a file: txt, jsonl or parquet (an Arrow input reads as Parquet does)."""
-    if parquet.is_columnar(path):
+def _is_jsonl(path: str | os.PathLike) -> bool:
+    return str(path).endswith(JSONL_SUFFIXES)
+
+
+def _kind(path: Path) -> str:
+    if parquet.is_parquet(path):
         return "parquet"
-    return "jsonl" if corpus.is_jsonl(Path(path)) else "txt"
+    return "jsonl" if _is_jsonl(path) else "txt"
 
 
-def _documents(path: Path, text_field: str, stats: corpus.CorpusStats) -> Iterator[tuple[str, str | dict]]:
-    """(text, record) per document: the line for .txt and .jsonl, the row dict for Parquet."""
-    kind = _kind(path)
-    if kind == "parquet":
-        for row in parquet.iter_rows(path, text_field):
-            if row[text_field]:
-                yield row[text_field], row
+def _documents(path: Path, text_field: str, stats: CorpusStats) -> Iterator[tuple[Document, dict | None]]:
+    """(document, row): a Parquet or Arrow file's rows come whole (every column), to be kept."""
+    if not parquet.is_columnar(path):
+        for doc in read_documents([path], "line", text_field, stats):
+            yield doc, None
         return
-    for lineno, line in enumerate(corpus.iter_lines(path, stats), 1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            continue
-        if kind == "txt":
-            yield line, line
-            continue
-        try:
-            text = json.loads(line)[text_field]
-        except (ValueError, KeyError, TypeError):
-            text = None
-        if not isinstance(text, str):
-            raise ValueError(f'{path}:{lineno}: not a JSON object with a string "{text_field}" field') from None
-        if text:  # empty documents are dropped, as from Parquet and by pretokenize
-            yield text, line
+    stats.files += 1
+    for number, row in enumerate(parquet.iter_rows(path, text_field), 1):
+        if row[text_field]:
+            stats.documents += 1
+            yield Document(row[text_field], path, number, None), row
 
 
 def _json_value(value):
@@ -76,103 +75,111 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} cannot be written as JSON")
 
 
-def _convert(text: str, record: str | dict, kind_in: str, kind_out: str, text_field: str):
-    """The document as the output wants it: a line (.txt, .jsonl) or a row dict (.parquet)."""
-    if kind_out == "txt":
-        return record if kind_in == "txt" else text.replace("\n", "\\n")  # the .txt convention of cc extract
-    if kind_out == "jsonl":
-        if kind_in == "jsonl":
-            return record
-        if kind_in == "txt":
-            return json.dumps({text_field: text}, ensure_ascii=False)
-        return json.dumps(record, ensure_ascii=False, default=_json_value)
-    if kind_in == "txt":
-        return {text_field: text}
-    return json.loads(record) if kind_in == "jsonl" else record
+def _out_row(doc: Document, row: dict | None) -> dict:
+    """The document as a Parquet row: the input row, the JSON record's fields, or just its text."""
+    if row is not None:
+        return row
+    return json.loads(doc.record) if doc.record is not None else {"text": doc.text}
 
 
-def _input_bytes(path: Path) -> int:
-    """The in-memory size of a file's documents, about (Parquet: uncompressed, from the footer)."""
-    if parquet.is_parquet(path):
-        return parquet.uncompressed_size(path)
-    return path.stat().st_size
+def _out_line(doc: Document, jsonl: bool, row: dict | None = None) -> str:
+    if jsonl:
+        if row is not None:
+            return json.dumps(row, ensure_ascii=False, default=_json_value)
+        return doc.record if doc.record is not None else json.dumps({"text": doc.text}, ensure_ascii=False)
+    if "\n" in doc.text or doc.text.endswith("\r"):
+        unit = "row" if parquet.is_columnar(doc.path) else "line"
+        where = f"{doc.path}, {unit} {doc.line}" if doc.line else str(doc.path)
+        raise ValueError(
+            f"{where}: the document spans lines, and a .txt output holds one document per line; "
+            "write .jsonl to keep documents whole"
+        )
+    return doc.text
 
 
 def split(
     inputs,
-    train: str,
-    eval: str,
+    train: str | os.PathLike,
+    eval: str | os.PathLike,
     eval_fraction: float = 0.01,
     seed: int = 0,
     memory_mb: int = 512,
     text_field: str = "text",
 ) -> dict:
-    """Split the documents of `inputs` (.txt, .jsonl, .parquet, .arrow; files, globs or
-    directories) into shuffled `train` and `eval` files (.txt, .jsonl or .parquet)."""
+    """Split the documents of `inputs` into shuffled `train` and `eval` files (.txt, .jsonl or .parquet).
+    Returns the document counts, the bucket count and the invalid UTF-8 sequences replaced."""
     if not 0.0 <= eval_fraction <= 1.0:
         raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
-    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    paths = corpus.expand_inputs(inputs)
-    outs = {"train": train, "eval": eval}
-    kinds = {side: _kind(dest) for side, dest in outs.items()}
-    for dest in outs.values():
-        if any(Path(dest).resolve() == p.resolve() for p in paths):
-            raise ValueError(f"{dest}: the output would overwrite an input")
-        if parquet.is_arrow(dest):
-            raise ValueError(f"{dest}: write .parquet, .jsonl or .txt (Arrow files are inputs only)")
-        if _kind(dest) == "parquet":
-            parquet.require_pyarrow(dest)
-    # Parquet output keeps the input's columns when all inputs are Parquet with one schema.
+    outs = {"train": Path(train), "eval": Path(eval)}
+    for side, path in outs.items():
+        if not path.name.endswith((".txt", *JSONL_SUFFIXES, ".parquet")):
+            raise ValueError(f"{path}: the --{side} output must end in .txt, .jsonl or .parquet")
+        if _kind(path) == "parquet":
+            parquet.require_pyarrow(path)
+    paths = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    check_outputs({f"--{side}": path for side, path in outs.items()}, paths)
+    total = sum(_size_in_memory(p) for p in paths)
+    # Parquet output keeps the input's schema when all inputs are Parquet files with one schema.
     schemas = {str(parquet.read_schema(p)) for p in paths if parquet.is_parquet(p)}
     schema = parquet.read_schema(paths[0]) if len(schemas) == 1 and all(map(parquet.is_parquet, paths)) else None
-    total = sum(_input_bytes(p) for p in paths)
     # Buckets of about memory_mb / 2 each: a bucket plus its shuffled list fit in memory_mb.
     n_buckets = max(1, -(-total // (max(1, memory_mb) << 19)))
     threshold = int(eval_fraction * (1 << 64))
     key = seed.to_bytes(8, "little", signed=True)
+    kinds = {side: _kind(path) for side, path in outs.items()}
     counts = {"train": 0, "eval": 0}
-    stats = corpus.CorpusStats()
-    for out in outs.values():
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=os.path.dirname(os.path.abspath(train)))
+    stats = CorpusStats()
+    outs["train"].parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=outs["train"].parent)
+    buckets: dict[tuple[str, int], IO[Any]] = {}
     try:
-        # Row dicts (for Parquet) are pickled, so every column type survives; lines are text.
-        buckets = {
-            (side, b): open(os.path.join(tmpdir, f"{side}-{b}"), "wb" if kinds[side] == "parquet" else "w")
-            for side in outs
-            for b in range(n_buckets)
-        }
+        # newline="\n" everywhere: a "\r" inside a document is text, not a line end.
+        for side in outs:
+            for b in range(n_buckets):
+                bucket = os.path.join(tmpdir, f"{side}-{b}")
+                # Rows for Parquet are pickled, so every column type survives the bucket.
+                binary = kinds[side] == "parquet"
+                buckets[side, b] = open(bucket, "wb") if binary else open(bucket, "w", encoding="utf-8", newline="\n")
         for path in paths:
-            kind_in = _kind(path)
-            for text, record in _documents(path, text_field, stats):
-                h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16, key=key).digest(), "little")
+            for doc, row in _documents(path, text_field, stats):
+                h = int.from_bytes(hashlib.blake2b(doc.text.encode(), digest_size=16, key=key).digest(), "little")
                 side = "eval" if (h & ((1 << 64) - 1)) < threshold else "train"
-                out = _convert(text, record, kind_in, kinds[side], text_field)
                 bucket = buckets[side, (h >> 64) % n_buckets]
                 if kinds[side] == "parquet":
-                    pickle.dump(out, bucket, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(_out_row(doc, row), bucket, protocol=pickle.HIGHEST_PROTOCOL)
                 else:
-                    bucket.write(out + "\n")
+                    bucket.write(_out_line(doc, kinds[side] == "jsonl", row) + "\n")
                 counts[side] += 1
         for f in buckets.values():
             f.close()
-        for side, dest in outs.items():
-            if kinds[side] == "parquet":
-                _write_parquet(tmpdir, side, dest, n_buckets, seed, schema)
-                continue
-            with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as out:
-                for b in range(n_buckets):
-                    with open(os.path.join(tmpdir, f"{side}-{b}"), encoding="utf-8") as f:
-                        lines = f.readlines()
-                    random.Random(f"{seed}-{side}-{b}").shuffle(lines)
-                    out.writelines(lines)
+        with atomic_path(outs["train"]) as train_tmp, atomic_path(outs["eval"]) as eval_tmp:
+            for side, tmp in (("train", train_tmp), ("eval", eval_tmp)):
+                if kinds[side] == "parquet":
+                    _write_parquet(tmpdir, side, tmp, n_buckets, seed, schema)
+                    continue
+                with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                    for b in range(n_buckets):
+                        with open(os.path.join(tmpdir, f"{side}-{b}"), encoding="utf-8", newline="\n") as f:
+                            lines = f.readlines()
+                        random.Random(f"{seed}-{side}-{b}").shuffle(lines)
+                        out.writelines(lines)
     finally:
+        for f in buckets.values():
+            f.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
-    return {"train": counts["train"], "eval": counts["eval"], "buckets": n_buckets}
+    return {**counts, "buckets": n_buckets, "invalid_utf8": stats.invalid_utf8}
 
 
-def _write_parquet(tmpdir: str, side: str, dest: str, n_buckets: int, seed: int, schema) -> None:
-    with parquet.ParquetRows(dest, schema) as out:
+def _size_in_memory(path: Path) -> int:
+    """About the bytes of a file's documents once read (Parquet: uncompressed, from its footer)."""
+    if parquet.is_parquet(path):
+        return parquet.uncompressed_size(path)
+    return path.stat().st_size * (COMPRESSION_GUESS if path.suffix in (".gz", ".zst") else 1)
+
+
+def _write_parquet(tmpdir: str, side: str, dest: Path, n_buckets: int, seed: int, schema) -> None:
+    """The side's buckets of pickled rows, each shuffled as the text buckets are, into `dest`."""
+    with parquet.ParquetRows(dest, schema, atomic=False) as out:
         for b in range(n_buckets):
             rows = []
             with open(os.path.join(tmpdir, f"{side}-{b}"), "rb") as f:

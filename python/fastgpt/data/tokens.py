@@ -18,7 +18,6 @@ list), and `Batches` turns them into torch batches, resumable from one counter.
 
 from __future__ import annotations
 
-import glob as globlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from fastgpt.data.inputs import expand_inputs, iter_documents
 
 if TYPE_CHECKING:
     import torch
@@ -230,7 +231,7 @@ def load_tokens(path: str | os.PathLike, *, tokenizer: Any = None, headerless: b
     if suffix == ".txt":
         if tokenizer is None:
             raise ValueError(f"{path}: a .txt file needs a tokenizer to be encoded")
-        ids = tokenizer.encode_ordinary(path.read_text(encoding="utf-8", errors="replace"))
+        ids = tokenizer.encode_ordinary("".join(iter_documents([path], "none")))
         if tokenizer.eot_token is not None:
             ids.append(tokenizer.eot_token)
         dtype = np.uint16 if tokenizer.n_vocab <= 2**16 else np.uint32
@@ -241,21 +242,13 @@ def load_tokens(path: str | os.PathLike, *, tokenizer: Any = None, headerless: b
 def _expand(path_or_glob: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Files named by a path, a glob, a directory (its *.bin), or a list of those; sorted so shards keep their order."""
     items = [path_or_glob] if isinstance(path_or_glob, (str, os.PathLike)) else list(path_or_glob)
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(p.glob("*.bin"))
-        elif globlib.has_magic(str(item)):
-            found = sorted(Path(m) for m in globlib.glob(str(item)))
-        else:
-            if not p.exists():
-                raise FileNotFoundError(f"{p}: no such data file")
-            found = [p]
-        if not found:
-            raise FileNotFoundError(f"{item}: no data files found")
-        out.extend(found)
-    return out
+    return expand_inputs(
+        items,
+        accept=lambda p: p.suffix == ".bin",
+        kind="data files (.bin)",
+        recursive=False,
+        missing="no such data file",
+    )
 
 
 class TokenDataset:

@@ -84,23 +84,12 @@ class Budget:
 
 
 def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, budget: Budget) -> Iterator[str]:
-    """The files' text: JSON lines give each record's field, Parquet and Arrow files each row's
-    column; text files give runs of whole lines of about CHUNK_CHARS, newlines kept, cut only
-    at safe places (see `corpus.safe_runs`)."""
+    """The files' text: record files (JSON lines, Parquet, Arrow) give each record's field; text files give
+    runs of whole lines of about CHUNK_CHARS, newlines kept, cut only at safe places (see `corpus.safe_runs`)."""
     for path in paths:
         if budget.spent:
             return
-        if parquet.is_columnar(path):
-            for batch in parquet.iter_text_batches(path, text_field, stats):
-                for doc in batch:
-                    taken = budget.take(
-                        doc, len(doc.encode("utf-8", "surrogatepass")) if budget.bytes_left is not None else 0
-                    )
-                    if taken is None:
-                        return
-                    yield taken
-            continue
-        if corpus.is_jsonl(path):
+        if corpus.has_records(path):
             read = stats.bytes_read
             for doc in corpus.iter_documents([path], text_field=text_field, stats=stats):
                 doc = budget.take(doc, stats.bytes_read - read)

@@ -162,7 +162,8 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike, pattern: str | None = None) -> Tokenizer:
         """Loads a tokenizer directory written by `save`, a `tokenizer.json`, or a tiktoken
-        rank file (with `pattern` unless its name is a known encoding)."""
+        rank file (with `pattern` unless its name is a known encoding). A directory or a
+        tokenizer.json holds its own pattern: a different `pattern` is an error."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such tokenizer directory or file")
@@ -170,14 +171,17 @@ class Tokenizer:
             meta_path = path / "fastgpt.json"
             if not meta_path.exists():
                 if (path / "tokenizer.json").exists():
-                    return cls.from_huggingface(path / "tokenizer.json")
+                    return _same_pattern(cls.from_huggingface(path / "tokenizer.json"), path, pattern)
                 raise FileNotFoundError(f"{path}: not a tokenizer directory (no fastgpt.json or tokenizer.json)")
             meta = _read_meta(meta_path)
             if meta["model"] == "ranks":
-                return cls.from_tiktoken(path / "vocab.tiktoken", meta["pattern"]["regex"], meta["special_tokens"])
-            return cls.from_huggingface(path / "tokenizer.json")
+                tok = cls.from_tiktoken(path / "vocab.tiktoken", meta["pattern"]["regex"], meta["special_tokens"])
+            else:
+                tok = cls.from_huggingface(path / "tokenizer.json")
+            _check_vocab(tok, meta, path)
+            return _same_pattern(tok, path, pattern)
         if path.name.endswith(".json"):
-            return cls.from_huggingface(path)
+            return _same_pattern(cls.from_huggingface(path), path, pattern)
         return cls.from_tiktoken(path, pattern)
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -192,6 +196,7 @@ class Tokenizer:
             "pattern": {"name": self.pattern_name, "regex": self.pattern},
             "special_tokens": self.special_tokens,
             "n_vocab": self.n_vocab,
+            "n_ranks": len(ranks),  # lines of vocab.tiktoken: a cut file is caught on load
         }
         files = {
             "vocab.tiktoken": self._core.to_tiktoken(),
@@ -373,6 +378,29 @@ def _read_meta(path: Path) -> dict:
     if meta.get("model") not in ("ranks", "merges") or not isinstance(meta.get("pattern"), dict):
         raise ValueError(f"{path}: missing or invalid 'model' or 'pattern' field")
     return meta
+
+
+def _check_vocab(tok: Tokenizer, meta: dict, directory: Path) -> None:
+    """The files must give the vocabulary fastgpt.json describes (a cut vocab.tiktoken
+    loads without error, but encodes other ids)."""
+    problems = []
+    if meta.get("n_vocab") != tok.n_vocab:
+        problems.append(f"fastgpt.json says n_vocab {meta.get('n_vocab')}, the files give {tok.n_vocab}")
+    if meta["model"] == "ranks" and "n_ranks" in meta:
+        lines = sum(1 for line in (directory / "vocab.tiktoken").read_bytes().splitlines() if line.strip())
+        if lines != meta["n_ranks"]:
+            problems.append(f"fastgpt.json says {meta['n_ranks']} ranks, vocab.tiktoken has {lines}")
+    if problems:
+        raise ValueError(f"{directory}: the tokenizer files disagree ({'; '.join(problems)}); re-save or retrain it")
+
+
+def _same_pattern(tok: Tokenizer, path: Path, pattern: str | None) -> Tokenizer:
+    if pattern is not None and pattern not in (tok.pattern_name, tok.pattern):
+        raise ValueError(
+            f"{path}: this tokenizer keeps its own split pattern ({tok.pattern_name or 'custom'}); "
+            f"pattern {pattern!r} applies only to a bare .tiktoken file"
+        )
+    return tok
 
 
 def atomic_write(path: Path, data: bytes) -> None:
