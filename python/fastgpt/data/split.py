@@ -19,11 +19,10 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from fastgpt._util.atomic import atomic_path
+from fastgpt._util.atomic import atomic_path, remove_stale, temp_name
 from fastgpt.data.inputs import JSONL_SUFFIXES, CorpusStats, Document, check_outputs, expand_inputs, read_documents
 
 # Compressed inputs are counted at this many times their size when sizing the buckets.
@@ -73,8 +72,12 @@ def split(
     jsonl = {side: _is_jsonl(path) for side, path in outs.items()}
     counts = {"train": 0, "eval": 0}
     stats = CorpusStats()
-    outs["train"].parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=outs["train"].parent)
+    for path in outs.values():
+        remove_stale(path)  # what a killed split left: its buckets and half-written outputs
+    # The buckets are temporaries of the train output, named as every fastgpt temporary is.
+    tmpdir = temp_name(outs["train"])
+    tmpdir.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir.mkdir()
     buckets: dict[tuple[str, int], TextIO] = {}
     try:
         # newline="\n" everywhere: a "\r" inside a document is text, not a line end.
