@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import TextIO
 
 from fastgpt._util.atomic import atomic_path, remove_stale, temp_name
-from fastgpt.data.inputs import JSONL_SUFFIXES, CorpusStats, Document, check_outputs, expand_inputs, read_documents
+from fastgpt.data.inputs import (
+    COMPRESSED_SUFFIXES,
+    JSONL_SUFFIXES,
+    CorpusStats,
+    Document,
+    check_outputs,
+    expand_inputs,
+    read_documents,
+)
 
 # Compressed inputs are counted at this many times their size when sizing the buckets.
 COMPRESSION_GUESS = 4
@@ -64,7 +72,7 @@ def split(
             raise ValueError(f"{path}: the --{side} output must end in .txt or .jsonl")
     paths = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
     check_outputs({f"--{side}": path for side, path in outs.items()}, paths)
-    total = sum(p.stat().st_size * (COMPRESSION_GUESS if p.suffix in (".gz", ".zst") else 1) for p in paths)
+    total = sum(p.stat().st_size * (COMPRESSION_GUESS if p.name.endswith(COMPRESSED_SUFFIXES) else 1) for p in paths)
     # Buckets of about memory_mb / 2 each: a bucket plus its shuffled list fit in memory_mb.
     n_buckets = max(1, -(-total // (max(1, memory_mb) << 19)))
     threshold = int(eval_fraction * (1 << 64))
