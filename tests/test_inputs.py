@@ -302,3 +302,16 @@ def test_defect20_json_errors_are_shown_whole(tmp_path):
     assert str(exc.value) == f"{bad}, line 2: not valid JSON: Invalid control character at column 14"
     with pytest.raises(ValueError, match=r"ctl.jsonl, line 2: not valid JSON: Invalid control character at column"):
         split(bad, tmp_path / "t.txt", tmp_path / "e.txt")
+
+
+def test_split_leaves_nothing_and_cleans_what_a_killed_split_left(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(100)))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / "out" / f".t.jsonl.tmp-{dead.pid}-0000"
+    stale.mkdir(parents=True)
+    (stale / "train-0").write_text("a bucket of a killed run\n")
+    counts = split(src, tmp_path / "out" / "t.jsonl", tmp_path / "out" / "e.jsonl", 0.1, memory_mb=0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e.jsonl", "t.jsonl"]
+    assert counts["train"] + counts["eval"] == 100 and counts["buckets"] >= 1

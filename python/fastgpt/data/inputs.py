@@ -271,7 +271,7 @@ def iter_blocks(path: Path, stats: CorpusStats, block_bytes: int = 8 << 20) -> I
 # ---- documents ---------------------------------------------------------------------------
 
 # A record reader: (path, text field, stats) → (text, line number or 0, the source line to copy
-# unchanged or None) per record, in file order. It counts `stats.files` and `stats.bytes_read`
+# unchanged, or None) per record, in file order. It counts `stats.files` and `stats.bytes_read`
 # and makes lone surrogates U+FFFD; `read_documents` skips empty texts and counts documents.
 RecordReader = Callable[[Path, str, CorpusStats], Iterator[tuple[str, int, str | None]]]
 
@@ -289,9 +289,12 @@ def _jsonl_records(path: Path, field: str, stats: CorpusStats) -> Iterator[tuple
         text = record.get(field) if isinstance(record, dict) else None
         if not isinstance(text, str):
             raise ValueError(f"{path}, line {number}: no string field {field!r} (use --text_field to name another)")
-        if "\\ud" in line or "\\uD" in line:  # only a JSON escape can give a lone surrogate
-            text = _without_surrogates(text, stats)
-        yield text, number, line.rstrip("\r\n")
+        if not text.isascii():  # O(1); then a lone surrogate (a JSON "\\ud800") fails to encode
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                text = _without_surrogates(text, stats)
+        yield text, number, line
 
 
 # Formats whose documents are records, by file suffix (after any compression suffix).
@@ -315,39 +318,51 @@ def has_records(path: Path) -> bool:
     return record_reader(path) is not None
 
 
+def _file_documents(
+    path: Path, doc_sep: DocSep, text_field: str, stats: CorpusStats
+) -> Iterator[tuple[str, int, str | None]]:
+    """(text, line number or 0, source line or None) for each document of one file, empty ones included."""
+    reader = record_reader(path)
+    if reader is not None:
+        return reader(path, text_field, stats)
+    if doc_sep == "line":
+        return ((line.rstrip("\r\n"), n, None) for n, line in enumerate(iter_lines(path, stats), 1))
+    if doc_sep == "blank":
+        return ((block, 0, None) for block in _blank_separated(iter_lines(path, stats)))
+    return iter([("".join(iter_lines(path, stats)), 0, None)])
+
+
 def read_documents(
     paths: Iterable[Path], doc_sep: DocSep = "line", text_field: str = "text", stats: CorpusStats | None = None
 ) -> Iterator[Document]:
     """The non-empty documents of `paths`, with where each came from. Record files give one
     document per record, from `text_field`. Text files give one per line (`line`, empty lines
     skipped), one per block between blank lines (`blank`), or the whole file (`none`)."""
-    if doc_sep not in DOC_SEPS:
-        raise ValueError(f"doc_sep must be one of {', '.join(DOC_SEPS)}, got {doc_sep!r}")
-    stats = stats if stats is not None else CorpusStats()
-    for path in paths:
-        path = Path(path)
-        reader = record_reader(path)
-        docs: Iterator[tuple[str, int, str | None]]
-        if reader is not None:
-            docs = reader(path, text_field, stats)
-        elif doc_sep == "line":
-            docs = ((line.rstrip("\r\n"), n, None) for n, line in enumerate(iter_lines(path, stats), 1))
-        elif doc_sep == "blank":
-            docs = ((block, 0, None) for block in _blank_separated(iter_lines(path, stats)))
-        else:
-            docs = iter([("".join(iter_lines(path, stats)), 0, None)])
-        for text, line, record in docs:
+    stats = _check_doc_sep(doc_sep, stats)
+    for path in map(Path, paths):
+        for text, line, record in _file_documents(path, doc_sep, text_field, stats):
             if text:
                 stats.documents += 1
-                yield Document(text, path, line, record)
+                yield Document(text, path, line, None if record is None else record.rstrip("\r\n"))
 
 
 def iter_documents(
     paths: Iterable[Path], doc_sep: DocSep = "line", text_field: str = "text", stats: CorpusStats | None = None
 ) -> Iterator[str]:
-    """The text of each document of `paths` (see `read_documents`)."""
-    for doc in read_documents(paths, doc_sep, text_field, stats):
-        yield doc.text
+    """The text of each document of `paths`, as `read_documents` finds them (and as fast as
+    the file allows: no per-document objects)."""
+    stats = _check_doc_sep(doc_sep, stats)
+    for path in map(Path, paths):
+        for text, _, _ in _file_documents(path, doc_sep, text_field, stats):
+            if text:
+                stats.documents += 1
+                yield text
+
+
+def _check_doc_sep(doc_sep: str, stats: CorpusStats | None) -> CorpusStats:
+    if doc_sep not in DOC_SEPS:
+        raise ValueError(f"doc_sep must be one of {', '.join(DOC_SEPS)}, got {doc_sep!r}")
+    return stats if stats is not None else CorpusStats()
 
 
 def _blank_separated(lines: Iterable[str]) -> Iterator[str]:

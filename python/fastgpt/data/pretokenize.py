@@ -36,6 +36,7 @@ from fastgpt.data.inputs import (
     COMPRESSED_SUFFIXES,
     DOC_SEPS,
     CorpusStats,
+    base_name,
     batched,
     check_outputs,
     expand_inputs,
@@ -73,10 +74,7 @@ class PretokenizeSummary:
 
 def default_output(path: Path, fmt: str = "bin") -> Path:
     """`data/train.txt.gz` → `data/train.bin`."""
-    name = path.name
-    for suffix in COMPRESSED_SUFFIXES:
-        name = name.removesuffix(suffix)
-    return path.with_name(Path(name).stem + f".{fmt}")
+    return path.with_name(Path(base_name(path)).stem + f".{fmt}")
 
 
 def shard_output(output: Path, rank: int, world_size: int) -> Path:

@@ -26,14 +26,21 @@ import os
 import pickle
 import random
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from fastgpt._util.atomic import atomic_path
+from fastgpt._util.atomic import atomic_path, remove_stale, temp_name
 from fastgpt.data import parquet
-from fastgpt.data.inputs import JSONL_SUFFIXES, CorpusStats, Document, check_outputs, expand_inputs, read_documents
+from fastgpt.data.inputs import (
+    COMPRESSED_SUFFIXES,
+    JSONL_SUFFIXES,
+    CorpusStats,
+    Document,
+    check_outputs,
+    expand_inputs,
+    read_documents,
+)
 
 # Compressed inputs are counted at this many times their size when sizing the buckets.
 COMPRESSION_GUESS = 4
@@ -129,8 +136,12 @@ def split(
     kinds = {side: _kind(path) for side, path in outs.items()}
     counts = {"train": 0, "eval": 0}
     stats = CorpusStats()
-    outs["train"].parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=outs["train"].parent)
+    for path in outs.values():
+        remove_stale(path)  # what a killed split left: its buckets and half-written outputs
+    # The buckets are temporaries of the train output, named as every fastgpt temporary is.
+    tmpdir = temp_name(outs["train"])
+    tmpdir.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir.mkdir()
     buckets: dict[tuple[str, int], IO[Any]] = {}
     try:
         # newline="\n" everywhere: a "\r" inside a document is text, not a line end.
@@ -174,10 +185,10 @@ def _size_in_memory(path: Path) -> int:
     """About the bytes of a file's documents once read (Parquet: uncompressed, from its footer)."""
     if parquet.is_parquet(path):
         return parquet.uncompressed_size(path)
-    return path.stat().st_size * (COMPRESSION_GUESS if path.suffix in (".gz", ".zst") else 1)
+    return path.stat().st_size * (COMPRESSION_GUESS if path.name.endswith(COMPRESSED_SUFFIXES) else 1)
 
 
-def _write_parquet(tmpdir: str, side: str, dest: Path, n_buckets: int, seed: int, schema) -> None:
+def _write_parquet(tmpdir: str | Path, side: str, dest: Path, n_buckets: int, seed: int, schema) -> None:
     """The side's buckets of pickled rows, each shuffled as the text buckets are, into `dest`."""
     with parquet.ParquetRows(dest, schema, atomic=False) as out:
         for b in range(n_buckets):

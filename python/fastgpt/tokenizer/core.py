@@ -364,22 +364,6 @@ def _specials(special_tokens: dict[str, int] | None) -> list[tuple[str, int]]:
     return list((special_tokens or {}).items())
 
 
-def _read_meta(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
-    version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: tokenizer format version {version!r}, but this fastgpt reads version {FORMAT_VERSION}; "
-            "re-save the tokenizer with a matching fastgpt or retrain it"
-        )
-    if meta.get("model") not in ("ranks", "merges") or not isinstance(meta.get("pattern"), dict):
-        raise ValueError(f"{path}: missing or invalid 'model' or 'pattern' field")
-    return meta
-
-
 def _check_vocab(tok: Tokenizer, meta: dict, directory: Path) -> None:
     """The files must give the vocabulary fastgpt.json describes (a cut vocab.tiktoken
     loads without error, but encodes other ids)."""
@@ -401,6 +385,22 @@ def _same_pattern(tok: Tokenizer, path: Path, pattern: str | None) -> Tokenizer:
             f"pattern {pattern!r} applies only to a bare .tiktoken file"
         )
     return tok
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: tokenizer format version {version!r}, but this fastgpt reads version {FORMAT_VERSION}; "
+            "re-save the tokenizer with a matching fastgpt or retrain it"
+        )
+    if meta.get("model") not in ("ranks", "merges") or not isinstance(meta.get("pattern"), dict):
+        raise ValueError(f"{path}: missing or invalid 'model' or 'pattern' field")
+    return meta
 
 
 def atomic_write(path: Path, data: bytes) -> None:
