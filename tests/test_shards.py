@@ -61,10 +61,12 @@ def test_complete_only_when_every_listed_file_is_whole(tmp_path):
     assert completed(out) is None and not manifest_path(out).exists()
     manifest_path(out).write_text("{not json")
     assert completed(out) is None
-    with pytest.raises(ValueError, match="beside its manifest"):
-        (tmp_path / "sub").mkdir()
-        (tmp_path / "sub" / "y").write_bytes(b"")
-        shards.finish(out, [tmp_path / "sub" / "y"], {})
+    (tmp_path / "side").mkdir()
+    (tmp_path / "side" / "rejects.jsonl").write_bytes(b"r")
+    shards.finish(out, [*parts, tmp_path / "side" / "rejects.jsonl"], {})
+    assert completed(out) is not None
+    (tmp_path / "side" / "rejects.jsonl").unlink()
+    assert completed(out) is None
 
 
 def test_begin_removes_dead_temporaries(tmp_path):

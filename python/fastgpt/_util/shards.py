@@ -136,14 +136,13 @@ def begin(output: str | os.PathLike[str]) -> None:
 
 
 def finish(output: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]], info: dict[str, Any]) -> Path:
-    """Mark `output` complete: write its manifest listing `files` (already in place) and `info`."""
+    """Mark `output` complete: write its manifest listing `files` (already in place, with
+    their sizes) and `info`."""
     manifest = manifest_path(output)
     entries = []
     for f in files:
-        f = Path(f)
-        if f.parent.resolve() != manifest.parent.resolve():
-            raise ValueError(f"{f}: a shard's files must sit beside its manifest {manifest}")
-        entries.append({"name": f.name, "bytes": f.stat().st_size})
+        # Relative to the manifest, so a finished output directory can be moved as a whole.
+        entries.append({"name": os.path.relpath(f, manifest.parent), "bytes": os.stat(f).st_size})
     with atomic_path(manifest) as tmp:
         tmp.write_text(json.dumps({"files": entries, "info": info}, indent=1) + "\n", encoding="utf-8")
     return manifest

@@ -49,6 +49,7 @@ def register(subparsers) -> None:
         default="local",
         help="ray: run every shard as a Ray task (RAY_ADDRESS or a local cluster)",
     )
+    f.add_argument("--overwrite", action="store_true", help="redo a shard that is already complete")
     f.set_defaults(func=run_file)
 
     i = sub.add_parser("info", help="describe a .bin file", epilog=EPILOG, formatter_class=fmt)
@@ -73,6 +74,7 @@ def run_file(args) -> int:
         rank=args.rank,
         world_size=args.world_size,
         backend=args.backend,
+        overwrite=args.overwrite,
     )
     for s in summaries if isinstance(summaries, list) else [summaries]:
         if s.skipped:

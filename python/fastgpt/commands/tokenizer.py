@@ -115,7 +115,9 @@ def run_train(args) -> int:
     import warnings
 
     from fastgpt import Tokenizer
+    from fastgpt._util.atomic import check_writable
 
+    check_writable(args.output_dir, directory=True)  # before reading any input, not after training
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tok = Tokenizer.train(

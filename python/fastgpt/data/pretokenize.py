@@ -10,8 +10,9 @@ bounded by a few batches whatever the corpus size. Each document is followed by 
 end-of-text token. Output is written under a temporary name and renamed when complete.
 
 Beyond one machine, `rank`/`world_size` (or Slurm's array variables) pick shard `rank`
-of the inputs, written to its own numbered output; a shard whose output exists complete is
-skipped, so a rerun after a crash resumes. `backend="ray"` runs every shard as a Ray task.
+of the inputs, written to its own numbered output; a shard whose completion manifest holds
+is skipped, so a rerun after a crash resumes. `backend="ray"` runs every shard as a Ray
+task. Shard choice, names and completion are `fastgpt._util.shards`'.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fastgpt import _core
+from fastgpt._util import shards
+from fastgpt._util.atomic import check_writable, remove_stale
 from fastgpt.data.inputs import (
     COMPRESSED_SUFFIXES,
     DOC_SEPS,
@@ -72,20 +75,6 @@ def default_output(path: Path, fmt: str = "bin") -> Path:
     return path.with_name(Path(name).stem + f".{fmt}")
 
 
-def shard_output(output: Path, rank: int, world_size: int) -> Path:
-    """`train.bin` → `train.00003-of-00008.bin`."""
-    return output.with_name(f"{output.stem}.{rank:05d}-of-{world_size:05d}{output.suffix}")
-
-
-def slurm_shard() -> tuple[int, int] | None:
-    """(rank, world_size) from a Slurm job array, if this process is one of its tasks."""
-    task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
-    if task is None or count is None:
-        return None
-    first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    return int(task) - first, int(count)
-
-
 def pretokenize(
     inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     tokenizer: Tokenizer | str | os.PathLike,
@@ -99,12 +88,14 @@ def pretokenize(
     rank: int | None = None,
     world_size: int | None = None,
     backend: str = "local",
+    overwrite: bool = False,
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
 ) -> PretokenizeSummary | list[PretokenizeSummary]:
     """Encodes `inputs` (files, globs, directories of .txt/.jsonl, optionally .gz/.zst)
     into `output` (default: the first input with a `.bin` suffix). Returns a summary, or
-    one per shard with `backend="ray"`."""
+    one per shard with `backend="ray"`. A sharded run skips a complete shard unless
+    `overwrite`."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = expand_inputs(inputs)
@@ -119,6 +110,7 @@ def pretokenize(
     output = Path(output) if output is not None else default_output(paths[0], format)
     if any(output.resolve() == p.resolve() for p in paths):
         raise ValueError(f"{output}: the output would overwrite an input")
+    check_writable(output)
     tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
     tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
     options = dict(
@@ -134,33 +126,23 @@ def pretokenize(
         if tokenizer_dir is None:
             raise ValueError("backend='ray' needs the tokenizer as a path, so workers can load it")
         world_size = world_size or len(paths)
-        return _run_ray(paths, str(tokenizer_dir), output, world_size, options)
-    if backend != "local":
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if rank is None and world_size is None and (slurm := slurm_shard()):
-        rank, world_size = slurm
-    if world_size is not None or rank is not None:
-        rank, world_size = rank or 0, world_size or 1
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
-        paths, output = paths[rank::world_size], shard_output(output, rank, world_size)
-        if _complete(output, shard_tokens):
-            return PretokenizeSummary([str(output)], 0, 0, 0, 0, 0.0, skipped=True)
-        if not paths:
-            raise ValueError(f"shard {rank} of {world_size} has no input files (only {len(paths)} inputs)")
-    return _pretokenize(paths, tok, output, progress=progress, **options)
-
-
-def _complete(output: Path, shard_tokens: int | None) -> bool:
-    """Whether a shard's output already exists whole (written files are renamed only when complete)."""
-    from fastgpt.data.tokens import read_header
-
-    first = output if shard_tokens is None else output.with_name(f"{output.stem}_000000{output.suffix}")
-    try:
-        read_header(first)
-    except (OSError, ValueError):
-        return False
-    return True
+        return _run_ray(paths, str(tokenizer_dir), output, world_size, dict(options, overwrite=overwrite))
+    if backend not in shards.BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(shards.BACKENDS)}, got {backend!r}")
+    shard = shards.resolve_shard(rank, world_size)
+    if not shard.sharded:
+        return _pretokenize(paths, tok, output, progress=progress, **options)
+    output = shard.path(output)
+    if not overwrite and (done := shards.completed(output)) is not None:
+        return PretokenizeSummary(
+            [str(output.parent / f["name"]) for f in done["files"]], 0, 0, 0, 0, 0.0, skipped=True
+        )
+    if not (mine := shard.select(paths)):
+        raise ValueError(f"shard {shard.rank} of {shard.world_size} has no input files (only {len(paths)} inputs)")
+    shards.begin(output)
+    summary = _pretokenize(mine, tok, output, progress=progress, **options)
+    shards.finish(output, summary.outputs, {"tokens": summary.tokens, "documents": summary.documents})
+    return summary
 
 
 def _pretokenize(
@@ -168,8 +150,9 @@ def _pretokenize(
 ) -> PretokenizeSummary:
     from tqdm import tqdm
 
+    check_writable(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temporaries(output)
+    remove_stale(output)
     stats = CorpusStats()
     compressed = any(p.name.endswith(COMPRESSED_SUFFIXES) for p in paths)
     total = None if compressed else sum(p.stat().st_size for p in paths)
@@ -200,7 +183,7 @@ def _pretokenize(
             bar.set_postfix_str(f"{written / max(elapsed, 1e-9) / 1e6:.2f}M tok/s")
         if format == "bin":
             tokens = sink.num_tokens
-            outputs = [str(p) for p in sink.finish()]
+            outputs = _place(sink.finish(), output, shard_tokens is not None)
         else:
             from fastgpt.data.tokens import write_pt_tokens
 
@@ -218,18 +201,20 @@ def _pretokenize(
     )
 
 
-def _remove_dead_temporaries(output: Path) -> None:
-    """Deletes the temporary files (`.NAME.tmp-PID`) that a killed run left for this output."""
-    for tmp in output.parent.glob(f".{output.stem}*.tmp-*"):
-        pid = tmp.name.rpartition(".tmp-")[2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, someone else's
+def _place(temporaries: list[str], output: Path, pieces: bool) -> list[str]:
+    """Renames the writer's finished temporaries to their names (`shards.piece_path` for
+    pieces), all only once every one is complete, so a failed run leaves none in place."""
+    names = [shards.piece_path(output, i) if pieces else output for i in range(len(temporaries))]
+    placed: list[Path] = []
+    try:
+        for tmp, name in zip(temporaries, names):
+            os.replace(tmp, name)
+            placed.append(name)
+    except BaseException:
+        for path in [*map(Path, temporaries), *placed]:
+            path.unlink(missing_ok=True)
+        raise
+    return [str(n) for n in names]
 
 
 def _batches(
@@ -331,18 +316,9 @@ def _encode_pt(tok: Tokenizer, texts: list[str], ends: list[bool], threads):
 
 
 def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> list[PretokenizeSummary]:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("backend='ray' needs Ray: pip install 'fastgpt[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    task = ray.remote(_ray_shard)
-    refs = [
-        task.remote([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options)
-        for r in range(world_size)
-    ]
-    return ray.get(refs)
+    args = [([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options) for r in range(world_size)]
+    results = dict(shards.map_unordered(_ray_shard, args, backend="ray"))
+    return [results[r] for r in range(world_size)]
 
 
 def _ray_shard(
