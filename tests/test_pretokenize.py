@@ -166,7 +166,8 @@ def test_ray_backend_equals_local(tok_dir, tmp_path):
     for r in range(2):
         local = pretokenize(inputs, tok_dir, tmp_path / "local" / "t.bin", rank=r, world_size=2, progress=False)
         assert (tmp_path / "ray" / f"t.0000{r}-of-00002.bin").read_bytes() == open(local.outputs[0], "rb").read()
-    assert sorted(s.outputs[0].split("/")[-1] for s in remote) == ["t.00000-of-00002.bin", "t.00001-of-00002.bin"]
+    assert [o.split("/")[-1] for o in remote.outputs] == ["t.00000-of-00002.bin", "t.00001-of-00002.bin"]
+    assert remote.files == 3 and remote.documents == 6 and not remote.skipped
 
 
 def test_pt_format(cl100k, tok_dir, tmp_path):

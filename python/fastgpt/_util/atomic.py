@@ -41,7 +41,7 @@ def is_temp_of(candidate: Path, path: Path) -> bool:
 def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
     """Delete temporaries of `path` left by killed runs whose process is gone; return them."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for candidate in path.parent.glob(f".{path.name}{TMP_MARK}*"):

@@ -194,6 +194,7 @@ def map_unordered(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ray = sys.modules.get("ray")
+    ctx: multiprocessing.context.BaseContext
     if ray is not None and ray.is_initialized():
         ctx = multiprocessing.get_context("spawn")
     else:

@@ -62,7 +62,7 @@ def register(subparsers) -> None:
 def run_file(args) -> int:
     from fastgpt.data.pretokenize import pretokenize
 
-    summaries = pretokenize(
+    s = pretokenize(
         args.inputs,
         args.tokenizer,
         args.output,
@@ -76,10 +76,9 @@ def run_file(args) -> int:
         backend=args.backend,
         overwrite=args.overwrite,
     )
-    for s in summaries if isinstance(summaries, list) else [summaries]:
-        if s.skipped:
-            print(f"{s.outputs[0]}: already complete, skipped")
-            continue
+    if s.skipped:
+        print(f"{s.outputs[0]}: already complete, skipped")
+    else:
         outputs = s.outputs[0] if len(s.outputs) == 1 else f"{len(s.outputs)} files {s.outputs[0]} ... {s.outputs[-1]}"
         print(
             f"{outputs}: {s.tokens:,} tokens from {s.documents:,} documents in {s.files} files "

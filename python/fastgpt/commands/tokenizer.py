@@ -136,6 +136,7 @@ def run_train(args) -> int:
         print(f"fastgpt: warning: {warning.message}", file=sys.stderr)
     directory = tok.save(args.output_dir)
     s = tok.train_stats
+    assert s is not None  # Tokenizer.train always sets it
     mb = s.bytes_read / 1e6
     print(
         f"trained {tok.n_vocab} tokens ({s.merges} merges, {len(tok.special_tokens)} special) on {mb:.1f} MB, "

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 TEXT_SUFFIXES = (".txt", ".jsonl", ".json", ".text", ".md")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
@@ -75,14 +75,16 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             paths.append(Path(item))
         else:
             raise FileNotFoundError(f"{item}: no such file or directory")
-    seen: set[Path] = set()
-    return [p for p in paths if not (p.resolve() in seen or seen.add(p.resolve()))]
+    unique: dict[Path, Path] = {}
+    for p in paths:
+        unique.setdefault(p.resolve(), p)  # first mention wins, order kept
+    return list(unique.values())
 
 
 def open_binary(path: Path) -> BinaryIO:
     """The file's bytes, decompressed when it ends in .gz or .zst."""
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return cast(BinaryIO, gzip.open(path, "rb"))
     if path.name.endswith(".zst"):
         try:
             import zstandard

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from fastgpt import _core
 from fastgpt._util import shards
@@ -33,6 +34,7 @@ from fastgpt.data.inputs import (
     COMPRESSED_SUFFIXES,
     DOC_SEPS,
     CorpusStats,
+    DocSep,
     batched,
     expand_inputs,
     is_jsonl,
@@ -57,6 +59,20 @@ class PretokenizeSummary:
     seconds: float
     invalid_utf8: int = 0
     skipped: bool = False
+
+    @classmethod
+    def combine(cls, parts: list[PretokenizeSummary], seconds: float) -> PretokenizeSummary:
+        """One summary of several shards run at once (`seconds`: the wall time of all)."""
+        return cls(
+            [o for p in parts for o in p.outputs],
+            sum(p.files for p in parts),
+            sum(p.documents for p in parts),
+            sum(p.bytes for p in parts),
+            sum(p.tokens for p in parts),
+            seconds,
+            sum(p.invalid_utf8 for p in parts),
+            skipped=all(p.skipped for p in parts),
+        )
 
     @property
     def mb_per_s(self) -> float:
@@ -91,11 +107,11 @@ def pretokenize(
     overwrite: bool = False,
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
-) -> PretokenizeSummary | list[PretokenizeSummary]:
+) -> PretokenizeSummary:
     """Encodes `inputs` (files, globs, directories of .txt/.jsonl, optionally .gz/.zst)
-    into `output` (default: the first input with a `.bin` suffix). Returns a summary, or
-    one per shard with `backend="ray"`. A sharded run skips a complete shard unless
-    `overwrite`."""
+    into `output` (default: the first input with a `.bin` suffix). Returns a summary (of
+    every shard together with `backend="ray"`). A sharded run skips a complete shard
+    unless `overwrite`."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = expand_inputs(inputs)
@@ -111,9 +127,9 @@ def pretokenize(
     if any(output.resolve() == p.resolve() for p in paths):
         raise ValueError(f"{output}: the output would overwrite an input")
     check_writable(output)
-    tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
-    tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
-    options = dict(
+    tokenizer_dir = None if isinstance(tokenizer, Tokenizer) else tokenizer
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
+    options: dict[str, Any] = dict(
         format=format,
         doc_sep=doc_sep,
         text_field=text_field,
@@ -218,7 +234,7 @@ def _place(temporaries: list[str], output: Path, pieces: bool) -> list[str]:
 
 
 def _batches(
-    paths, tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int
+    paths, tok: Tokenizer, doc_sep: DocSep, text_field: str, stats: CorpusStats, batch_bytes: int
 ) -> Iterator[str | tuple[list[str], list[bool]]]:
     """Work items: a text block whose non-empty lines are the documents (the fast path
     for one document per line), or (texts, ends) where `ends[i]` says whether a document
@@ -315,10 +331,11 @@ def _encode_pt(tok: Tokenizer, texts: list[str], ends: list[bool], threads):
         yield np.asarray(ids + eot if end else ids, dtype=np.int64)
 
 
-def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> list[PretokenizeSummary]:
+def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> PretokenizeSummary:
+    start = time.perf_counter()
     args = [([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options) for r in range(world_size)]
     results = dict(shards.map_unordered(_ray_shard, args, backend="ray"))
-    return [results[r] for r in range(world_size)]
+    return PretokenizeSummary.combine([results[r] for r in range(world_size)], time.perf_counter() - start)
 
 
 def _ray_shard(

@@ -13,7 +13,8 @@ import json
 import os
 import random
 import shutil
-import tempfile
+
+from fastgpt._util.atomic import atomic_path, remove_stale, temp_name
 
 
 def _is_jsonl(path: str) -> bool:
@@ -51,7 +52,10 @@ def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int 
     counts = {"train": 0, "eval": 0}
     for out in outs.values():
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".split-", dir=os.path.dirname(os.path.abspath(train)))
+    # Scratch space named as atomic.py names temporaries, so a killed run's is cleaned on rerun.
+    remove_stale(train)
+    tmpdir = temp_name(train)
+    tmpdir.mkdir()
     try:
         buckets = {
             (side, b): open(os.path.join(tmpdir, f"{side}-{b}"), "w", encoding="utf-8")
@@ -74,14 +78,12 @@ def split(inputs, train: str, eval: str, eval_fraction: float = 0.01, seed: int 
         for f in buckets.values():
             f.close()
         for side, dest in outs.items():
-            tmp = f"{dest}.tmp{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as out:
+            with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as result:
                 for b in range(n_buckets):
                     with open(os.path.join(tmpdir, f"{side}-{b}"), encoding="utf-8") as f:
                         lines = f.readlines()
                     random.Random(f"{seed}-{side}-{b}").shuffle(lines)
-                    out.writelines(lines)
-            os.replace(tmp, dest)
+                    result.writelines(lines)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return {"train": counts["train"], "eval": counts["eval"], "buckets": n_buckets}

@@ -29,6 +29,8 @@ from fastgpt.tokenizer import huggingface as hf_format
 if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists never need it
     import numpy as np
 
+    from fastgpt.tokenizer.bpe_train import TrainStats
+
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
 
@@ -64,6 +66,7 @@ class Tokenizer:
         self.special_tokens: dict[str, int] = dict(sorted(core.special_tokens(), key=lambda item: item[1]))
         self._special_set = frozenset(self.special_tokens)
         self._disallowed_regex: dict[frozenset[str], re.Pattern[str]] = {}
+        self.train_stats: TrainStats | None = None  # set by `train`
 
     # ---- construction -------------------------------------------------------------------
 
