@@ -1,16 +1,7 @@
 //! `.bin` token files: the one implementation of the format (Python's `fastgpt.data.tokens`
-//! calls it through `py.rs`). llm.c's layout (a 1024-byte header of 256 little-endian int32,
-//! then the tokens as uint16 or uint32) with fastgpt's fields in llm.c's unused slots:
-//!
-//! | slot | field |
-//! | --- | --- |
-//! | 0 | magic: 20240520 for uint16 tokens, 20240801 for uint32 |
-//! | 1 | version: 1 for uint16, 7 for uint32 |
-//! | 2 | token count as int32 (llm.c's field), 0 when it does not fit |
-//! | 3 | fastgpt header version, 1 (0 in a plain llm.c file: slots 4-7 unused) |
-//! | 4, 5 | 64-bit token count, low word then high word |
-//! | 6 | vocabulary size as uint32; 0 stands for 2^32, which does not fit |
-//! | 7 | end-of-text id, -1 when none |
+//! calls it through `py.rs`). The layout, llm.c's 1024-byte header of 256 little-endian int32
+//! with fastgpt's fields in its unused slots, then the tokens as uint16 or uint32, is
+//! described in README.md ("The `.bin` token file"); `Header` is its code.
 //!
 //! The writer streams tokens into temporary files next to the output, named as Python's
 //! `fastgpt._util.atomic` names them (`.NAME.tmp-PID-RANDOM`, so its `remove_stale` cleans
