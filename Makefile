@@ -42,6 +42,7 @@ rust-test: $(BIN)/python
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 py-test: build
 	$(BIN)/python -m pytest -q

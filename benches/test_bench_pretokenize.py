@@ -8,13 +8,11 @@ write; the bar: ≥ 3×), and peak RSS of pretokenizing 100 MB and 1 GB (the bar
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 
 import pytest
 
+from benchlib import python_peak_rss, rank_file, stdlib_sources, tiktoken_encoding
 from fastgpt import Tokenizer, pretokenize
-from helpers.references import rank_file, reference_encoding, stdlib_sources
 
 CORPUS_BYTES = 8_000_000
 
@@ -62,7 +60,7 @@ def nanogpt_style(lines: list[str], path) -> int:
     end-of-text token, and write the ids through a numpy memmap."""
     import numpy as np
 
-    enc = reference_encoding("cl100k_base")
+    enc = tiktoken_encoding(rank_file("cl100k_base"))
     ids = enc.encode_ordinary_batch(lines, num_threads=2)
     total = sum(len(i) + 1 for i in ids)
     out = np.memmap(path, dtype=np.uint32, mode="w+", shape=(total,))
@@ -82,12 +80,10 @@ def test_nanogpt_style_pipeline(benchmark, corpus, tmp_path):
     benchmark.pedantic(nanogpt_style, args=(lines, tmp_path / "nano.bin"), rounds=2)
 
 
-# VmHWM, not ru_maxrss: the latter survives exec and would report the parent's (pytest's) peak.
-PEAK_RSS = """
+PRETOKENIZE = """
 import sys
 from fastgpt import pretokenize
 pretokenize(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
-print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
@@ -105,12 +101,6 @@ def test_peak_rss_is_flat(benchmark, corpus, tmp_path, megabytes):
     benchmark.extra_info["bytes"] = big.stat().st_size
 
     def run():
-        out = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS, str(big), str(tok_dir), str(tmp_path / "o.bin")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return int(out.stdout)
+        return python_peak_rss(PRETOKENIZE, str(big), str(tok_dir), str(tmp_path / "o.bin"))
 
-    benchmark.extra_info["peak_rss_mb"] = benchmark.pedantic(run, rounds=1) / 1024
+    benchmark.extra_info["peak_rss_mb"] = benchmark.pedantic(run, rounds=1) / 2**20

@@ -10,15 +10,11 @@ Peak RSS and bytes per token need a process per trainer: benches/train_bpe_peers
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import pytest
 
-from helpers.references import stdlib_sources
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_bpe_peers import PEERS, train  # noqa: E402
+from benchlib import stdlib_sources
+from train_bpe_peers import PEERS, train
 
 CORPUS_BYTES = 8_000_000
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import peak_rss, stdlib_sources
 
 PEERS = ("fastgpt", "hf_tokenizers", "rustbpe", "bpeasy")
 
@@ -82,7 +83,7 @@ def worker(which: str, corpus: str, heldout: str | None, vocab_size: int) -> dic
     started = time.perf_counter()
     encode = train(which, corpus, vocab_size)
     seconds = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()
     result = {
         "trainer": which,
         "vocab_size": vocab_size,
@@ -109,9 +110,6 @@ def run_one(which: str, corpus: str, heldout: str | None, vocab_size: int) -> di
 
 
 def stdlib_split(directory: Path) -> tuple[str, str]:
-    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-    from references import stdlib_sources
-
     train, heldout = directory / "train.txt", directory / "heldout.txt"
     with open(train, "w", encoding="utf-8") as f, open(heldout, "w", encoding="utf-8") as g:
         for i, path in enumerate(stdlib_sources()):

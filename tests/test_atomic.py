@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,18 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     live.write_text("being written")
     assert remove_stale(out) == [stale]
     assert not stale.exists() and live.exists()
+
+
+def test_rust_token_writer_names_temporaries_as_atomic_does(tmp_path, byte_tokenizer):
+    """The Rust .bin writer's temporaries follow this module's scheme, so `remove_stale`
+    cleans what a killed pretokenize left, as it does for Python's own."""
+    from fastgpt import _core
+    from fastgpt._util.atomic import is_temp_of, remove_stale
+
+    out = tmp_path / "t.bin"
+    writer = _core.TokenWriter(str(out), 257, 256, 3)
+    writer.write_texts(byte_tokenizer._core, ["abcdefgh"], [True])
+    temporaries = [Path(t) for t in writer.finish()]
+    assert len(temporaries) == 3 and len(set(temporaries)) == 3
+    assert all(is_temp_of(t, out) for t in temporaries), temporaries
+    assert sorted(remove_stale(out)) == sorted(temporaries) and not list(tmp_path.iterdir())

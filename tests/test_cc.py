@@ -158,12 +158,12 @@ def test_shards_cover_inputs_and_skip_when_done(tmp_path, monkeypatch):
         st = cc.extract([tmp_path / "*.warc.wet.gz"], out, workers=1, rank=rank, world_size=2, progress=False)
         seen += list(st["files"])
     assert sorted(os.path.basename(p) for p in seen) == ["f0.warc.wet.gz", "f1.warc.wet.gz", "f2.warc.wet.gz"]
-    shard = tmp_path / "out" / "c-00001-of-00002.jsonl"
-    assert shard.exists() and (tmp_path / "out" / "c-00001-of-00002.jsonl.done").exists()
+    shard = tmp_path / "out" / "c.00001-of-00002.jsonl"
+    assert shard.exists() and (tmp_path / "out" / "c.00001-of-00002.jsonl.done").exists()
     # A Slurm array task finds its shard from the environment; a finished shard is skipped.
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
-    monkeypatch.setattr(cc, "_map_local", lambda *a: pytest.fail("finished shard was redone"))
+    monkeypatch.setattr(cc.shards, "map_unordered", lambda *a, **k: pytest.fail("finished shard was redone"))
     assert cc.extract([tmp_path / "*.warc.wet.gz"], out, workers=1, progress=False)["rank"] == 1
 
 
@@ -295,3 +295,39 @@ def test_cli_errors_and_commands(wet_dir, tmp_path, monkeypatch, capsys):
     assert cli.main(["split", str(out), "--train", str(tmp_path / "t.jsonl"), "--eval", str(tmp_path / "e.jsonl")]) == 0
     assert cli.main(["cc", "extract", str(tmp_path / "nope.wet.gz"), "--output", str(out)]) == 1
     assert "fastgpt: error: " in capsys.readouterr().err
+
+
+def test_download_n_must_be_positive_and_bad_paths_files_are_named(tmp_path, monkeypatch, capsys):
+    """Defect 7: --n 0 downloaded every file and --n -1 all but the last. Defect 23: a
+    garbage paths.gz gave an error naming no file."""
+    from fastgpt import cli
+    from fastgpt.cc import download as dl
+
+    paths = tmp_path / "wet.paths"
+    paths.write_text("crawl/a.warc.wet.gz\ncrawl/b.warc.wet.gz\n")
+    monkeypatch.setattr(dl, "download_one", lambda *a, **k: pytest.fail("nothing may be downloaded"))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("cc",))
+    for n in ["0", "-1"]:
+        assert cli.main(["cc", "download", "--paths", str(paths), "--n", n, "--out", str(tmp_path / "wet")]) == 1
+        assert f"--n must be at least 1 (leave it out for every file), got {n}" in capsys.readouterr().err
+    assert dl.read_paths(str(paths), 1) == ["crawl/a.warc.wet.gz"] and len(dl.read_paths(str(paths))) == 2
+    garbage = tmp_path / "wet.paths.gz"
+    garbage.write_bytes(os.urandom(500))
+    assert cli.main(["cc", "download", "--paths", str(garbage), "--out", str(tmp_path / "wet")]) == 1
+    err = capsys.readouterr().err
+    assert f"fastgpt: error: {garbage}: not a wet.paths file" in err and err.count("\n") == 1
+
+
+def test_failed_extract_leaves_no_output_and_empty_directories_are_named(tmp_path, capsys):
+    """Defect 16: an extract that read no record left an empty output file. Defect 23: an
+    empty input directory was not named."""
+    from fastgpt import cli
+
+    (tmp_path / "x.warc.wet.gz").write_bytes(gzip.compress(b"<html>not a warc</html>\n"))
+    with pytest.raises(ValueError, match="no WET records could be read from 1 input file.*x.warc.wet.gz"):
+        cc.extract([tmp_path / "x.warc.wet.gz"], str(tmp_path / "o.jsonl"), workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.warc.wet.gz"]
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["cc", "extract", str(tmp_path / "empty"), "--output", str(tmp_path / "o.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert f"fastgpt: error: {tmp_path / 'empty'}: no WET files" in err

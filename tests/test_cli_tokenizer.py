@@ -36,3 +36,40 @@ def test_errors_are_one_clear_line(cl100k, tmp_path):
     assert special.returncode == 1 and "disallowed" in special.stderr and "Traceback" not in special.stderr
     bad_id = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), "999999")
     assert bad_id.returncode == 1 and "token id 999999 is not in the vocabulary" in bad_id.stderr
+
+
+def test_train_checks_the_output_first_and_names_the_users_path(tmp_path):
+    """Defect 19: output errors came after training and named internal temporary paths."""
+    (tmp_path / "corpus.txt").write_text("hello world, hello tokens\n" * 200)
+    (tmp_path / "afile").write_text("not a directory")
+    for out in [tmp_path / "afile", tmp_path / "afile" / "tok"]:
+        run = fastgpt(
+            "tokenizer", "train", "--train", str(tmp_path / "corpus.txt"), "--vocab_size", "300",
+            "--output_dir", str(out), "--quiet",
+        )  # fmt: skip
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert (
+            str(tmp_path / "afile") in run.stderr and ".tmp" not in run.stderr and "vocab.tiktoken." not in run.stderr
+        )
+        assert "trained" not in run.stdout, "the output is checked before any training"
+    missing_input = fastgpt(
+        "tokenizer", "train", "--train", str(tmp_path / "missing.txt"), "--vocab_size", "300",
+        "--output_dir", str(tmp_path / "afile"),
+    )  # fmt: skip
+    assert "afile" in missing_input.stderr and "missing.txt" not in missing_input.stderr
+
+
+def test_saved_tokenizer_respects_the_umask(cl100k, tmp_path):
+    """Defect 24: the directory was created 0700 and the files 0600 whatever the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        directory = cl100k.save(tmp_path / "tok")
+        again = cl100k.save(tmp_path / "tok")  # into an existing directory: each file replaced
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in again.iterdir()}
+    assert modes == {"fastgpt.json": 0o644, "vocab.tiktoken": 0o644, "tokenizer.json": 0o644}

@@ -186,3 +186,17 @@ def test_pt_and_txt_inputs(tmp_path, byte_tokenizer):
     assert ds[0][0].tolist() == list(b"h\xc3\xa9")
     with pytest.raises(ValueError, match="needs a tokenizer"):
         load_tokens(tmp_path / "t.txt")
+
+
+def test_vocabulary_of_2_pow_32_round_trips_between_rust_and_python(tmp_path, byte_tokenizer):
+    """The header holds the vocabulary as uint32, where 2^32 is 0: Rust wrote 0 and read 2^32,
+    Python rejected 0 as corrupt. One implementation now reads and writes it."""
+    from fastgpt import _core
+
+    path = write_tokens(tmp_path / "big_vocab.bin", [0, 2**32 - 1], vocab_size=2**32, eot_token=2**32 - 1)
+    assert read_header(path).vocab_size == 2**32 and TokenFile(path)[:].tolist() == [0, 2**32 - 1]
+    writer = _core.TokenWriter(str(tmp_path / "rust.bin"), 2**32, None, None)
+    writer.write_texts(byte_tokenizer._core, ["ab"], [True])
+    (tmp,) = writer.finish()
+    assert read_header(tmp).vocab_size == 2**32 and TokenFile(tmp)[:].tolist() == [97, 98]
+    assert np.fromfile(tmp, dtype="<u4", count=7)[6] == 0  # the slot itself: 2^32 wraps to 0

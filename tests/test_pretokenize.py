@@ -166,7 +166,8 @@ def test_ray_backend_equals_local(tok_dir, tmp_path):
     for r in range(2):
         local = pretokenize(inputs, tok_dir, tmp_path / "local" / "t.bin", rank=r, world_size=2, progress=False)
         assert (tmp_path / "ray" / f"t.0000{r}-of-00002.bin").read_bytes() == open(local.outputs[0], "rb").read()
-    assert sorted(s.outputs[0].split("/")[-1] for s in remote) == ["t.00000-of-00002.bin", "t.00001-of-00002.bin"]
+    assert [o.split("/")[-1] for o in remote.outputs] == ["t.00000-of-00002.bin", "t.00001-of-00002.bin"]
+    assert remote.files == 3 and remote.documents == 6 and not remote.skipped
 
 
 def test_pt_format(cl100k, tok_dir, tmp_path):
@@ -213,3 +214,102 @@ def test_cli_file_and_info(cl100k, tok_dir, tmp_path):
     (tmp_path / "bad.bin").write_bytes(b"\x00" * 2000)
     bad = fastgpt("pretokenize", "info", str(tmp_path / "bad.bin"))
     assert bad.returncode == 1 and "not a .bin token file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _kill_when(proc: subprocess.Popen, ready, what: str, sig: int) -> None:
+    """Sends `sig` to `proc` once `ready()` holds (or fails the test if `proc` ends first)."""
+    import time
+
+    deadline = time.time() + 60
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended before {what}; make the input bigger")
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+
+
+def test_a_killed_sharded_run_is_not_complete_on_rerun(tok_dir, tmp_path, stdlib_texts):
+    """Defect 10: with --shard_tokens and ranks, a run killed after its first piece said
+    "already complete, skipped" on the rerun, because only piece _000000 was checked."""
+
+    big = tmp_path / "a.txt"
+    big.write_text("".join(stdlib_texts[:300]) * 3)
+    (tmp_path / "b.txt").write_text("other shard\n")
+    out = tmp_path / "out" / "t.bin"
+    args = dict(rank=0, world_size=2, shard_tokens=2000, threads=1, batch_bytes=100_000, progress=False)
+    code = f"from fastgpt import pretokenize; pretokenize([{str(big)!r}, {str(tmp_path / 'b.txt')!r}], {str(tok_dir)!r}, {str(out)!r}, **{args!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    # Several pieces written (finished or not): past the point where the first was complete.
+    _kill_when(proc, lambda: len([p for p in out.parent.glob("*") if p.name != "t.bin"]) >= 3, "3 pieces", 9)
+    rerun = pretokenize([big, tmp_path / "b.txt"], tok_dir, out, **args)
+    assert not rerun.skipped
+    whole = pretokenize(big, tok_dir, tmp_path / "whole.bin", progress=False)
+    pieces = [TokenFile(p)[:] for p in rerun.outputs]
+    assert np.concatenate(pieces).tolist() == TokenFile(whole.outputs[0])[:].tolist()
+    assert rerun.outputs[0].endswith("t.00000-of-00002_000000.bin")
+    assert pretokenize([big, tmp_path / "b.txt"], tok_dir, out, **args).skipped, "now it is complete"
+    assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_failing_sharded_run_leaves_no_pieces(tok_dir, tmp_path):
+    """Defect 13: a failing --shard_tokens run left complete-looking out_00000N.bin files."""
+    (tmp_path / "good.txt").write_text("fine words here\n" * 2000)
+    (tmp_path / "z.jsonl").write_text('{"text": "ok"}\n{oops\n')
+    with pytest.raises(ValueError, match="z.jsonl, line 2"):
+        pretokenize(
+            [tmp_path / "good.txt", tmp_path / "z.jsonl"],
+            tok_dir,
+            tmp_path / "out.bin",
+            shard_tokens=100,
+            batch_bytes=1000,
+            progress=False,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.txt", "z.jsonl"]
+
+
+def test_output_an_existing_directory_is_refused_up_front(tok_dir, tmp_path):
+    """Defect 14: --output DIR wrote a full hidden temporary into the parent, then an error naming it."""
+    (tmp_path / "in.txt").write_text("some text\n" * 100)
+    (tmp_path / "outdir").mkdir()
+    run = fastgpt(
+        "pretokenize",
+        "file",
+        str(tmp_path / "in.txt"),
+        "--tokenizer",
+        str(tok_dir),
+        "--output",
+        str(tmp_path / "outdir"),
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"{tmp_path / 'outdir'} is a directory" in run.stderr and ".tmp" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "outdir"] and not list(
+        (tmp_path / "outdir").iterdir()
+    )
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tok_dir, tmp_path, stdlib_texts):
+    """Defect 15: SIGTERM (what Slurm sends) left the hidden temporary file behind."""
+    import signal
+
+    big = tmp_path / "big.txt"
+    big.write_text("".join(stdlib_texts[:300]) * 3)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fastgpt",
+            "pretokenize",
+            "file",
+            str(big),
+            "--tokenizer",
+            str(tok_dir),
+            "--threads",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _kill_when(proc, lambda: bool(list(tmp_path.glob(".big.bin.tmp-*"))), "the temporary file appeared", signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM and "fastgpt: terminated" in proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # Modules under fastgpt.commands, in the order they appear in `fastgpt --help`.
@@ -26,10 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm and `kill` send), raised as the KeyboardInterrupt that Ctrl-C
+    raises, so every cleanup path (temporary files, the trainer's final checkpoint) runs
+    for both."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
         return args.func(args) or 0
+    except Terminated:
+        print("fastgpt: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("fastgpt: interrupted", file=sys.stderr)
         return 130
@@ -38,3 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fastgpt: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,7 +1,7 @@
 //! The Python bindings (module `fastgpt._core`): the only file that knows PyO3.
 //! Heavy calls release the GIL; every error becomes a Python exception.
 
-use crate::binfile::BinWriter;
+use crate::binfile::{BinWriter, Header};
 use crate::bpe::encode::{Allowed, Encoder};
 use crate::bpe::train::{Merger, WordCounter};
 use crate::bpe::vocab;
@@ -295,7 +295,8 @@ impl PyTokenWriter {
         .map_err(to_py)
     }
 
-    /// Completes the output; returns the paths written.
+    /// Completes the output; returns its pieces' temporary files in order, for the caller to
+    /// name and rename (`fastgpt.data.pretokenize`).
     fn finish(&mut self, py: Python<'_>) -> PyResult<Vec<std::path::PathBuf>> {
         let writer = self
             .inner
@@ -309,6 +310,45 @@ impl PyTokenWriter {
         self.inner = None;
     }
 }
+
+// ---- .bin token files (binfile.rs): the one header reader/writer, used by fastgpt.data.tokens ----
+
+/// The 1024-byte header of a fastgpt `.bin` file, and the bytes per token it implies.
+#[pyfunction]
+#[pyo3(signature = (num_tokens, vocab_size, eot_token=None))]
+fn bin_header<'py>(
+    py: Python<'py>,
+    num_tokens: u64,
+    vocab_size: u64,
+    eot_token: Option<Rank>,
+) -> PyResult<(Bound<'py, PyBytes>, u64)> {
+    let header = Header::new(num_tokens, vocab_size, eot_token).map_err(to_py)?;
+    Ok((PyBytes::new(py, &header.to_bytes()), header.width))
+}
+
+/// Checks the header bytes of the file `path` of `file_size` bytes; returns (magic,
+/// version, bytes per token, tokens, fastgpt header version, vocabulary size, end-of-text id).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn parse_bin_header(
+    header: &[u8],
+    file_size: u64,
+    path: &str,
+) -> PyResult<(i32, i32, u64, u64, i32, Option<u64>, Option<Rank>)> {
+    let h = Header::parse(header, file_size, path).map_err(to_py)?;
+    let slot = |i: usize| i32::from_le_bytes(header[4 * i..4 * i + 4].try_into().unwrap());
+    Ok((
+        slot(0),
+        slot(1),
+        h.width,
+        h.num_tokens,
+        h.fastgpt_version,
+        h.vocab_size,
+        h.eot,
+    ))
+}
+
+// ---- end of .bin token files ----
 
 /// BPE training in two phases: `add_texts` counts batches of text (streamed by the caller),
 /// then `start_merging` and repeated `merge` calls learn the merges, so Python can show
@@ -458,5 +498,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrainer>()?;
     m.add_function(wrap_pyfunction!(pattern_names, m)?)?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
+    m.add_function(wrap_pyfunction!(bin_header, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_bin_header, m)?)?;
     Ok(())
 }

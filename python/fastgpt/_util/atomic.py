@@ -41,7 +41,7 @@ def is_temp_of(candidate: Path, path: Path) -> bool:
 def remove_stale(path: str | os.PathLike[str]) -> list[Path]:
     """Delete temporaries of `path` left by killed runs whose process is gone; return them."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for candidate in path.parent.glob(f".{path.name}{TMP_MARK}*"):
@@ -70,6 +70,22 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def check_writable(path: str | os.PathLike[str], *, directory: bool = False) -> None:
+    """Raise an error naming `path` unless `atomic_path(path, directory=directory)` can
+    write it: call before hours of work, not after (checks what can be checked cheaply)."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        kind = "a directory; give a file name" if path.is_dir() else "a file, not a directory"
+        raise (IsADirectoryError if path.is_dir() else NotADirectoryError)(f"{path} is {kind} for the output")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{path}: cannot create it, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path}: no permission to write in {ancestor}")
 
 
 @contextmanager

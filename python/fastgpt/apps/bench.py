@@ -247,10 +247,10 @@ def _worker(spec: dict) -> dict:
             start = time.perf_counter()
             tokens = run()
             best = min(best, time.perf_counter() - start)
-    return dict(seconds=best, tokens=tokens, bytes=n_bytes, peak_rss=_peak_rss())
+    return dict(seconds=best, tokens=tokens, bytes=n_bytes, peak_rss=peak_rss())
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
     """This process's peak RSS in bytes. On Linux VmHWM: ru_maxrss would also count the
     parent's peak, which the kernel carries over through the fork and exec that started us."""
     try:

@@ -22,11 +22,20 @@ CHUNK = 1 << 20
 
 
 def read_paths(paths_file: str, n: int | None = None) -> list[str]:
-    """The first `n` paths of a wet.paths (or wet.paths.gz) file."""
+    """The first `n` paths (all when `n` is None) of a wet.paths (or wet.paths.gz) file."""
+    if n is not None and n < 1:
+        # 0 and negative counts would slice to "everything" or "all but the last": on a real
+        # crawl that starts a download of tens of thousands of files.
+        raise ValueError(f"--n must be at least 1 (leave it out for every file), got {n}")
     opener = gzip.open if paths_file.endswith(".gz") else open
-    with opener(paths_file, "rt", encoding="utf-8") as f:
-        paths = [line.strip() for line in f if line.strip()]
-    return paths[:n] if n else paths
+    try:
+        with opener(paths_file, "rt", encoding="utf-8") as f:
+            paths = [line.strip() for line in f if line.strip()]
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{paths_file}: not a wet.paths file (one path per line, optionally gzip): {exc}") from None
+    return paths[:n] if n is not None else paths
 
 
 def verify_gzip(path: str) -> None:

@@ -1,4 +1,4 @@
-"""Common Crawl WET files to a clean, deduplicated corpus, one document per line.
+"""Common Crawl WET files to a clean, deduplicated corpus: JSON lines, or Parquet with FineWeb's columns.
 
 `extract` maps over input files in parallel (local processes or Ray tasks): read the
 `conversion` records, clean lines, language-ID and quality-filter each document
@@ -6,22 +6,27 @@
 each line. A sequential reduce, always in input-file order so any backend and worker
 count give the same bytes, drops exact duplicate documents and the lines that recur in
 `line_dedup_min_docs` distinct documents (navigation, footers), then writes the output.
-Download lives in `cc_download`, train/eval split in `cc_split`.
+Shard choice, names, completion and the local/Ray executors are `fastgpt._util.shards`'.
+Download lives in `cc.download`, the train/eval split in `data.split`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
+from fastgpt._util import shards
+from fastgpt._util.atomic import atomic_path, temp_name
 from fastgpt.cc.filters import ISO639_3, FilterConfig, clean_lines, doc_hashes, quality_reason
 from fastgpt.data import inputs as inputs_
 from fastgpt.data import parquet
@@ -72,8 +77,7 @@ def iter_wet(path: str | os.PathLike, errors: list[str], info: dict | None = Non
     try:
         from fastwarc.warc import ArchiveIterator, WarcRecordType
     except ImportError:
-        yield from _iter_wet_warcio(path, errors, info)
-        return
+        raise ValueError("reading WET files needs fastwarc: pip install 'fastgpt[cc]'") from None
     # fastwarc reports a record whose Content-Length is too short only when the next header
     # fails to parse, so each record is held back until the one after it parsed. On failure
     # the held record is dropped and reading restarts in quirks mode (which resynchronises
@@ -107,35 +111,6 @@ def iter_wet(path: str | os.PathLike, errors: list[str], info: dict | None = Non
     if pending is not None:
         yield pending
     if not seen_any:
-        errors.append("no conversion records: not a WET file?")
-
-
-def _iter_wet_warcio(path: str, errors: list[str], info: dict | None = None):
-    """Fallback reader for machines without fastwarc (slower, stops at the first bad record)."""
-    from warcio.archiveiterator import ArchiveIterator
-
-    n = 0
-    try:
-        with open(path, "rb") as f:
-            for rec in ArchiveIterator(f):
-                if rec.rec_type == "warcinfo" and info is not None and "dump" not in info:
-                    info["dump"] = _crawl_name(rec.content_stream().read())
-                if rec.rec_type != "conversion":
-                    continue
-                n += 1
-                h = rec.rec_headers
-                url = (h.get_header("WARC-Target-URI") or "").strip().strip("<>")
-                lang = h.get_header("WARC-Identified-Content-Language")
-                yield (
-                    url,
-                    rec.content_stream().read(),
-                    lang,
-                    h.get_header("WARC-Record-ID"),
-                    h.get_header("WARC-Date"),
-                )
-    except Exception as exc:  # warcio raises several unrelated types on bad input
-        errors.append(f"unreadable: {type(exc).__name__}: {exc}")
-    if n == 0 and not errors:
         errors.append("no conversion records: not a WET file?")
 
 
@@ -229,67 +204,18 @@ def expand_inputs(inputs) -> list[str]:
     return [str(p) for p in found]
 
 
-def shard_env(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """(rank, world_size) from the flags, else from a Slurm array job, else (0, 1)."""
-    if rank is None and "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
-        rank = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        world_size = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
-    rank, world_size = rank or 0, world_size or 1
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-    return rank, world_size
+@contextlib.contextmanager
+def _atomic_text(path: str) -> Iterator[TextIO]:
+    """A text file written under `atomic_path`: in place only if the block succeeds."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        yield f
 
 
-def shard_path(output: str, rank: int, world_size: int) -> str:
-    """corpus.jsonl -> corpus-00003-of-00008.jsonl when sharded; unchanged otherwise."""
-    if world_size == 1:
-        return output
-    p = Path(output)
-    suffix = "".join(p.suffixes[-1:])
-    return str(p.with_name(f"{p.name[: len(p.name) - len(suffix)]}-{rank:05d}-of-{world_size:05d}{suffix}"))
+def _warm_langid() -> None:
+    """Loads the language-ID model before forking, so every worker shares one copy."""
+    from fastgpt.cc.langid import classify
 
-
-def _map_local(paths, cfg, with_rejects, workers, with_meta=False):
-    if workers <= 1 or len(paths) == 1:
-        for i, p in enumerate(paths):
-            yield i, process_file(p, cfg, with_rejects, with_meta)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ray = sys.modules.get("ray")
-    if not (ray is not None and ray.is_initialized()):
-        # fork shares one copy of the language-ID model (loaded here first) with every worker.
-        from fastgpt.cc.langid import classify
-
-        classify("warm up")
-        ctx = multiprocessing.get_context("fork")
-    else:
-        # spawn beside a running Ray client: fork would copy its threads mid-state.
-        ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx) as pool:
-        futures = {pool.submit(process_file, p, cfg, with_rejects, with_meta): i for i, p in enumerate(paths)}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
-
-
-def _map_ray(paths, cfg, with_rejects, address, with_meta=False):
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
-    task = ray.remote(num_cpus=1)(process_file)
-    refs = {task.remote(p, cfg, with_rejects, with_meta): i for i, p in enumerate(paths)}
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for ref in done:
-            yield refs[ref], ray.get(ref)
-
-
-def _atomic_open(path: str):
-    tmp = f"{path}.tmp{os.getpid()}"
-    return tmp, open(tmp, "w", encoding="utf-8", newline="\n")
+    classify("warm up")
 
 
 def extract(
@@ -308,9 +234,10 @@ def extract(
 ) -> dict:
     """Filter WET files into `output` (.jsonl or .parquet); returns the stats also saved as `<output>.stats.json`.
 
-    With world_size > 1 only every world_size-th input file (from `rank`) is processed,
-    into `<stem>-RRRRR-of-WWWWW<ext>`. A `<output>.done` marker makes reruns skip a finished
-    output (unless `overwrite`), so a rerun array job only redoes the shards that failed.
+    With `rank`/`world_size` (or a Slurm job array) only every world_size-th input file
+    (from `rank`) is processed, into `NAME.RRRRR-of-WWWWW.EXT`; a shard whose completion
+    manifest (`<shard>.done`) holds is skipped unless `overwrite`, so a rerun array job only
+    redoes the shards that failed.
     """
     from tqdm import tqdm
 
@@ -324,64 +251,66 @@ def extract(
     as_parquet = output.endswith(".parquet")
     if as_parquet:
         parquet.require_pyarrow(output)
-    rank, world_size = shard_env(rank, world_size)
-    paths = expand_inputs(inputs)[rank::world_size]
-    output = shard_path(output, rank, world_size)
+    if backend not in shards.BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: use local or ray")
+    shard = shards.resolve_shard(rank, world_size)
+    paths = shard.select(expand_inputs(inputs))
+    output = str(shard.path(output))
     if rejects:
-        rejects = shard_path(rejects, rank, world_size)
-    marker = output + ".done"
-    if not overwrite and os.path.exists(marker) and os.path.exists(output):
-        print(f"fastgpt cc extract: {output} is complete ({marker}); skipping", file=sys.stderr)
+        rejects = str(shard.path(rejects))
+    if shard.sharded and not overwrite and shards.completed(output) is not None:
+        print(f"fastgpt cc extract: {output} is complete ({shards.manifest_path(output)}); skipping", file=sys.stderr)
         with open(output + ".stats.json", encoding="utf-8") as f:
             return json.load(f)
     if not paths:
-        raise ValueError(f"no input files for shard {rank} of {world_size}")
+        raise ValueError(f"no input files for shard {shard.rank} of {shard.world_size}")
+    shards.begin(output)
     t0 = time.perf_counter()
-    workers = workers or os.cpu_count() or 1
-    if backend == "ray":
-        results = _map_ray(paths, cfg, bool(rejects), ray_address, as_parquet)
-    elif backend == "local":
-        results = _map_local(paths, cfg, bool(rejects), workers, as_parquet)
-    else:
-        raise ValueError(f"unknown backend {backend!r}: use local or ray")
-
-    workdir = f"{output}.parts{os.getpid()}"
-    os.makedirs(workdir, exist_ok=True)
+    results = shards.map_unordered(
+        process_file,
+        [(p, cfg, bool(rejects), as_parquet) for p in paths],
+        backend=backend,
+        workers=workers or os.cpu_count() or 1,
+        ray_address=ray_address,
+        before_fork=_warm_langid,
+    )
+    # Scratch space named as atomic.py names temporaries, so a killed run's is cleaned on rerun.
+    workdir = temp_name(output)
+    workdir.mkdir()
     try:
-        meta: list[dict | None] = [None] * len(paths)
+        meta: list[dict] = []
         bar = tqdm(total=len(paths), unit="file", desc="extract", disable=None if progress is None else not progress)
         kept = 0
+        by_index: dict[int, dict] = {}
         for i, res in results:
             # Spill each file's survivors to disk at once so RAM holds only hashes.
-            with open(os.path.join(workdir, f"{i:06d}.jsonl"), "wb") as f:
-                f.write(res.pop("docs"))
-            with open(os.path.join(workdir, f"{i:06d}.rejects.jsonl"), "wb") as f:
-                f.write(res.pop("rejects"))
-            meta[i] = res
+            (workdir / f"{i:06d}.jsonl").write_bytes(res.pop("docs"))
+            (workdir / f"{i:06d}.rejects.jsonl").write_bytes(res.pop("rejects"))
+            by_index[i] = res
             kept += len(res["doc_hashes"])
             bar.update(1)
             bar.set_postfix(docs=kept)
         bar.close()
-        stats = _reduce(paths, meta, workdir, output, rejects, cfg)
+        meta = [by_index[i] for i in range(len(paths))]
+        for path, m in zip(paths, meta):
+            for err in m["errors"]:
+                print(f"fastgpt cc extract: {path}: {err}", file=sys.stderr)
+        if sum(m["records"] for m in meta) == 0:  # nothing written: an empty output would look like a result
+            names = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            raise ValueError(f"no WET records could be read from {len(paths)} input file(s): {names}")
+        stats = _reduce(paths, meta, str(workdir), output, rejects, cfg)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     stats.update(
         seconds=round(time.perf_counter() - t0, 3),
-        rank=rank,
-        world_size=world_size,
+        rank=shard.rank,
+        world_size=shard.world_size,
         backend=backend,
         config=asdict(cfg),
     )
-    tmp, f = _atomic_open(output + ".stats.json")
-    with f:
-        json.dump(stats, f, indent=1)
-    os.replace(tmp, output + ".stats.json")
-    for name, info in stats["files"].items():
-        for err in info["errors"]:
-            print(f"fastgpt cc extract: {name}: {err}", file=sys.stderr)
-    if stats["records"] == 0:
-        raise ValueError(f"no WET records could be read from {len(paths)} input file(s); see {output}.stats.json")
-    open(marker, "w").close()
+    with atomic_path(output + ".stats.json") as tmp:
+        tmp.write_text(json.dumps(stats, indent=1), encoding="utf-8")
+    shards.finish(output, [output, output + ".stats.json", *([rejects] if rejects else [])], {"kept": stats["kept"]})
     return stats
 
 
@@ -404,13 +333,13 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
     as_parquet = output.endswith(".parquet")
     removed_lines = kept = kept_bytes = 0
     files: dict[str, dict] = {}
-    if as_parquet:
-        rows = parquet.ParquetRows(output, _parquet_schema())
-    else:
-        tmp, out = _atomic_open(output)
-    rtmp, rej = _atomic_open(rejects_path) if rejects_path else (None, None)
     g = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        if as_parquet:
+            rows = stack.enter_context(parquet.ParquetRows(output, _parquet_schema()))
+        else:
+            out = stack.enter_context(_atomic_text(output))
+        rej = stack.enter_context(_atomic_text(rejects_path)) if rejects_path else None
         for i, m in enumerate(meta):
             info = {
                 "records": m["records"],
@@ -459,24 +388,6 @@ def _reduce(paths, meta, workdir, output, rejects_path, cfg) -> dict:
             if rej is not None:
                 with open(os.path.join(workdir, f"{i:06d}.rejects.jsonl"), encoding="utf-8") as f:
                     shutil.copyfileobj(f, rej)
-        if as_parquet:
-            rows.close()
-        else:
-            out.close()
-            os.replace(tmp, output)
-        if rej is not None:
-            rej.close()
-            os.replace(rtmp, rejects_path)
-    except BaseException:
-        if as_parquet:
-            rows.abort()
-        else:
-            out.close()
-            os.unlink(tmp)
-        if rej is not None:
-            rej.close()
-            os.unlink(rtmp)
-        raise
     rejected: dict[str, int] = {}
     for info in files.values():
         for k, v in info["rejected"].items():

@@ -3,7 +3,7 @@
 Thresholds follow Gopher (Rae et al. 2021, appendix A), C4 (Raffel et al. 2020)
 and FineWeb (Penedo et al. 2024); each default carries its source. Filters run
 cheapest first and a document is charged to the first filter that rejects it,
-so the per-filter counts in stats.json depend on this order (see `FILTER_ORDER`).
+so the per-filter counts in stats.json depend on this order (that of `quality_reason`).
 The word-based filters assume a language that separates words with spaces.
 """
 
@@ -60,28 +60,6 @@ class FilterConfig:
 # this fraction (n = 5..10).
 TOP_NGRAM_MAX = {2: 0.20, 3: 0.18, 4: 0.16}
 DUP_NGRAM_MAX = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
-
-# Rejection reasons in the order they are tried (extract adds the reading errors,
-# exact_duplicate and boilerplate_lines, which happen after these).
-FILTER_ORDER = (
-    "lang_header",
-    "lorem_ipsum",
-    "too_short",
-    "too_long",
-    "lang",
-    "mean_word_length",
-    "symbol_ratio",
-    "bullet_lines",
-    "ellipsis_lines",
-    "alpha_words",
-    "stop_words",
-    "punct_lines",
-    "short_lines",
-    "dup_lines",
-    "dup_line_chars",
-    "top_ngram",
-    "dup_ngram",
-)
 
 GOPHER_STOP_WORDS = frozenset(("the", "be", "to", "of", "and", "that", "have", "with"))
 # Common Crawl's WARC-Identified-Content-Language header uses ISO 639-3 codes.

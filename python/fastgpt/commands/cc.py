@@ -55,7 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--rejects", default=None, help="also write rejected documents with their reason (.jsonl)")
     p.add_argument("--rank", type=int, default=None, help="shard index (default: $SLURM_ARRAY_TASK_ID or 0)")
     p.add_argument("--world_size", type=int, default=None, help="shard count (default: $SLURM_ARRAY_TASK_COUNT or 1)")
-    p.add_argument("--overwrite", action="store_true", help="redo an output that has a .done marker")
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo a shard that is already complete (its .done manifest holds)"
+    )
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="where the per-file work runs")
     p.add_argument("--ray_address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     filters = p.add_argument_group("filters (defaults from Gopher, C4 and FineWeb)")

@@ -60,6 +60,7 @@ def register(subparsers) -> None:
         default="local",
         help="ray: run every shard as a Ray task (RAY_ADDRESS or a local cluster)",
     )
+    f.add_argument("--overwrite", action="store_true", help="redo a shard that is already complete")
     f.set_defaults(func=run_file)
 
     i = sub.add_parser("info", help="describe a .bin file", epilog=EPILOG, formatter_class=fmt)
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
 def run_file(args) -> int:
     from fastgpt.data.pretokenize import pretokenize
 
-    summaries = pretokenize(
+    s = pretokenize(
         args.inputs,
         args.tokenizer,
         args.output,
@@ -84,11 +85,11 @@ def run_file(args) -> int:
         rank=args.rank,
         world_size=args.world_size,
         backend=args.backend,
+        overwrite=args.overwrite,
     )
-    for s in summaries if isinstance(summaries, list) else [summaries]:
-        if s.skipped:
-            print(f"{s.outputs[0]}: already complete, skipped")
-            continue
+    if s.skipped:
+        print(f"{s.outputs[0]}: already complete, skipped")
+    else:
         outputs = s.outputs[0] if len(s.outputs) == 1 else f"{len(s.outputs)} files {s.outputs[0]} ... {s.outputs[-1]}"
         print(
             f"{outputs}: {s.tokens:,} tokens from {s.documents:,} documents in {s.files} files "

@@ -122,7 +122,9 @@ def run_train(args) -> int:
     import warnings
 
     from fastgpt import Tokenizer
+    from fastgpt._util.atomic import check_writable
 
+    check_writable(args.output_dir, directory=True)  # before reading any input, not after training
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tok = Tokenizer.train(
@@ -141,6 +143,7 @@ def run_train(args) -> int:
         print(f"fastgpt: warning: {warning.message}", file=sys.stderr)
     directory = tok.save(args.output_dir)
     s = tok.train_stats
+    assert s is not None  # Tokenizer.train always sets it
     mb = s.bytes_read / 1e6
     print(
         f"trained {tok.n_vocab} tokens ({s.merges} merges, {len(tok.special_tokens)} special) on {mb:.1f} MB, "

@@ -4,7 +4,8 @@ str or dicts. Each row is one document, its text in one string column (`text_fie
 
 Files are read by row group, in record batches of about `BATCH_ROWS` rows, never whole, so
 memory is bounded by a row group whatever the file size. A row group is also the unit
-that splits one big Parquet file across workers (`work_units`, `assign_units`).
+that splits one big Parquet file across workers (`work_units`; `fastgpt._util.shards`
+picks a shard's units).
 
 Bad input is an error naming the file, never a silent skip: a missing column names the
 columns the file has; a column that is not text, or a null in it, names the column (and the
@@ -60,11 +61,10 @@ def is_columnar(path: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class Unit:
-    """A piece of work: a whole file, or row groups [start, stop) of a Parquet file."""
+    """A piece of work: a whole file, or some row groups (by index) of a Parquet file."""
 
     path: Path
-    row_groups: tuple[int, int] | None = None
-    size: int = 0  # bytes, to balance shards
+    row_groups: tuple[int, ...] | None = None
 
 
 def _open_parquet(path: Path):
@@ -111,73 +111,54 @@ def work_units(paths: Iterable[Path]) -> list[Unit]:
     for path in paths:
         path = Path(path)
         if is_parquet(path):
-            meta = _open_parquet(path).metadata
-            for i in range(meta.num_row_groups):
-                units.append(Unit(path, (i, i + 1), meta.row_group(i).total_byte_size))
+            units.extend(Unit(path, (i,)) for i in range(_open_parquet(path).metadata.num_row_groups))
         else:
-            units.append(Unit(path, None, path.stat().st_size))
+            units.append(Unit(path))
     return units
 
 
-def assign_units(units: list[Unit], rank: int, world_size: int) -> list[Unit]:
-    """Shard `rank` of `world_size`: a contiguous run of units, balanced by size (no shard is
-    empty while there are at least `world_size` units), so the shard outputs concatenated in
-    rank order hold the documents in the order one process writes them. Adjacent row groups
-    of one file are merged back into one unit."""
-    n = len(units)
-    sizes = [max(u.size, 1) for u in units]
-    total = sum(sizes)
-    starts = [0]
-    for size in sizes:
-        starts.append(starts[-1] + size)
-    bounds = [0]
-    for r in range(1, world_size):
-        # The first unit starting at or past r/world_size of the bytes, kept one past the previous bound.
-        i = next((i for i in range(bounds[-1], n) if starts[i] * world_size >= r * total), n)
-        bounds.append(min(max(i, bounds[-1] + 1), max(n - (world_size - r), bounds[-1])))
-    bounds.append(n)
-    mine: list[Unit] = []
-    for unit in units[bounds[rank] : bounds[rank + 1]]:
-        last = mine[-1] if mine else None
-        if last and last.path == unit.path and last.row_groups and unit.row_groups:
-            mine[-1] = Unit(unit.path, (last.row_groups[0], unit.row_groups[1]), last.size + unit.size)
-        else:
-            mine.append(unit)
-    return mine
-
-
 def iter_text_arrays(
-    path: str | os.PathLike, text_field: str = "text", row_groups: tuple[int, int] | None = None
+    path: str | os.PathLike, text_field: str = "text", row_groups: Iterable[int] | None = None
 ) -> Iterator[Any]:
     """The text column of a Parquet or Arrow file as pyarrow arrays of one record batch each,
-    checked for type and nulls. `row_groups` (Parquet only) reads row groups [start, stop)."""
+    checked for type and nulls. `row_groups` (Parquet only) reads those row groups, in order."""
     path = Path(path)
     pa = require_pyarrow(path)
-    if is_parquet(path):
-        pf = _open_parquet(path)
-        _check_column(path, pf.schema_arrow, text_field)
-        groups = range(*row_groups) if row_groups is not None else range(pf.metadata.num_row_groups)
-        row = sum(pf.metadata.row_group(i).num_rows for i in range(groups.start))
-        batches = pf.iter_batches(batch_size=BATCH_ROWS, row_groups=list(groups), columns=[text_field])
-    else:
-        if row_groups is not None:
-            raise ValueError(f"{path}: only Parquet files split by row groups")
-        schema, batches = _open_arrow(path)
-        _check_column(path, schema, text_field)
-        row = 0
     try:
-        for batch in batches:
-            column = batch.column(text_field)
-            if column.null_count:
-                first = column.is_null().to_pylist().index(True)
-                raise ValueError(
-                    f"{path}, row {row + first}: null in column {text_field!r} "
-                    f"({column.null_count} in this batch); drop or fill nulls first"
-                )
-            row += len(column)
-            yield column
+        if is_parquet(path):
+            pf = _open_parquet(path)
+            _check_column(path, pf.schema_arrow, text_field)
+            meta = pf.metadata
+            starts = [0]
+            for i in range(meta.num_row_groups):
+                starts.append(starts[-1] + meta.row_group(i).num_rows)
+            for group in range(meta.num_row_groups) if row_groups is None else row_groups:
+                batches = pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=[text_field])
+                yield from _checked(path, batches, text_field, starts[group])
+        else:
+            if row_groups is not None:
+                raise ValueError(f"{path}: only Parquet files split by row groups")
+            schema, batches = _open_arrow(path)
+            _check_column(path, schema, text_field)
+            yield from _checked(path, batches, text_field, 0)
     except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
         raise ValueError(f"{path}: cannot read (truncated or corrupt?): {exc}") from None
+
+
+def _checked(path: Path, batches, text_field: str, row: int) -> Iterator[Any]:
+    """The text column of each batch; a null is an error naming its row (from `row`)."""
+    for batch in batches:
+        column = batch.column(text_field)
+        if column.null_count:
+            first = column.is_null().to_pylist().index(True)
+            raise ValueError(
+                f"{path}, row {row + first}: null in column {text_field!r} "
+                f"({column.null_count} in this batch); drop or fill nulls first"
+            )
+        row += len(column)
+        yield column
 
 
 def text_bytes(column) -> int:
@@ -188,7 +169,7 @@ def text_bytes(column) -> int:
 
 
 def iter_text_batches(
-    path: str | os.PathLike, text_field: str = "text", stats=None, row_groups: tuple[int, int] | None = None
+    path: str | os.PathLike, text_field: str = "text", stats=None, row_groups: Iterable[int] | None = None
 ) -> Iterator[list[str]]:
     """Lists of the non-empty documents of a Parquet or Arrow file, one list per record batch.
     `stats` (a `CorpusStats`) counts files, text bytes and documents."""

@@ -10,10 +10,10 @@ bounded by a few batches whatever the corpus size. Each document is followed by 
 end-of-text token. Output is written under a temporary name and renamed when complete.
 
 Beyond one machine, `rank`/`world_size` (or Slurm's array variables) pick shard `rank`
-of the inputs, written to its own numbered output; a shard whose output exists complete is
-skipped, so a rerun after a crash resumes. `backend="ray"` runs every shard as a Ray task.
-Shards are contiguous runs of the inputs (Parquet files split by row groups), so the shard
-outputs concatenated in rank order equal the output of one process.
+of the inputs, written to its own numbered output; a shard whose completion manifest holds
+is skipped, so a rerun after a crash resumes. `backend="ray"` runs every shard as a Ray
+task. Shard choice, names and completion are `fastgpt._util.shards`'. The units shards
+take are files, and a Parquet file's row groups, so one big Parquet file spreads over workers.
 
 `inputs` may also be a `datasets.Dataset` / `IterableDataset` or any iterable of str or of
 dicts holding `text_field`, streamed batch by batch (see `fastgpt.data.parquet`).
@@ -22,6 +22,7 @@ dicts holding `text_field`, streamed batch by batch (see `fastgpt.data.parquet`)
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import queue
 import sys
@@ -29,13 +30,17 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from fastgpt import _core
+from fastgpt._util import shards
+from fastgpt._util.atomic import check_writable, remove_stale
 from fastgpt.data import parquet
 from fastgpt.data.inputs import (
     COMPRESSED_SUFFIXES,
     DOC_SEPS,
     CorpusStats,
+    DocSep,
     base_name,
     batched,
     check_outputs,
@@ -63,6 +68,20 @@ class PretokenizeSummary:
     invalid_utf8: int = 0
     skipped: bool = False
 
+    @classmethod
+    def combine(cls, parts: list[PretokenizeSummary], seconds: float) -> PretokenizeSummary:
+        """One summary of several shards run at once (`seconds`: the wall time of all)."""
+        return cls(
+            [o for p in parts for o in p.outputs],
+            sum(p.files for p in parts),
+            sum(p.documents for p in parts),
+            sum(p.bytes for p in parts),
+            sum(p.tokens for p in parts),
+            seconds,
+            sum(p.invalid_utf8 for p in parts),
+            skipped=all(p.skipped for p in parts),
+        )
+
     @property
     def mb_per_s(self) -> float:
         return self.bytes / max(self.seconds, 1e-9) / 1e6
@@ -75,20 +94,6 @@ class PretokenizeSummary:
 def default_output(path: Path, fmt: str = "bin") -> Path:
     """`data/train.txt.gz` → `data/train.bin`."""
     return path.with_name(Path(base_name(path)).stem + f".{fmt}")
-
-
-def shard_output(output: Path, rank: int, world_size: int) -> Path:
-    """`train.bin` → `train.00003-of-00008.bin`."""
-    return output.with_name(f"{output.stem}.{rank:05d}-of-{world_size:05d}{output.suffix}")
-
-
-def slurm_shard() -> tuple[int, int] | None:
-    """(rank, world_size) from a Slurm job array, if this process is one of its tasks."""
-    task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
-    if task is None or count is None:
-        return None
-    first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    return int(task) - first, int(count)
 
 
 def pretokenize(
@@ -104,20 +109,22 @@ def pretokenize(
     rank: int | None = None,
     world_size: int | None = None,
     backend: str = "local",
+    overwrite: bool = False,
     progress: bool = True,
     batch_bytes: int = BATCH_BYTES,
-) -> PretokenizeSummary | list[PretokenizeSummary]:
+) -> PretokenizeSummary:
     """Encodes `inputs` (files, globs, directories of .txt/.jsonl, optionally .gz/.zst, and
     .parquet/.arrow with the text in column `text_field`) into `output` (default: the first
     input with a `.bin` suffix). `inputs` may instead be a `datasets.Dataset`, an
     `IterableDataset` or an iterable of str or dicts (then `output` is required). Returns a
-    summary, or one per shard with `backend="ray"`."""
+    summary (of every shard together with `backend="ray"`). A sharded run skips a complete
+    shard unless `overwrite`."""
     from fastgpt.tokenizer.bpe_train import is_file_inputs
 
     if not is_file_inputs(inputs):
         return _pretokenize_source(
             inputs, tokenizer, output, format, doc_sep, text_field, threads, shard_tokens, rank, world_size, backend,
-            progress, batch_bytes,
+            overwrite, progress, batch_bytes,
         )  # fmt: skip
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -132,9 +139,10 @@ def pretokenize(
         raise ValueError(f"threads must be at least 1, got {threads}")
     output = Path(output) if output is not None else default_output(paths[0], format)
     check_outputs({"the output": output}, paths)
-    tokenizer_dir = tokenizer if not isinstance(tokenizer, Tokenizer) else None
-    tok = Tokenizer.load(tokenizer) if tokenizer_dir is not None else tokenizer
-    options = dict(
+    check_writable(output)
+    tokenizer_dir = None if isinstance(tokenizer, Tokenizer) else tokenizer
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
+    options: dict[str, Any] = dict(
         format=format,
         doc_sep=doc_sep,
         text_field=text_field,
@@ -146,34 +154,36 @@ def pretokenize(
     if backend == "ray":
         if tokenizer_dir is None:
             raise ValueError("backend='ray' needs the tokenizer as a path, so workers can load it")
+        # By default one shard per unit: a file, or a row group of a Parquet file.
         world_size = world_size or len(parquet.work_units(paths))
-        return _run_ray(paths, str(tokenizer_dir), output, world_size, options)
-    if backend != "local":
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if rank is None and world_size is None and (slurm := slurm_shard()):
-        rank, world_size = slurm
-    units = [parquet.Unit(p) for p in paths]
-    if world_size is not None or rank is not None:
-        rank, world_size = rank or 0, world_size or 1
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
-        output = shard_output(output, rank, world_size)
-        if _complete(output, shard_tokens):
-            return PretokenizeSummary([str(output)], 0, 0, 0, 0, 0.0, skipped=True)
-        all_units = parquet.work_units(paths)
-        units = parquet.assign_units(all_units, rank, world_size)
-        if not units:
-            raise ValueError(
-                f"shard {rank} of {world_size} has no input (only {len(all_units)} files and Parquet row groups)"
-            )
-    return _pretokenize(units, tok, output, progress=progress, **options)
+        return _run_ray(paths, str(tokenizer_dir), output, world_size, dict(options, overwrite=overwrite))
+    if backend not in shards.BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(shards.BACKENDS)}, got {backend!r}")
+    shard = shards.resolve_shard(rank, world_size)
+    if not shard.sharded:
+        return _pretokenize([parquet.Unit(p) for p in paths], tok, output, progress=progress, **options)
+    output = shard.path(output)
+    if not overwrite and (done := shards.completed(output)) is not None:
+        return PretokenizeSummary(
+            [str(output.parent / f["name"]) for f in done["files"]], 0, 0, 0, 0, 0.0, skipped=True
+        )
+    units = parquet.work_units(paths)
+    if not (mine := shard.select(units)):
+        raise ValueError(
+            f"shard {shard.rank} of {shard.world_size} has no input (only {len(units)} files and Parquet row groups)"
+        )
+    shards.begin(output)
+    summary = _pretokenize(mine, tok, output, progress=progress, **options)
+    shards.finish(output, summary.outputs, {"tokens": summary.tokens, "documents": summary.documents})
+    return summary
 
 
 def _pretokenize_source(
     data, tokenizer, output, format, doc_sep, text_field, threads, shard_tokens, rank, world_size, backend,
-    progress, batch_bytes,
+    overwrite, progress, batch_bytes,
 ) -> PretokenizeSummary:  # fmt: skip
-    """`pretokenize` of a `datasets` dataset or an iterable of texts or dicts."""
+    """`pretokenize` of a `datasets` dataset or an iterable of texts or dicts. A `datasets.Dataset`
+    shards (rank/world_size, Slurm) into contiguous slices of rows."""
     if output is None:
         raise ValueError("output= is required when the inputs are a dataset or an iterable, not files")
     if backend != "local":
@@ -185,36 +195,28 @@ def _pretokenize_source(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     output = Path(output)
-    if world_size is not None or rank is not None:
-        import sys as _sys
-
-        rank, world_size = rank or 0, world_size or 1
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
-        datasets = _sys.modules.get("datasets")
-        if datasets is None or not isinstance(data, datasets.Dataset):
-            raise ValueError("rank/world_size need files or a datasets.Dataset (which can be sharded) as inputs")
-        data = data.shard(num_shards=world_size, index=rank, contiguous=True)
-        output = shard_output(output, rank, world_size)
-        if _complete(output, shard_tokens):
-            return PretokenizeSummary([str(output)], 0, 0, 0, 0, 0.0, skipped=True)
+    check_writable(output)
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
-    return _pretokenize(
-        data, tok, output, format=format, doc_sep=doc_sep, text_field=text_field, threads=threads,
-        shard_tokens=shard_tokens, batch_bytes=batch_bytes, progress=progress,
+    options: dict[str, Any] = dict(
+        format=format, doc_sep=doc_sep, text_field=text_field, threads=threads, shard_tokens=shard_tokens,
+        batch_bytes=batch_bytes, progress=progress,
     )  # fmt: skip
-
-
-def _complete(output: Path, shard_tokens: int | None) -> bool:
-    """Whether a shard's output already exists whole (written files are renamed only when complete)."""
-    from fastgpt.data.tokens import read_header
-
-    first = output if shard_tokens is None else output.with_name(f"{output.stem}_000000{output.suffix}")
-    try:
-        read_header(first)
-    except (OSError, ValueError):
-        return False
-    return True
+    shard = shards.resolve_shard(rank, world_size)
+    if not shard.sharded:
+        return _pretokenize(data, tok, output, **options)
+    datasets = sys.modules.get("datasets")
+    if datasets is None or not isinstance(data, datasets.Dataset):
+        raise ValueError("rank/world_size need files or a datasets.Dataset (which can be sharded) as inputs")
+    output = shard.path(output)
+    if not overwrite and (done := shards.completed(output)) is not None:
+        return PretokenizeSummary(
+            [str(output.parent / f["name"]) for f in done["files"]], 0, 0, 0, 0, 0.0, skipped=True
+        )
+    shards.begin(output)
+    mine = data.shard(num_shards=shard.world_size, index=shard.rank, contiguous=True)
+    summary = _pretokenize(mine, tok, output, **options)
+    shards.finish(output, summary.outputs, {"tokens": summary.tokens, "documents": summary.documents})
+    return summary
 
 
 def _pretokenize(
@@ -223,8 +225,9 @@ def _pretokenize(
     """Encodes `units` (a list of `parquet.Unit`: files or row groups) or an in-memory source."""
     from tqdm import tqdm
 
+    check_writable(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temporaries(output)
+    remove_stale(output)
     stats = CorpusStats()
     if isinstance(units, list):
         work = _batches(units, tok, doc_sep, text_field, stats, batch_bytes)
@@ -261,7 +264,7 @@ def _pretokenize(
             bar.set_postfix_str(f"{written / max(elapsed, 1e-9) / 1e6:.2f}M tok/s")
         if format == "bin":
             tokens = sink.num_tokens
-            outputs = [str(p) for p in sink.finish()]
+            outputs = _place(sink.finish(), output, shard_tokens is not None)
         else:
             from fastgpt.data.tokens import write_pt_tokens
 
@@ -279,18 +282,20 @@ def _pretokenize(
     )
 
 
-def _remove_dead_temporaries(output: Path) -> None:
-    """Deletes the temporary files (`.NAME.tmp-PID`) that a killed run left for this output."""
-    for tmp in output.parent.glob(f".{output.stem}*.tmp-*"):
-        pid = tmp.name.rpartition(".tmp-")[2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, someone else's
+def _place(temporaries: list[str], output: Path, pieces: bool) -> list[str]:
+    """Renames the writer's finished temporaries to their names (`shards.piece_path` for
+    pieces), all only once every one is complete, so a failed run leaves none in place."""
+    names = [shards.piece_path(output, i) if pieces else output for i in range(len(temporaries))]
+    placed: list[Path] = []
+    try:
+        for tmp, name in zip(temporaries, names):
+            os.replace(tmp, name)
+            placed.append(name)
+    except BaseException:
+        for path in [*map(Path, temporaries), *placed]:
+            path.unlink(missing_ok=True)
+        raise
+    return [str(n) for n in names]
 
 
 def _columnar(unit: parquet.Unit) -> bool:
@@ -319,16 +324,16 @@ def _source_batches(data, text_field: str, stats: CorpusStats, batch_bytes: int)
 
 
 def _batches(
-    units: list[parquet.Unit], tok: Tokenizer, doc_sep: str, text_field: str, stats: CorpusStats, batch_bytes: int
+    units: list[parquet.Unit], tok: Tokenizer, doc_sep: DocSep, text_field: str, stats: CorpusStats, batch_bytes: int
 ) -> Iterator[str | tuple[list[str], list[bool]]]:
     """Work items: a text block whose non-empty lines are the documents (the fast path
     for one document per line), or (texts, ends) where `ends[i]` says whether a document
     ends after `texts[i]`."""
-    for unit in units:
-        path = unit.path
+    for path, group in itertools.groupby(units, key=lambda u: u.path):
         if parquet.is_columnar(path):
-            # Parquet / Arrow by record batch (and by row group for a shard), not record by record.
-            yield from _regroup(parquet.iter_text_batches(path, text_field, stats, unit.row_groups), batch_bytes)
+            # Parquet / Arrow by record batch (a shard's row groups of the file together), not record by record.
+            row_groups = [g for u in group for g in u.row_groups or ()] or None
+            yield from _regroup(parquet.iter_text_batches(path, text_field, stats, row_groups), batch_bytes)
         elif has_records(path) or doc_sep == "blank":
             for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
                 yield batch, [True] * len(batch)
@@ -420,19 +425,11 @@ def _encode_pt(tok: Tokenizer, texts: list[str], ends: list[bool], threads):
         yield np.asarray(ids + eot if end else ids, dtype=np.int64)
 
 
-def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> list[PretokenizeSummary]:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("backend='ray' needs Ray: pip install 'fastgpt[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    task = ray.remote(_ray_shard)
-    refs = [
-        task.remote([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options)
-        for r in range(world_size)
-    ]
-    return ray.get(refs)
+def _run_ray(paths, tokenizer_dir: str, output: Path, world_size: int, options: dict) -> PretokenizeSummary:
+    start = time.perf_counter()
+    args = [([str(p) for p in paths], tokenizer_dir, str(output), r, world_size, options) for r in range(world_size)]
+    results = dict(shards.map_unordered(_ray_shard, args, backend="ray"))
+    return PretokenizeSummary.combine([results[r] for r in range(world_size)], time.perf_counter() - start)
 
 
 def _ray_shard(

@@ -1,15 +1,8 @@
 """Token files and training batches, in numpy; torch only inside `Batches`.
 
-A `.bin` file is llm.c's layout (a 1024-byte header of 256 little-endian int32,
-then the tokens) with fastgpt's extra fields in llm.c's unused header slots:
-
-    [0] magic      20240520 (uint16 tokens) or 20240801 (uint32 tokens)
-    [1] version    1 (uint16) or 7 (uint32)
-    [2] tokens     token count as int32; 0 when it does not fit (llm.c's field)
-    [3] fastgpt    fastgpt header version, 1 (0: a plain llm.c file, no fields below)
-    [4], [5]       64-bit token count, low word then high word
-    [6] vocab      vocabulary size
-    [7] eot        end-of-text token id, -1 when none
+A `.bin` file is llm.c's layout with fastgpt's fields in llm.c's unused header slots
+(described once, in README's "The .bin format"). Its header is written and checked by the
+one implementation in Rust (`rust/src/binfile.rs`); this module only wraps it.
 
 `TokenFile` maps the payload read-only, so a file of any size costs O(1) RAM.
 `TokenDataset` cuts (x, y) windows out of one or more files on demand (no index
@@ -26,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastgpt import _core
+from fastgpt._util.atomic import atomic_path
 from fastgpt.data.inputs import expand_inputs, iter_documents
 
 if TYPE_CHECKING:
@@ -42,12 +37,8 @@ __all__ = [
     "load_tokens",
 ]
 
-HEADER_INTS = 256
-HEADER_BYTES = HEADER_INTS * 4
-MAGIC_U16, VERSION_U16 = 20240520, 1
-MAGIC_U32, VERSION_U32 = 20240801, 7
-FASTGPT_HEADER_VERSION = 1
-_DTYPES = {MAGIC_U16: (VERSION_U16, np.dtype("<u2")), MAGIC_U32: (VERSION_U32, np.dtype("<u4"))}
+HEADER_BYTES = 1024
+_DTYPES: dict[int, np.dtype] = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 
 
 @dataclass(frozen=True)
@@ -66,43 +57,11 @@ class BinHeader:
 def read_header(path: str | os.PathLike) -> BinHeader:
     """Read and check the header of a `.bin` file, including that the size matches the count."""
     path = Path(path)
-    size = path.stat().st_size
-    if size < HEADER_BYTES:
-        raise ValueError(f"{path}: truncated .bin file: {size} bytes, shorter than the {HEADER_BYTES}-byte header")
     with open(path, "rb") as f:
-        h = np.frombuffer(f.read(HEADER_BYTES), dtype="<i4")
-    magic, version = int(h[0]), int(h[1])
-    if magic not in _DTYPES:
-        raise ValueError(
-            f"{path}: not a .bin token file: magic {magic}, expected {MAGIC_U16} (uint16) or {MAGIC_U32} (uint32)"
-            " (for a headerless nanoGPT uint16 file pass headerless=True)"
-        )
-    want_version, dtype = _DTYPES[magic]
-    if version != want_version:
-        raise ValueError(f"{path}: unknown version {version} for magic {magic} (expected {want_version})")
-    fastgpt_version = int(h[3])
-    if fastgpt_version == 0:  # plain llm.c file: the int32 count is all there is
-        num_tokens, vocab_size, eot = int(h[2]), None, None
-    elif fastgpt_version == FASTGPT_HEADER_VERSION:
-        num_tokens = int(h[4].view("<u4")) | (int(h[5].view("<u4")) << 32)
-        if int(h[2]) != (num_tokens if num_tokens < 2**31 else 0):
-            raise ValueError(
-                f"{path}: corrupt header: int32 count {int(h[2])} disagrees with 64-bit count {num_tokens}"
-            )
-        vocab_size, eot = int(h[6].view("<u4")), (None if int(h[7]) < 0 else int(h[7]))
-        if vocab_size <= 0 or vocab_size > np.iinfo(dtype).max + 1:
-            raise ValueError(f"{path}: corrupt header: vocabulary size {vocab_size} does not fit {dtype.name}")
-    else:
-        raise ValueError(f"{path}: unknown fastgpt header version {fastgpt_version} (this reader knows 1)")
-    if num_tokens < 0:
-        raise ValueError(f"{path}: corrupt header: negative token count {num_tokens}")
-    expected = HEADER_BYTES + num_tokens * dtype.itemsize
-    if size != expected:
-        raise ValueError(
-            f"{path}: size mismatch: header says {num_tokens} {dtype.name} tokens ({expected} bytes), "
-            f"file has {size} bytes{' (truncated?)' if size < expected else ''}"
-        )
-    return BinHeader(magic, version, dtype, num_tokens, fastgpt_version, vocab_size, eot)
+        size = os.fstat(f.fileno()).st_size
+        raw = f.read(HEADER_BYTES)
+    magic, version, width, num_tokens, fastgpt_version, vocab_size, eot = _core.parse_bin_header(raw, size, str(path))
+    return BinHeader(magic, version, _DTYPES[width], num_tokens, fastgpt_version, vocab_size, eot)
 
 
 def write_tokens(
@@ -129,24 +88,10 @@ def write_tokens(
         raise ValueError(
             f"{path}: token ids must be in 0..{vocab_size - 1}, got min {int(arr.min())} max {int(arr.max())}"
         )
-    magic, version, dtype = (
-        (MAGIC_U16, VERSION_U16, np.dtype("<u2")) if vocab_size <= 2**16 else (MAGIC_U32, VERSION_U32, np.dtype("<u4"))
-    )
-    n = int(arr.size)
-    header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[0], header[1], header[2], header[3] = magic, version, n if n < 2**31 else 0, FASTGPT_HEADER_VERSION
-    header[4:6] = np.array([n & 0xFFFFFFFF, n >> 32], dtype="<u4").view("<i4")
-    header[6] = np.array([vocab_size], dtype="<u4").view("<i4")[0]  # 2**32 would not fit a signed slot
-    header[7] = -1 if eot_token is None else eot_token
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header.tobytes())
-            f.write(arr.astype(dtype, copy=False).tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    header, width = _core.bin_header(int(arr.size), vocab_size, eot_token)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(header)
+        f.write(arr.astype(_DTYPES[width], copy=False).tobytes())
     return path
 
 
@@ -155,14 +100,9 @@ def write_pt_tokens(path: str | os.PathLike, chunks: Sequence[np.ndarray]) -> in
     small legacy uses), through a temporary name; returns the token count."""
     import torch
 
-    path = Path(path)
     tokens = torch.from_numpy(np.concatenate(chunks) if len(chunks) else np.zeros(0, dtype=np.int64))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(tokens, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return int(tokens.numel())
 
 

@@ -258,6 +258,9 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    cos: torch.Tensor  # buffers, declared for the type checker
+    sin: torch.Tensor
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
@@ -284,9 +287,10 @@ class GPT(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        for block in self.blocks:
-            nn.init.zeros_(block.attn.proj.weight)
-            nn.init.zeros_(block.mlp.proj.weight)
+        for block in self.modules():
+            if isinstance(block, Block):
+                nn.init.zeros_(block.attn.proj.weight)
+                nn.init.zeros_(block.mlp.proj.weight)
         if not self.cfg.tie_embeddings:
             nn.init.zeros_(self.lm_head.weight)
 

@@ -142,7 +142,7 @@ def _token_bytes(tokenizer: Any) -> torch.Tensor:
 def make_optimizer(model: GPT, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight-decay groups, fused (one kernel for all parameters; 4x faster
     than the default on CPU too) wherever this torch and device support it."""
-    kwargs = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    kwargs: dict[str, Any] = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
     try:
         return torch.optim.AdamW(model.optim_groups(cfg.weight_decay), fused=True, **kwargs)
     except (RuntimeError, ValueError, TypeError):  # e.g. torch < 2.4 on CPU, or MPS
@@ -173,8 +173,8 @@ def evaluate(
     n_batches = min(max_batches, max(1, math.ceil(len(dataset) / (batch_size * world_size))))
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, tokens, nats of byte tokens, bytes
     for i in range(n_batches):
-        x, y = dataset.batch(i, batch_size, shuffle=False, rank=rank, world_size=world_size)
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        xs, ys = dataset.batch(i, batch_size, shuffle=False, rank=rank, world_size=world_size)
+        x, y = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
         with autocast or contextlib.nullcontext():
             loss = model(x, y, reduction="none")  # (B, T) nats
         nbytes = token_bytes[y]
@@ -227,7 +227,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.set = False
-        self._previous = None
+        self._previous: Any = None  # whatever signal.signal returned: a handler, an int or None
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
@@ -357,8 +357,9 @@ def train(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = GPT(model_cfg).to(device)
-    raw_model = model
+    raw_model = GPT(model_cfg).to(device)
+    # What the loop calls: the model, or its torch.compile / DDP wrapper (no common static type).
+    model: Any = raw_model
     optimizer = make_optimizer(model, cfg)
     loader = Batches(
         train_ds, cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed, rank=rank, world_size=world, device=device
@@ -489,7 +490,11 @@ def train(
                     if mfu is not None:
                         record["mfu"] = round(mfu, 4)
                     log(record)
-                if eval_ds is not None and (step % cfg.eval_interval == 0 or step == max_steps):
+                if (
+                    eval_ds is not None
+                    and token_bytes is not None
+                    and (step % cfg.eval_interval == 0 or step == max_steps)
+                ):
                     val = evaluate(
                         raw_model,
                         eval_ds,

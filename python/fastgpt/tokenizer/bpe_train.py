@@ -92,11 +92,11 @@ def file_texts(paths: list[Path], text_field: str, stats: corpus.CorpusStats, bu
         if corpus.has_records(path):
             read = stats.bytes_read
             for doc in corpus.iter_documents([path], text_field=text_field, stats=stats):
-                doc = budget.take(doc, stats.bytes_read - read)
+                taken = budget.take(doc, stats.bytes_read - read)
                 read = stats.bytes_read
-                if doc is None:
+                if taken is None:
                     return
-                yield doc
+                yield taken
             continue
         stats.documents += 1
         if budget.bytes_left is None and budget.lines_left is None:
@@ -134,9 +134,10 @@ def iterator_texts(texts: Iterable[str], stats: corpus.CorpusStats, budget: Budg
         if not isinstance(text, str):
             raise TypeError(f"training texts must be str, got {type(text).__name__}")
         size = len(text.encode("utf-8", "surrogatepass"))
-        text = budget.take(text, size)
-        if text is None:
+        taken = budget.take(text, size)
+        if taken is None:
             return
+        text = taken
         stats.bytes_read += size
         stats.documents += 1
         if len(text) > CHUNK_CHARS:

@@ -17,18 +17,19 @@ import gzip
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from fastgpt import _core
+from fastgpt._util.atomic import atomic_path, check_writable
 from fastgpt.data.inputs import fix_surrogates
 from fastgpt.tokenizer import huggingface as hf_format
 
 if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists never need it
     import numpy as np
+
+    from fastgpt.tokenizer.bpe_train import TrainStats
 
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
@@ -65,6 +66,7 @@ class Tokenizer:
         self.special_tokens: dict[str, int] = dict(sorted(core.special_tokens(), key=lambda item: item[1]))
         self._special_set = frozenset(self.special_tokens)
         self._disallowed_regex: dict[frozenset[str], re.Pattern[str]] = {}
+        self.train_stats: TrainStats | None = None  # set by `train`
 
     # ---- construction -------------------------------------------------------------------
 
@@ -203,20 +205,18 @@ class Tokenizer:
             "tokenizer.json": hf_format.dumps(ranks, self._core.merges(), self.pattern, self.special_tokens).encode(),
             "fastgpt.json": (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode(),
         }
-        if directory.exists():
-            for name, data in files.items():
-                atomic_write(directory / name, data)
-            return directory
-        # A new directory appears whole or not at all.
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        check_writable(directory, directory=True)
         try:
-            for name, data in files.items():
-                (tmp / name).write_bytes(data)
-            tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            if directory.exists():  # files the user keeps there (a README, ...) stay
+                for name, data in files.items():
+                    with atomic_path(directory / name) as tmp:
+                        tmp.write_bytes(data)
+            else:  # a new directory appears whole or not at all
+                with atomic_path(directory, directory=True) as tmp:
+                    for name, data in files.items():
+                        (tmp / name).write_bytes(data)
+        except OSError as exc:  # name the user's path, not a temporary one
+            raise OSError(exc.errno, f"{directory}: cannot save the tokenizer: {exc.strerror or exc}") from None
         return directory
 
     # ---- properties ---------------------------------------------------------------------
@@ -401,15 +401,3 @@ def _read_meta(path: Path) -> dict:
     if meta.get("model") not in ("ranks", "merges") or not isinstance(meta.get("pattern"), dict):
         raise ValueError(f"{path}: missing or invalid 'model' or 'pattern' field")
     return meta
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same directory."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 @functools.cache
@@ -66,11 +67,11 @@ def _pattern(pre: dict[str, Any] | None, source: str) -> str:
     return pattern
 
 
-def _unsupported(source: str, what: str):
+def _unsupported(source: str, what: str) -> NoReturn:
     raise ValueError(f"{source}: unsupported tokenizer.json: {what} (fastgpt reads byte-level BPE models)")
 
 
-def read(path: str | Path) -> dict[str, Any]:
+def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parses a tokenizer.json into the arguments of `CoreBPE.from_merges`."""
     source = str(path)
     try:

@@ -70,10 +70,6 @@ impl WordCounter {
         })
     }
 
-    pub fn splitter(&self) -> &Splitter {
-        &self.splitter
-    }
-
     /// Distinct words held now.
     pub fn len(&self) -> usize {
         self.words.len()
@@ -340,7 +336,8 @@ impl Merger {
         self.tokens.len() - before
     }
 
-    /// Runs to the end.
+    /// Runs to the end (tests; Python steps with `step` to show progress).
+    #[cfg(test)]
     pub fn run(&mut self) {
         self.step(usize::MAX);
     }
@@ -447,6 +444,7 @@ impl Merger {
     }
 
     /// The tokens as (bytes, id) in id order: the rank list of a tiktoken vocabulary.
+    #[cfg(test)]
     pub fn ranks(&self) -> Vec<(Vec<u8>, Rank)> {
         self.tokens
             .iter()
@@ -456,28 +454,28 @@ impl Merger {
     }
 }
 
-/// The tokens as (bytes, id) in id order, and the merges in the order learned.
-pub type Trained = (Vec<(Vec<u8>, Rank)>, Vec<MergeRule>);
-
-/// Trains on `texts` in one call.
-pub fn train<S: AsRef<str> + Sync>(
-    texts: &[S],
-    pattern: &str,
-    vocab_size: usize,
-    specials: &[String],
-) -> Result<Trained> {
-    check_vocab_size(vocab_size, specials.len())?;
-    let mut counter = WordCounter::new(pattern, specials, 0)?;
-    counter.add_texts(texts);
-    let mut merger = counter.into_merger(vocab_size, specials.len())?;
-    merger.run();
-    Ok((merger.ranks(), merger.merges().to_vec()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::with_threads;
+
+    /// The tokens as (bytes, id) in id order, and the merges in the order learned.
+    type Trained = (Vec<(Vec<u8>, Rank)>, Vec<MergeRule>);
+
+    /// Trains on `texts` in one call: the whole pipeline that Python drives in steps.
+    fn train<S: AsRef<str> + Sync>(
+        texts: &[S],
+        pattern: &str,
+        vocab_size: usize,
+        specials: &[String],
+    ) -> Result<Trained> {
+        check_vocab_size(vocab_size, specials.len())?;
+        let mut counter = WordCounter::new(pattern, specials, 0)?;
+        counter.add_texts(texts);
+        let mut merger = counter.into_merger(vocab_size, specials.len())?;
+        merger.run();
+        Ok((merger.ranks(), merger.merges().to_vec()))
+    }
 
     /// The obvious trainer: recount every pair before each merge.
     fn reference(words: &[(Vec<u8>, u64)], target: usize) -> (Vec<Vec<u8>>, Vec<MergeRule>) {
