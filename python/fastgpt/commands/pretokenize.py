@@ -50,8 +50,8 @@ def register(subparsers) -> None:
     f.add_argument(
         "--rank",
         type=int,
-        help="process only input shard RANK of WORLD_SIZE, a contiguous run of files and Parquet row groups "
-        "(default: Slurm array task, else all)",
+        help="process only input shard RANK of WORLD_SIZE: units RANK, RANK+WORLD_SIZE, ... of the files "
+        "and Parquet row groups (default: Slurm array task, else all)",
     )
     f.add_argument("--world_size", type=int, help="number of input shards")
     f.add_argument(

@@ -147,10 +147,10 @@ def split(
         # newline="\n" everywhere: a "\r" inside a document is text, not a line end.
         for side in outs:
             for b in range(n_buckets):
-                bucket = os.path.join(tmpdir, f"{side}-{b}")
+                name = os.path.join(tmpdir, f"{side}-{b}")
                 # Rows for Parquet are pickled, so every column type survives the bucket.
                 binary = kinds[side] == "parquet"
-                buckets[side, b] = open(bucket, "wb") if binary else open(bucket, "w", encoding="utf-8", newline="\n")
+                buckets[side, b] = open(name, "wb") if binary else open(name, "w", encoding="utf-8", newline="\n")
         for path in paths:
             for doc, row in _documents(path, text_field, stats):
                 h = int.from_bytes(hashlib.blake2b(doc.text.encode(), digest_size=16, key=key).digest(), "little")
