@@ -211,7 +211,7 @@ class _ZstdReader(io.RawIOBase):
         try:
             self._output = memoryview(self._frame.decompress(data))
         except self._error as exc:
-            raise ValueError(f"{self._path}: cannot read: not zstd data ({exc})") from None
+            raise ValueError(f"{self._path}: cannot read: not valid zstd data ({exc})") from None
         if self._frame.eof:
             self._input, self._frame = self._frame.unused_data, None
         return True
