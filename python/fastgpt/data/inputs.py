@@ -41,7 +41,7 @@ DocSep = Literal["line", "blank", "none"]
 MAX_CHUNK_CHARS = 4 << 20
 DOC_SEPS = ("line", "blank", "none")
 # Compressed bytes handed to zstd per call: the decompressed output of one call is held at once.
-ZSTD_READ_BYTES = 256 << 10
+ZSTD_READ_BYTES = 64 << 10
 
 
 @dataclass
