@@ -143,10 +143,10 @@ def _every_reader(path: Path, byte_dir: Path, tmp_path: Path) -> list[str]:
 def test_defect02_a_zst_that_is_not_zstd_is_one_clear_error(tmp_path, byte_dir):
     bad = tmp_path / "random.txt.zst"
     bad.write_bytes(random.Random(0).randbytes(5000))
-    with pytest.raises(ValueError, match=r"random.txt.zst: cannot read: not zstd data"):
+    with pytest.raises(ValueError, match=r"random.txt.zst: cannot read: not valid zstd data"):
         list(iter_documents([bad]))
     for message in _every_reader(bad, byte_dir, tmp_path):
-        assert message.startswith(f"{bad}: cannot read: not zstd data")
+        assert message.startswith(f"{bad}: cannot read: not valid zstd data")
     assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.txt"))
     run = subprocess.run(
         [sys.executable, "-m", "fastgpt", "pretokenize", "file", str(bad), "--tokenizer", str(byte_dir)],

@@ -43,7 +43,7 @@ DocSep = Literal["line", "blank", "none"]
 MAX_CHUNK_CHARS = 4 << 20
 DOC_SEPS = ("line", "blank", "none")
 # Compressed bytes handed to zstd per call: the decompressed output of one call is held at once.
-ZSTD_READ_BYTES = 256 << 10
+ZSTD_READ_BYTES = 64 << 10
 
 
 @dataclass
@@ -216,7 +216,7 @@ class _ZstdReader(io.RawIOBase):
         try:
             self._output = memoryview(self._frame.decompress(data))
         except self._error as exc:
-            raise ValueError(f"{self._path}: cannot read: not zstd data ({exc})") from None
+            raise ValueError(f"{self._path}: cannot read: not valid zstd data ({exc})") from None
         if self._frame.eof:
             self._input, self._frame = self._frame.unused_data, None
         return True
