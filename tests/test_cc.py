@@ -336,4 +336,4 @@ def test_failed_extract_leaves_no_output_and_empty_directories_are_named(tmp_pat
     (tmp_path / "empty").mkdir()
     assert cli.main(["cc", "extract", str(tmp_path / "empty"), "--output", str(tmp_path / "o.jsonl")]) == 1
     err = capsys.readouterr().err
-    assert f"fastgpt: error: {tmp_path / 'empty'}: no WET files" in err
+    assert f"fastgpt: error: {tmp_path / 'empty'}: a directory with no WET files" in err

@@ -157,7 +157,7 @@ def expand_inputs(inputs) -> list[str]:
         if os.path.isdir(item):
             wet = [str(p) for p in Path(item).iterdir() if p.name.endswith(WET_SUFFIXES)]
             if not wet:
-                raise FileNotFoundError(f"{item}: no WET files ({' or '.join(WET_SUFFIXES)}) in this directory")
+                raise FileNotFoundError(f"{item}: a directory with no WET files (.wet, .wet.gz)")
             found.update(wet)
         elif os.path.exists(item):
             found.add(item)
