@@ -327,7 +327,11 @@ def test_failed_extract_leaves_no_output_and_empty_directories_are_named(tmp_pat
     with pytest.raises(ValueError, match="no WET records could be read from 1 input file.*x.warc.wet.gz"):
         cc.extract([tmp_path / "x.warc.wet.gz"], str(tmp_path / "o.jsonl"), workers=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.warc.wet.gz"]
+    (tmp_path / "out.jsonl").mkdir()  # an output that cannot be written is refused before any reading
+    with pytest.raises(IsADirectoryError, match="out.jsonl is a directory"):
+        cc.extract([tmp_path / "x.warc.wet.gz"], str(tmp_path / "out.jsonl"), workers=1, progress=False)
+    (tmp_path / "out.jsonl").rmdir()
     (tmp_path / "empty").mkdir()
     assert cli.main(["cc", "extract", str(tmp_path / "empty"), "--output", str(tmp_path / "o.jsonl")]) == 1
     err = capsys.readouterr().err
-    assert f"fastgpt: error: {tmp_path / 'empty'}: no WET files" in err
+    assert f"fastgpt: error: {tmp_path / 'empty'}: a directory with no WET files" in err

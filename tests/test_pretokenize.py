@@ -234,7 +234,7 @@ def test_a_killed_sharded_run_is_not_complete_on_rerun(tok_dir, tmp_path, stdlib
     "already complete, skipped" on the rerun, because only piece _000000 was checked."""
 
     big = tmp_path / "a.txt"
-    big.write_text("".join(stdlib_texts[:300]) * 3)
+    big.write_text("".join(stdlib_texts[:100]) * 2)
     (tmp_path / "b.txt").write_text("other shard\n")
     out = tmp_path / "out" / "t.bin"
     args = dict(rank=0, world_size=2, shard_tokens=2000, threads=1, batch_bytes=100_000, progress=False)

@@ -26,7 +26,7 @@ from typing import TextIO
 import numpy as np
 
 from fastgpt._util import shards
-from fastgpt._util.atomic import atomic_path, temp_name
+from fastgpt._util.atomic import atomic_path, check_writable, remove_stale, temp_name
 from fastgpt.cc.filters import ISO639_3, FilterConfig, clean_lines, doc_hashes, quality_reason
 from fastgpt.data import inputs as inputs_
 from fastgpt.data import parquet
@@ -264,7 +264,11 @@ def extract(
             return json.load(f)
     if not paths:
         raise ValueError(f"no input files for shard {shard.rank} of {shard.world_size}")
+    for target in [output, *([rejects] if rejects else [])]:
+        check_writable(target)  # now, not after hours of filtering
     shards.begin(output)
+    for side_output in [output + ".stats.json", *([rejects] if rejects else [])]:
+        remove_stale(side_output)
     t0 = time.perf_counter()
     results = shards.map_unordered(
         process_file,
