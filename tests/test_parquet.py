@@ -192,6 +192,20 @@ def test_mixed_directory_and_datasets_cache(docs, cl100k, tok_dir, tmp_path):
     assert run.returncode == 0, run.stderr
     pretokenize(iter(docs[:20]), cl100k, tmp_path / "s_ref.bin", progress=False)
     assert tokens(tmp_path / "s.bin") == tokens(tmp_path / "s_ref.bin")
+    # Arrow's random-access file format too (datasets writes the stream format).
+    table = pa.table({"text": docs[:20]})
+    with pa.ipc.new_file(str(tmp_path / "f.arrow"), table.schema) as writer:
+        writer.write_table(table, max_chunksize=7)
+    pretokenize(tmp_path / "f.arrow", cl100k, tmp_path / "f.bin", progress=False)
+    assert tokens(tmp_path / "f.bin") == tokens(tmp_path / "s_ref.bin")
+    with pa.ipc.new_stream(str(tmp_path / "nulls.arrow"), pa.schema([("text", pa.string())])) as writer:
+        writer.write_table(pa.table({"text": ["a", None]}))
+    with pytest.raises(ValueError, match=r"nulls.arrow, row 1: null in column 'text'"):
+        pretokenize(tmp_path / "nulls.arrow", cl100k, tmp_path / "n.bin", progress=False)
+    (tmp_path / "cut.arrow").write_bytes((tmp_path / "f.arrow").read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"cut.arrow: (not a readable Arrow file|cannot read)"):
+        pretokenize(tmp_path / "cut.arrow", cl100k, tmp_path / "n.bin", progress=False)
+    assert not (tmp_path / "n.bin").exists()
 
 
 def test_split_round_trips_between_formats(docs, tmp_path):
