@@ -5,6 +5,7 @@ row-group shards and Ray; bad input. Datasets are built locally; nothing downloa
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import random
@@ -154,11 +155,26 @@ def test_ray_equals_local(docs, cl100k, tok_dir, tmp_path):
     write_parquet(tmp_path / "big.parquet", docs[:60], row_group_size=10)
     write_jsonl(tmp_path / "more.jsonl", docs[60:70])
     inputs = [str(tmp_path / "big.parquet"), str(tmp_path / "more.jsonl")]
+    wet = None
+    if importlib.util.find_spec("fastwarc") and importlib.util.find_spec("py3langid"):
+        from fastgpt.cc.extract import extract
+
+        rng = random.Random(9)
+        wet = [tmp_path / f"w{k}.warc.wet.gz" for k in range(2)]
+        for k, path in enumerate(wet):
+            pages = [cc_synth.record(f"<http://en.example/{k}/{i}>", cc_synth.page(rng, "en"), "eng") for i in range(5)]
+            cc_synth.write_wet(path, pages)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = pretokenize(inputs, str(tok_dir), tmp_path / "ray" / "t.bin", backend="ray", progress=False)
+        if wet:
+            extract(wet, str(tmp_path / "ray.parquet"), backend="ray", progress=False)
     finally:
         ray.shutdown()
+    if wet:  # cc extract's Parquet output too: Ray's bytes are the local bytes
+        extract(wet, str(tmp_path / "local.parquet"), workers=1, progress=False)
+        assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
+        assert pq.read_metadata(tmp_path / "ray.parquet").num_rows == 10
     # Default world size: one shard per row group (6) and per other file (1).
     assert len(remote.outputs) == 7 and remote.documents == len([d for d in docs[:70] if d])
     for r, path in enumerate(sorted(remote.outputs)):
