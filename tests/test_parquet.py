@@ -150,6 +150,7 @@ def test_one_parquet_file_splits_by_row_groups(docs, cl100k, tmp_path):
     assert again.skipped
 
 
+@pytest.mark.slow
 def test_ray_equals_local(docs, cl100k, tok_dir, tmp_path):
     ray = pytest.importorskip("ray")
     write_parquet(tmp_path / "big.parquet", docs[:60], row_group_size=10)
