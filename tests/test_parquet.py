@@ -367,5 +367,7 @@ def test_cc_extract_writes_fineweb_columns(tmp_path):
     assert first["language"] == "en" and 0.65 < first["language_score"] <= 1
     assert all(r["dump"] is None and r["date"] == "2024-02-20T10:00:00Z" for r in synth_rows)  # cc_synth: no crawl
     datasets = pytest.importorskip("datasets")
-    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "c.parquet"), split="train")
+    loaded = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "c.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+    )
     assert loaded.column_names == list(PARQUET_COLUMNS) and loaded[rows.index(first)]["id"] == first["id"]
