@@ -5,6 +5,7 @@ row-group shards and Ray; bad input. Datasets are built locally; nothing downloa
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import random
@@ -149,16 +150,32 @@ def test_one_parquet_file_splits_by_row_groups(docs, cl100k, tmp_path):
     assert again.skipped
 
 
+@pytest.mark.slow
 def test_ray_equals_local(docs, cl100k, tok_dir, tmp_path):
     ray = pytest.importorskip("ray")
     write_parquet(tmp_path / "big.parquet", docs[:60], row_group_size=10)
     write_jsonl(tmp_path / "more.jsonl", docs[60:70])
     inputs = [str(tmp_path / "big.parquet"), str(tmp_path / "more.jsonl")]
+    wet = None
+    if importlib.util.find_spec("fastwarc") and importlib.util.find_spec("py3langid"):
+        from fastgpt.cc.extract import extract
+
+        rng = random.Random(9)
+        wet = [tmp_path / f"w{k}.warc.wet.gz" for k in range(2)]
+        for k, path in enumerate(wet):
+            pages = [cc_synth.record(f"<http://en.example/{k}/{i}>", cc_synth.page(rng, "en"), "eng") for i in range(5)]
+            cc_synth.write_wet(path, pages)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = pretokenize(inputs, str(tok_dir), tmp_path / "ray" / "t.bin", backend="ray", progress=False)
+        if wet:
+            extract(wet, str(tmp_path / "ray.parquet"), backend="ray", progress=False)
     finally:
         ray.shutdown()
+    if wet:  # cc extract's Parquet output too: Ray's bytes are the local bytes
+        extract(wet, str(tmp_path / "local.parquet"), workers=1, progress=False)
+        assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
+        assert pq.read_metadata(tmp_path / "ray.parquet").num_rows == 10
     # Default world size: one shard per row group (6) and per other file (1).
     assert len(remote.outputs) == 7 and remote.documents == len([d for d in docs[:70] if d])
     for r, path in enumerate(sorted(remote.outputs)):
@@ -192,6 +209,20 @@ def test_mixed_directory_and_datasets_cache(docs, cl100k, tok_dir, tmp_path):
     assert run.returncode == 0, run.stderr
     pretokenize(iter(docs[:20]), cl100k, tmp_path / "s_ref.bin", progress=False)
     assert tokens(tmp_path / "s.bin") == tokens(tmp_path / "s_ref.bin")
+    # Arrow's random-access file format too (datasets writes the stream format).
+    table = pa.table({"text": docs[:20]})
+    with pa.ipc.new_file(str(tmp_path / "f.arrow"), table.schema) as writer:
+        writer.write_table(table, max_chunksize=7)
+    pretokenize(tmp_path / "f.arrow", cl100k, tmp_path / "f.bin", progress=False)
+    assert tokens(tmp_path / "f.bin") == tokens(tmp_path / "s_ref.bin")
+    with pa.ipc.new_stream(str(tmp_path / "nulls.arrow"), pa.schema([("text", pa.string())])) as writer:
+        writer.write_table(pa.table({"text": ["a", None]}))
+    with pytest.raises(ValueError, match=r"nulls.arrow, row 1: null in column 'text'"):
+        pretokenize(tmp_path / "nulls.arrow", cl100k, tmp_path / "n.bin", progress=False)
+    (tmp_path / "cut.arrow").write_bytes((tmp_path / "f.arrow").read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"cut.arrow: (not a readable Arrow file|cannot read)"):
+        pretokenize(tmp_path / "cut.arrow", cl100k, tmp_path / "n.bin", progress=False)
+    assert not (tmp_path / "n.bin").exists()
 
 
 def test_split_round_trips_between_formats(docs, tmp_path):
@@ -336,5 +367,7 @@ def test_cc_extract_writes_fineweb_columns(tmp_path):
     assert first["language"] == "en" and 0.65 < first["language_score"] <= 1
     assert all(r["dump"] is None and r["date"] == "2024-02-20T10:00:00Z" for r in synth_rows)  # cc_synth: no crawl
     datasets = pytest.importorskip("datasets")
-    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "c.parquet"), split="train")
+    loaded = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "c.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+    )
     assert loaded.column_names == list(PARQUET_COLUMNS) and loaded[rows.index(first)]["id"] == first["id"]

@@ -79,18 +79,30 @@ def _open_parquet(path: Path):
 
 
 def _open_arrow(path: Path):
-    """A reader of the record batches of an Arrow IPC file or stream (`datasets` writes streams)."""
+    """(schema, record batches) of an Arrow IPC file or stream (`datasets` writes streams).
+    Batches are read from the file one at a time, not memory-mapped, so a large file does not
+    pile up in memory; the file closes when the batches are exhausted."""
     pa = require_pyarrow(path)
-    source = pa.memory_map(str(path))
+    source = pa.OSFile(str(path))
     try:
         try:
             reader = pa.ipc.open_file(source)
-            return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         except pa.ArrowInvalid:
-            stream = pa.ipc.open_stream(source)
-            return stream.schema, iter(stream)
+            source.seek(0)
+            reader = pa.ipc.open_stream(source)
+            batches = iter(reader)
     except (pa.ArrowException, OSError) as exc:
+        source.close()
         raise ValueError(f"{path}: not a readable Arrow file: {exc}") from None
+
+    def closing():
+        try:
+            yield from batches
+        finally:
+            source.close()
+
+    return reader.schema, closing()
 
 
 def _check_column(path: Path, schema, field: str) -> None:
