@@ -36,3 +36,7 @@ def test_errors_are_one_clear_line(cl100k, tmp_path):
     assert special.returncode == 1 and "disallowed" in special.stderr and "Traceback" not in special.stderr
     bad_id = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), "999999")
     assert bad_id.returncode == 1 and "token id 999999 is not in the vocabulary" in bad_id.stderr
+    for bad in ("4294967296", "-1"):  # ids no 32-bit token can have: the same one line, no OverflowError
+        out = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), "--", "15339", bad)
+        assert out.returncode == 1 and out.stdout == ""
+        assert out.stderr == f"fastgpt: error: token id {bad} is not in the vocabulary (ids 0 to 100276)\n"
