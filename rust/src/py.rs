@@ -488,9 +488,7 @@ fn encode_piece(py: Python<'_>, encoder: &Bound<'_, PyEncoder>, piece: &[u8]) ->
         // parts[i] is the start of the i-th part; the last entry is the end.
         let mut parts: Vec<usize> = (0..=piece.len()).collect();
         let rank = |parts: &[usize], i: usize| -> Option<Rank> {
-            parts
-                .get(i + 2)
-                .and_then(|&end| inner.token_id(&piece[parts[i]..end]))
+            parts.get(i + 2).and_then(|&end| inner.token_id(&piece[parts[i]..end]))
         };
         loop {
             let best = (0..parts.len().saturating_sub(2))

@@ -433,7 +433,7 @@ class Tokenizer:
     def _encode_single_piece(self, text_or_bytes: str | bytes) -> list[int]:
         """BPE of the bytes as one piece (no split, no special tokens)."""
         piece = text_or_bytes.encode("utf-8") if isinstance(text_or_bytes, str) else text_or_bytes
-        return _core.encode_piece(self._core, piece)
+        return self._encode_piece_like_encode(piece)
 
     def _encode_bytes(self, data: bytes) -> list[int]:
         """Encodes bytes that may not be UTF-8, as tiktoken does: the valid prefix as text;
@@ -447,8 +447,7 @@ class Tokenizer:
         unstable_len = self._unstable_len(tokens, self._last_piece_len(text))
         tail = self.decode_bytes(tokens[len(tokens) - unstable_len :]) + data[valid:]
         del tokens[len(tokens) - unstable_len :]
-        single = _core.token_id(self._core, tail)
-        tokens.extend([single] if single is not None else _core.encode_piece(self._core, tail))
+        tokens.extend(self._encode_piece_like_encode(tail))
         return tokens
 
     def encode_with_unstable(
@@ -478,22 +477,22 @@ class Tokenizer:
         # Single tokens that extend the unstable bytes.
         for token in _starting_with(sorted_tokens, unstable):
             completions.add((self._mergeable_ranks[token],))
-        # The unstable bytes cut in two: the head, then any token that starts with the rest.
+        # The unstable bytes cut in two: the head, then any token that starts with the rest;
+        # each such text contributes its tokens up to the first that covers all of them.
+        encode_ordinary, token_bytes = self._core.encode_ordinary, self._core.token_bytes
         for cut in range(1, len(unstable)):
             head, rest = unstable[:cut], unstable[cut:]
             for token in _starting_with(sorted_tokens, rest):
                 joined = head + token
                 try:
-                    encoded = self.encode_ordinary(joined.decode("utf-8"))
+                    encoded = encode_ordinary(joined.decode("utf-8"))  # strict UTF-8: no surrogates
                 except UnicodeDecodeError:
                     encoded = _core.encode_piece(self._core, joined)
-                seq, covered = [], 0
-                for t in encoded:
-                    seq.append(t)
-                    covered += len(self._core.token_bytes(t))
-                    if covered >= len(unstable):
-                        break
-                completions.add(tuple(seq))
+                covered = n = 0
+                while covered < len(unstable) and n < len(encoded):
+                    covered += len(token_bytes(encoded[n]))
+                    n += 1
+                completions.add(tuple(encoded[:n]))
         # A trailing whitespace character may later split off into a piece of its own.
         if len(unstable) > 1:
             size = _last_char_size(unstable)
