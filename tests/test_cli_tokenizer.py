@@ -25,6 +25,8 @@ def test_encode_decode_info(cl100k, tmp_path):
     assert info["n_vocab"] == 200019 and info["pattern"] == "o200k" and info["eot_token"] == 199999
     special = fastgpt("tokenizer", "encode", "--tokenizer", str(directory), "--allow_special", "<|endoftext|>")
     assert special.stdout.split() == ["100257"]
+    by_name = fastgpt("tokenizer", "encode", "--tokenizer", "o200k_base", "hello world")  # a registry name
+    assert by_name.returncode == 0 and by_name.stdout.split() == ["24912", "2375"]
 
 
 def test_errors_are_one_clear_line(cl100k, tmp_path):

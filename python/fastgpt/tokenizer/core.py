@@ -237,8 +237,13 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, pattern: str | None = None) -> Tokenizer:
-        """Loads a tokenizer directory written by `save`, a `tokenizer.json`, or a tiktoken
-        rank file (with `pattern` unless its name is a known encoding)."""
+        """Loads a tokenizer directory written by `save`, a `tokenizer.json`, a tiktoken
+        rank file (with `pattern` unless its name is a known encoding), or an encoding's
+        registry name (`cl100k_base`, see `fastgpt.get_encoding`) when no such path exists."""
+        from fastgpt.tokenizer import registry
+
+        if str(path) in registry.SPECS and not Path(path).exists():
+            return registry.get_encoding(str(path))
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such tokenizer directory or file")
