@@ -590,11 +590,10 @@ class Tokenizer:
     def decode_bytes(self, tokens: Sequence[int] | np.ndarray) -> bytes:
         """The bytes of `tokens`; an id outside the vocabulary (negative, or too large for
         an id) raises `UnknownTokenError`, a KeyError naming it."""
-        ids = _as_ids(tokens)
         try:
-            return self._core.decode_bytes(ids)
+            return self._core.decode_bytes(_as_ids(tokens))
         except (OverflowError, KeyError):
-            raise UnknownTokenError(_first_unknown(self, ids), self.n_vocab) from None
+            raise UnknownTokenError(_first_unknown(self, _as_ids(tokens)), self.n_vocab) from None
 
     def decode(self, tokens: Sequence[int] | np.ndarray, errors: str = "replace") -> str:
         """The text of `tokens`; invalid UTF-8 is handled by `errors` (as in `bytes.decode`)."""
@@ -692,6 +691,8 @@ def _unpickle_merges(
 
 
 def _as_ids(tokens: Sequence[int] | np.ndarray) -> list[int]:
+    if type(tokens) is list:  # the common case, passed as is (Rust reads it without a copy)
+        return tokens
     if hasattr(tokens, "tolist"):  # a numpy array
         return tokens.tolist()
     return list(tokens)
