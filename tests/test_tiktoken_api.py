@@ -101,6 +101,10 @@ def test_properties(pair):
     assert ours._mergeable_ranks == theirs._mergeable_ranks
     for token in [0, 255, theirs.eot_token, *theirs._special_tokens.values(), theirs.n_vocab, -1, 2**40]:
         assert ours.is_special_token(token) == theirs.is_special_token(token)
+    np = pytest.importorskip("numpy")
+    assert ours.is_special_token(np.int64(theirs.eot_token)) and not ours.is_special_token(np.uint32(5))
+    with pytest.raises(TypeError):  # tiktoken: AssertionError
+        ours.is_special_token("5")
 
 
 @pytest.mark.parametrize("text", TEXTS)

@@ -19,6 +19,7 @@ import bisect
 import functools
 import gzip
 import json
+import operator
 import os
 import re
 import shutil
@@ -319,9 +320,8 @@ class Tokenizer:
         return set(self.special_tokens)
 
     def is_special_token(self, token: int) -> bool:
-        if not isinstance(token, int):
-            raise TypeError(f"a token id is an int, not {type(token).__name__}")
-        return token in self._special_values
+        # Any integer (numpy's too); tiktoken asserts a Python int.
+        return operator.index(token) in self._special_values
 
     def token_byte_values(self) -> list[bytes]:
         """The bytes of every regular token, sorted."""
