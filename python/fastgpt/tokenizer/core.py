@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from fastgpt import _core
 from fastgpt.data.inputs import fix_surrogates
@@ -390,6 +390,16 @@ class Tokenizer:
     ) -> list[int]:
         """Encodes `text`. Special tokens' text is an error unless allowed (then it becomes
         the special token) or removed from `disallowed_special` (then it is ordinary text)."""
+        if not allowed_special and disallowed_special == "all":
+            # The default: no special token allowed, all disallowed. One scan for special
+            # tokens' text, then ordinary encoding, at a third of the general path's cost.
+            try:
+                found = self._core.find_special(text) if self._special_set else None
+                if found is None:
+                    return self._core.encode_ordinary(text)
+            except UnicodeEncodeError:
+                return self.encode(fix_surrogates(text))
+            _raise_disallowed(found)
         allowed, allow_all = self._special_policy(allowed_special, disallowed_special, (text,))
         try:
             return self._core.encode(text, allowed, allow_all)
@@ -563,11 +573,7 @@ class Tokenizer:
             for text in texts:
                 found = self._find_disallowed(text, disallowed)
                 if found is not None:
-                    raise ValueError(
-                        f"the text contains the special token {found!r}, which is disallowed. To encode it as the "
-                        f"special token pass allowed_special={{{found!r}}} (or 'all'); to encode it as ordinary text "
-                        f"pass disallowed_special=() (or a set without it)."
-                    )
+                    _raise_disallowed(found)
         if allowed == self._special_set:
             return None, True
         return set(allowed) or None, False
@@ -625,6 +631,14 @@ class Tokenizer:
         """`decode_bytes` of each list of tokens."""
         _check_threads(num_threads)
         return [self.decode_bytes(tokens) for tokens in batch]
+
+
+def _raise_disallowed(found: str) -> NoReturn:
+    raise ValueError(
+        f"the text contains the special token {found!r}, which is disallowed. To encode it as the "
+        f"special token pass allowed_special={{{found!r}}} (or 'all'); to encode it as ordinary text "
+        f"pass disallowed_special=() (or a set without it)."
+    )
 
 
 def _unknown_token(message: str, token: object) -> UnknownTokenError:
