@@ -25,6 +25,8 @@ def test_encode_decode_info(cl100k, tmp_path):
     assert info["n_vocab"] == 200019 and info["pattern"] == "o200k" and info["eot_token"] == 199999
     special = fastgpt("tokenizer", "encode", "--tokenizer", str(directory), "--allow_special", "<|endoftext|>")
     assert special.stdout.split() == ["100257"]
+    by_name = fastgpt("tokenizer", "encode", "--tokenizer", "o200k_base", "hello world")  # a registry name
+    assert by_name.returncode == 0 and by_name.stdout.split() == ["24912", "2375"]
 
 
 def test_errors_are_one_clear_line(cl100k, tmp_path):
@@ -36,6 +38,10 @@ def test_errors_are_one_clear_line(cl100k, tmp_path):
     assert special.returncode == 1 and "disallowed" in special.stderr and "Traceback" not in special.stderr
     bad_id = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), "999999")
     assert bad_id.returncode == 1 and "token id 999999 is not in the vocabulary" in bad_id.stderr
+    for bad in ("4294967296", "-1"):  # ids no 32-bit token can have: the same one line, no OverflowError
+        out = fastgpt("tokenizer", "decode", "--tokenizer", str(directory), "--", "15339", bad)
+        assert out.returncode == 1 and out.stdout == ""
+        assert out.stderr == f"fastgpt: error: token id {bad} is not in the vocabulary (ids 0 to 100276)\n"
 
 
 def test_train_checks_the_output_first_and_names_the_users_path(tmp_path):

@@ -130,10 +130,13 @@ def test_other_bad_inputs(tmp_path, byte_tokenizer):
         Tokenizer.from_ranks({bytes([i]): i for i in range(256) if i != 5}, pattern="gpt2")
     with pytest.raises(KeyError, match="token id 1000 is not in the vocabulary"):
         byte_tokenizer.decode([65, 1000])
-    with pytest.raises(OverflowError):
-        byte_tokenizer.decode([-1])
-    with pytest.raises(ValueError, match="not special tokens"):
-        byte_tokenizer.encode("x", allowed_special={"<|nope|>"})
+    for bad in (-1, 2**32, 2**40):  # a KeyError naming the id; also the OverflowError tiktoken raises
+        with pytest.raises(KeyError, match=f"token id {bad} is not in the vocabulary"):
+            byte_tokenizer.decode([65, bad])
+        with pytest.raises(OverflowError):
+            byte_tokenizer.decode_single_token_bytes(bad)
+    # As in tiktoken, allowed names that are not special tokens are ignored.
+    assert byte_tokenizer.encode("x<|nope|>", allowed_special={"<|nope|>"}) == list(b"x<|nope|>")
     with pytest.raises(FileNotFoundError, match="not a tokenizer directory"):
         Tokenizer.load(tmp_path)
 

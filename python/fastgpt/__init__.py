@@ -6,8 +6,20 @@ thin Python layer. `import fastgpt` is cheap and never imports torch.
 
 from fastgpt.data.pretokenize import PretokenizeSummary, pretokenize
 from fastgpt.tokenizer import Tokenizer
+from fastgpt.tokenizer.registry import encoding_for_model, encoding_name_for_model, get_encoding, list_encoding_names
+from fastgpt.tokenizer.tiktoken_compat import patch_tiktoken, unpatch_tiktoken
 
-__all__ = ["Tokenizer", "pretokenize", "PretokenizeSummary"]
+__all__ = [
+    "Tokenizer",
+    "pretokenize",
+    "PretokenizeSummary",
+    "get_encoding",
+    "encoding_for_model",
+    "encoding_name_for_model",
+    "list_encoding_names",
+    "patch_tiktoken",
+    "unpatch_tiktoken",
+]
 __version__ = "0.1.0"
 
 

@@ -500,5 +500,57 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(bin_header, m)?)?;
     m.add_function(wrap_pyfunction!(parse_bin_header, m)?)?;
+    m.add_function(wrap_pyfunction!(token_id, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_piece, m)?)?;
     Ok(())
+}
+
+// ---- tiktoken compatibility (python/fastgpt/tokenizer/core.py) --------------------------
+
+/// The id of the token, regular or special, whose bytes are exactly `token`
+/// (tiktoken's `encode_single_token`).
+#[pyfunction]
+fn token_id(encoder: &Bound<'_, PyEncoder>, token: &[u8]) -> Option<Rank> {
+    let inner = &encoder.get().inner;
+    inner.token_id(token).or_else(|| {
+        std::str::from_utf8(token)
+            .ok()
+            .and_then(|text| inner.special_tokens().get(text).copied())
+    })
+}
+
+/// BPE of raw bytes as one piece, without the split: tiktoken's rule (repeatedly merge the
+/// adjacent pair whose joined bytes are the token of lowest rank). For the rare paths that
+/// see bytes which are not text (`_encode_bytes`, `encode_with_unstable`); quadratic, as
+/// tiktoken's own is, so callers pass pieces, not documents.
+#[pyfunction]
+fn encode_piece(py: Python<'_>, encoder: &Bound<'_, PyEncoder>, piece: &[u8]) -> PyResult<Vec<Rank>> {
+    let inner = &encoder.get().inner;
+    py.detach(|| {
+        // parts[i] is the start of the i-th part; the last entry is the end.
+        let mut parts: Vec<usize> = (0..=piece.len()).collect();
+        let rank = |parts: &[usize], i: usize| -> Option<Rank> {
+            parts.get(i + 2).and_then(|&end| inner.token_id(&piece[parts[i]..end]))
+        };
+        loop {
+            let best = (0..parts.len().saturating_sub(2))
+                .filter_map(|i| rank(&parts, i).map(|r| (r, i)))
+                .min();
+            match best {
+                Some((_, i)) => {
+                    parts.remove(i + 1);
+                }
+                None => break,
+            }
+        }
+        parts
+            .windows(2)
+            .map(|w| {
+                let bytes = &piece[w[0]..w[1]];
+                inner
+                    .token_id(bytes)
+                    .ok_or_else(|| PyKeyError::new_err(format!("no token for the bytes {bytes:?}")))
+            })
+            .collect()
+    })
 }

@@ -14,10 +14,12 @@ EPILOG = """examples:
   fastgpt tokenizer decode --tokenizer ./artifacts/tokenizer 464 2068 7586
   fastgpt tokenizer info ./artifacts/tokenizer
   fastgpt tokenizer info cl100k_base.tiktoken
+  fastgpt tokenizer encode --tokenizer o200k_base "some text"
 """
 
 TOKENIZER_HELP = (
-    "a tokenizer directory, a tokenizer.json, or a .tiktoken file (with --pattern unless its name is known)"
+    "a tokenizer directory, a tokenizer.json, a .tiktoken file (with --pattern unless its name is known), "
+    "or an encoding name (cl100k_base, o200k_base, gpt2, ...: rank file from tiktoken's cache or bpe-openai)"
 )
 
 
