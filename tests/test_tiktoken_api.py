@@ -45,12 +45,11 @@ def never_download(monkeypatch):
     monkeypatch.setattr(registry, "download", offline)
 
 
-@pytest.fixture(scope="module", params=["cl100k_base", "o200k_base"])
-def pair(request):
-    """(fastgpt's registry encoder, tiktoken's Encoding) of one vocabulary."""
-    from helpers.references import reference_encoding
-
-    return fastgpt.get_encoding(request.param), reference_encoding(request.param)
+@pytest.fixture(scope="module")
+def pair(openai_pair):
+    """(fastgpt's registry encoder, tiktoken's Encoding) of cl100k_base, then o200k_base."""
+    theirs = openai_pair[1]
+    return fastgpt.get_encoding(theirs.name), theirs
 
 
 def outcome(call):
