@@ -45,12 +45,11 @@ def never_download(monkeypatch):
     monkeypatch.setattr(registry, "download", offline)
 
 
-@pytest.fixture(scope="module", params=["cl100k_base", "o200k_base"])
-def pair(request):
-    """(fastgpt's registry encoder, tiktoken's Encoding) of one vocabulary."""
-    from helpers.references import reference_encoding
-
-    return fastgpt.get_encoding(request.param), reference_encoding(request.param)
+@pytest.fixture(scope="module")
+def pair(openai_pair):
+    """(fastgpt's registry encoder, tiktoken's Encoding) of cl100k_base, then o200k_base."""
+    theirs = openai_pair[1]
+    return fastgpt.get_encoding(theirs.name), theirs
 
 
 def outcome(call):
@@ -378,6 +377,27 @@ def test_missing_rank_file_is_one_error_naming_where_it_looked(fresh_registry, m
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # caching off, as in tiktoken
     with pytest.raises(EncodingNotFoundError, match="cache \\(off"):
         fastgpt.get_encoding("p50k_edit")
+
+
+def test_a_download_is_checked_and_cached_under_tiktokens_name(fresh_registry, monkeypatch):
+    """The download path with the network replaced by the published file's bytes (tests
+    never download): sha256 checked, then kept in tiktoken's cache for the next time."""
+    monkeypatch.setattr(registry, "bpe_openai_path", lambda stem: None)
+    published = gzip.decompress(rank_file("cl100k_base").read_bytes())
+    asked = []
+
+    def served(url: str, timeout: float = 60.0) -> bytes:
+        asked.append(url)
+        return published if len(asked) == 1 else published[:-10]
+
+    monkeypatch.setattr(registry, "download", served)
+    assert fastgpt.get_encoding("cl100k_base").encode("hello world") == [15339, 1917]
+    assert asked == [registry.CL100K.url]
+    assert (fresh_registry / hashlib.sha1(registry.CL100K.url.encode()).hexdigest()).read_bytes() == published
+    assert [p.name for p in fresh_registry.iterdir()] == [hashlib.sha1(registry.CL100K.url.encode()).hexdigest()]
+    with pytest.raises(EncodingNotFoundError, match="its sha256 is not the published one"):
+        fastgpt.get_encoding("o200k_base")  # a corrupted download is refused, and not cached
+    assert len(list(fresh_registry.iterdir())) == 1
 
 
 def test_gpt2_from_gpt2s_own_files_in_the_cache(fresh_registry, monkeypatch, tmp_path):

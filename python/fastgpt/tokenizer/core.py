@@ -39,24 +39,6 @@ if TYPE_CHECKING:  # numpy loads on first use: training and encoding to lists ne
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
 
-# Rank files whose name fastgpt recognises: their pattern and special tokens (facts from
-# OpenAI's published encodings), so `Tokenizer.from_tiktoken("cl100k_base.tiktoken")` works.
-KNOWN_ENCODINGS: dict[str, tuple[str, dict[str, int]]] = {
-    "r50k_base": ("gpt2", {ENDOFTEXT: 50256}),
-    "p50k_base": ("gpt2", {ENDOFTEXT: 50256}),
-    "cl100k_base": (
-        "cl100k",
-        {
-            ENDOFTEXT: 100257,
-            "<|fim_prefix|>": 100258,
-            "<|fim_middle|>": 100259,
-            "<|fim_suffix|>": 100260,
-            "<|endofprompt|>": 100276,
-        },
-    ),
-    "o200k_base": ("o200k", {ENDOFTEXT: 199999, "<|endofprompt|>": 200018}),
-}
-
 AllowedSpecial = Literal["all"] | Collection[str]
 DisallowedSpecial = Literal["all"] | Collection[str]
 
@@ -209,16 +191,18 @@ class Tokenizer:
         special tokens default to those of a known encoding named by the file
         (`cl100k_base.tiktoken` ...); otherwise `pattern` is required."""
         path = Path(path)
-        known = KNOWN_ENCODINGS.get(path.name.split(".")[0])
+        from fastgpt.tokenizer import registry  # OpenAI's encodings: patterns and special tokens by name
+
+        known = registry.SPECS.get(path.name.split(".")[0])
         if pattern is None:
             if known is None:
                 names = ", ".join(_core.pattern_names())
                 raise ValueError(
                     f"{path}: pass pattern= (one of {names}, or a regex); the file name names no known encoding"
                 )
-            pattern = known[0]
+            pattern = known.pattern
         if special_tokens is None:
-            special_tokens = known[1] if known else {}
+            special_tokens = known.special_tokens if known else {}
         data = path.read_bytes()
         if path.suffix == ".gz":
             try:

@@ -75,7 +75,10 @@ def is_patched() -> bool:
 def patch_tiktoken() -> None:
     """Makes tiktoken hand out fastgpt encoders (see the module doc). Calling it twice is
     harmless; `unpatch_tiktoken` undoes it."""
-    import tiktoken
+    try:
+        import tiktoken
+    except ImportError:
+        raise ImportError("patch_tiktoken: tiktoken is not installed, so there is nothing to patch") from None
     import tiktoken.core
     import tiktoken.model
     import tiktoken.registry
