@@ -185,7 +185,7 @@ def test_flags_disagreeing_with_the_checkpoint(run_dir, tmp_path, monkeypatch, c
     [
         (["--temperature", "nan"], "--temperature must be a finite number >= 0 (0 is greedy), got nan"),  # defect 4
         (["--temperature", "inf"], "--temperature must be a finite number >= 0 (0 is greedy), got inf"),  # defect 9
-        (["--temperature", "-1"], "--temperature must be a finite number >= 0"),
+        (["--temperature", "-1"], "--temperature must be a finite number >= 0 (0 is greedy), got -1.0"),
         (["--top_k", "-3"], "--top_k must be >= 0 (0 keeps every token), got -3"),  # defect 9
         (["--top_p", "0"], "--top_p must be in (0, 1] (1 keeps every token), got 0.0"),  # defect 9
         (["--top_p", "2"], "--top_p must be in (0, 1] (1 keeps every token), got 2.0"),  # defect 9

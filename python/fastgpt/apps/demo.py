@@ -287,11 +287,9 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
     if cfg.max_steps is not None:
         budget = dict(max_steps=cfg.max_steps, eval_interval=max(1, cfg.max_steps // cfg.evals))
         plan = f"{cfg.max_steps} steps"
-        warmup = max(1, min(100, cfg.max_steps // 10))  # short runs must not spend themselves warming up
     else:
         budget = dict(max_minutes=cfg.minutes, evals=cfg.evals)
         plan = f"as many steps as fit {cfg.minutes:g} min, evaluation and saving included"
-        warmup = TrainConfig.warmup_steps
     model_cfg = GPTConfig(seq_len=cfg.seq_len, embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, num_layers=cfg.num_layers)
     step_tokens = cfg.batch_size * cfg.seq_len
     say(
@@ -305,7 +303,6 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         experiment_name=run_dir.name,
         out_dir=str(runs_dir),
         batch_size=cfg.batch_size,
-        warmup_steps=warmup,
         eval_batches=cfg.eval_batches,
         log_interval=10 if cfg.max_steps is None else max(1, min(10, cfg.max_steps // 20)),
         device=cfg.device,

@@ -107,13 +107,14 @@ def compare(
     variants: dict[str, dict] | None = None,
     parallel: bool = False,
     threads: int | None = None,
+    only_reference: bool = False,
     log: Any = print,
 ) -> dict:
     """Train fastgpt's defaults (plus `variants`: name -> TrainConfig changes) and the reference
     at each of `reference_lrs`, `minutes` of wall clock each, one after another on the same
     files; return each one's results and the ratios against the best reference.
 
-    `parallel` runs them all at once, each in its own process with `threads` torch threads
+    `only_reference` trains just the reference (to choose its rate). `parallel` runs them all at once, each in its own process with `threads` torch threads
     (1 by default): on a shared machine whose load swings, every run then sees the same
     load, which one-after-another runs cannot promise."""
 
@@ -133,7 +134,7 @@ def compare(
     )
     # nanoGPT's recipe: AdamW (0.9, 0.95), weight decay 0.1, warmup then cosine to a tenth, clip 1.
     reference = dict(optimizer="adamw", schedule="cosine", weight_decay=0.1, beta1=0.9, beta2=0.95, min_lr_ratio=0.1)
-    runs: list[tuple[str, dict, Any]] = [("fastgpt", dict(ours or {}), None)]
+    runs: list[tuple[str, dict, Any]] = [] if only_reference else [("fastgpt", dict(ours or {}), None)]
     runs += [(f"fastgpt_{name}", changes, None) for name, changes in (variants or {}).items()]
     runs += [(f"nanogpt_lr{lr:g}", dict(reference, learning_rate=lr), NanoGPT) for lr in reference_lrs]
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -95,7 +95,7 @@ class _RMSNormCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(torch.finfo(x.dtype).eps))
+        rstd = _rstd(x)
         y = x * rstd
         ctx.save_for_backward(y, rstd)
         return y
@@ -103,7 +103,19 @@ class _RMSNormCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         y, rstd = ctx.saved_tensors
-        return (grad - y * (grad * y).mean(-1, keepdim=True)) * rstd
+        return _rms_norm_backward(grad, y, rstd)
+
+
+def _rstd(x: torch.Tensor) -> torch.Tensor:
+    """1 / sqrt(mean(x^2) + eps) over the last dimension, from one fused norm pass."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return norm.square_().div_(x.size(-1)).add_(torch.finfo(x.dtype).eps).rsqrt_()
+
+
+def _rms_norm_backward(grad: torch.Tensor, y: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+    """(grad - y * mean(grad * y)) * rstd, in two fused passes over the tensor."""
+    dot = torch.linalg.vecdot(grad, y).unsqueeze_(-1).div_(-y.size(-1))
+    return torch.addcmul(grad, y, dot).mul_(rstd)
 
 
 class _ReLUSquaredCPU(torch.autograd.Function):
@@ -136,7 +148,7 @@ class _QKVCPU(torch.autograd.Function):
         qk = x[:, :, :2]
         rstd = None
         if norm:
-            rstd = torch.rsqrt(qk.pow(2).mean(-1, keepdim=True).add_(torch.finfo(qk.dtype).eps))
+            rstd = _rstd(qk)
             n = qk * rstd
         else:
             n = qk.contiguous()
@@ -164,7 +176,7 @@ class _QKVCPU(torch.autograd.Function):
         torch.mul(g1, sin, out=dn[..., d:]).addcmul_(g2, cos)
         dx = torch.empty(B, T, 3, nh, hs, dtype=n.dtype, device=n.device)
         if ctx.norm:
-            torch.mul(dn.sub_(n * (dn * n).mean(-1, keepdim=True)), rstd, out=dx[:, :, :2])
+            dx[:, :, :2] = _rms_norm_backward(dn, n, rstd)
         else:
             dx[:, :, :2] = dn
         dx[:, :, 2] = gv.transpose(1, 2)

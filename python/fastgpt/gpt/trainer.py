@@ -75,7 +75,7 @@ class TrainConfig:
     schedule: str = "wsd"  # "wsd": warmup, constant, linear cooldown; "cosine": warmup, cosine decay
     cooldown_frac: float = 0.4  # wsd: the last fraction of the steps that decays the rate
     min_lr_ratio: float = 0.1  # the rate decays to this fraction of the peak
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # at most a tenth of the run
     weight_decay: float = 0.1  # AdamW's, on matrices and embeddings (adamw only)
     beta1: float = 0.9
     beta2: float = 0.95  # shorter second-moment memory than 0.999: steadier at high learning rates
@@ -134,17 +134,20 @@ def lr_factor(step: int, cfg: TrainConfig, max_steps: int) -> float:
 
     Linear warmup; then either constant with a linear cooldown over the last
     `cooldown_frac` of the steps (wsd: a re-planned step count moves only the cooldown,
-    which suits a time budget) or a cosine decay; both end at min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+    which suits a time budget) or a cosine decay; both end at min_lr_ratio. The warmup takes
+    at most a tenth of the run, so a short (or short time-boxed) run does not spend itself
+    warming up."""
+    warmup = min(cfg.warmup_steps, max(1, max_steps // 10)) if cfg.warmup_steps > 0 else 0
+    if step < warmup:
+        return (step + 1) / warmup
     floor = cfg.min_lr_ratio
     if cfg.schedule == "wsd":
-        start = max(cfg.warmup_steps, max_steps * (1 - cfg.cooldown_frac))
+        start = max(warmup, max_steps * (1 - cfg.cooldown_frac))
         if step < start:
             return 1.0
         return 1.0 - (1.0 - floor) * min(1.0, (step - start) / max(1.0, max_steps - start))
-    span = max(1, max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    span = max(1, max_steps - warmup)
+    progress = min(1.0, (step - warmup) / span)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
