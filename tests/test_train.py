@@ -639,7 +639,7 @@ def test_muon_trains_hidden_matrices_and_adamw_the_rest(corpus, tmp_path):
     model = GPT(GPTConfig(**TINY_MODEL, vocab_size=257))
     cfg = TrainConfig(optimizer="muon", muon_lr=0.05, embedding_lr=0.3, head_lr=0.006)
     opt = make_optimizer(model, cfg, width=32)
-    muon, adam = (o for o in sorted(opt.optimizers, key=lambda o: type(o).__name__ != "Muon"))
+    muon, adam = sorted(opt.optimizers, key=lambda o: not isinstance(o, torch.optim.Muon))
     assert isinstance(muon, torch.optim.Muon) and isinstance(adam, torch.optim.AdamW)
     assert {id(p) for g in muon.param_groups for p in g["params"]} == {id(p) for p in model.param_kinds()["matrix"]}
     rates = {id(p): g["base_lr"] for g in adam.param_groups for p in g["params"]}
@@ -689,3 +689,41 @@ def test_second_run_with_the_same_name_fails_while_the_first_trains(corpus, tmp_
     step = torch.load(tmp_path / "same" / "last.pt", weights_only=True)["step"]
     rc, out, err = fastgpt_cli(monkeypatch, capsys, "train", *common, "--resume", "--max_steps", step + 1)
     assert rc == 0 and f"finished at step {step + 1}/{step + 1}" in out, err
+
+
+@pytest.mark.slow
+def test_ddp_time_boxed_ranks_stop_together(corpus, tmp_path):
+    """Under torchrun a time-boxed run ends for every rank at rank 0's planned step: ranks that
+    disagreed would hang in the next collective (the timeout) or exit with an error."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastgpt"]
+    cmd += ["train", "--tokenizer", corpus / "tok", "--train_data", corpus / "train.bin", "--eval_data"]
+    cmd += [corpus / "eval.bin", "--out_dir", tmp_path, "--experiment_name", "tb", *TINY_FLAGS, "--batch_size", 4]
+    cmd += ["--max_minutes", 0.15, "--eval_batches", 2, "--log_interval", 2]
+    done = subprocess.run([str(c) for c in cmd], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = read_metrics(tmp_path / "tb")[-1]
+    assert final["final"] and final["elapsed_s"] <= 1.05 * 9 and final["step"] > 2
+    assert f"finished at step {final['step']}/{final['step']}" in done.stdout
+
+
+def test_stacked_muon_equals_torch_muon():
+    """fastgpt's Muon batches the Newton-Schulz iterations of same-shape matrices; each update is
+    torch.optim.Muon's (to bf16 rounding), and the state dicts load into each other."""
+    from fastgpt.gpt.optim import StackedMuon
+
+    torch.manual_seed(0)
+    shapes = [(96, 32), (96, 32), (32, 32), (128, 32), (32, 128), (32, 128)]
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    a = StackedMuon(ours, lr=0.02, weight_decay=0.1)
+    b = torch.optim.Muon(ref, lr=0.02, weight_decay=0.1)
+    for _ in range(3):
+        grads = [torch.randn(s) for s in shapes]
+        for p, q, g in zip(ours, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        a.step()
+        b.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, atol=2e-3, rtol=0)  # bf16 iterations, batched or not
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(b.state[ref[0]]["momentum_buffer"], a.state[ours[0]]["momentum_buffer"])

@@ -1,11 +1,16 @@
 """Optimizers for the trainer: AdamW alone, or Muon on the hidden weight matrices with AdamW
 on the rest (embeddings, head, gains), as modded-nanogpt and nanochat train.
 
-Muon is `torch.optim.Muon` (torch >= 2.9) as it is, under DDP too: DDP averages the
-gradients before `step`, so every rank orthogonalises the same matrices and the replicas
-stay identical. That repeats the Newton-Schulz work on each rank, a few percent of a
-GPT-2-small step; a sharded variant (each rank orthogonalises a share of the matrices and
-all-gathers them, as modded-nanogpt does) would remove it and is not written here.
+Muon is `torch.optim.Muon` (torch >= 2.9): its constructor, checks, state and update rule,
+with one change, `StackedMuon.step`: torch orthogonalises one matrix at a time, and at small
+widths the per-matrix calls dominate (the demo's 16 matrices: 1.5x faster stacked, about 5%
+of a CPU training step), so matrices of one shape go through the Newton-Schulz iterations
+together as one batched matmul. The state dict is torch's, so either loads the other's.
+Under DDP it runs as it is: DDP averages the gradients before `step`, so every rank
+orthogonalises the same matrices and the replicas stay identical. That repeats the
+Newton-Schulz work on each rank, a few percent of a GPT-2-small step; a sharded variant (each
+rank orthogonalises a share of the matrices and all-gathers them, as modded-nanogpt does)
+would remove it and is not written here.
 
 Every parameter group carries `base_lr`; the trainer multiplies it by the schedule's factor.
 """
@@ -53,6 +58,57 @@ class CombinedOptimizer:
             o.load_state_dict(s)
 
 
+def _newton_schulz(G: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> torch.Tensor:
+    """torch.optim.Muon's quintic Newton-Schulz orthogonalisation in bf16, for a stack (n, A, B) of
+    matrices with A <= B at once: baddbmm fuses each step's products and sums."""
+    a, b, c = coefficients
+    X = G.to(torch.bfloat16)
+    X = X / X.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    for _ in range(steps):
+        A = torch.bmm(X, X.mT)
+        X = torch.baddbmm(X, torch.baddbmm(A, A, A, beta=b, alpha=c), X, beta=a)
+    return X
+
+
+_MUON_BASE: Any = getattr(torch.optim, "Muon", torch.optim.Optimizer)  # torch < 2.9 has no Muon: adamw only
+
+
+class StackedMuon(_MUON_BASE):
+    """torch.optim.Muon with the Newton-Schulz iterations batched over matrices of one shape."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            stacks: dict[tuple, list[tuple[torch.Tensor, torch.Tensor, bool]]] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - momentum)
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                tall = p.size(0) > p.size(1)  # orthogonalise the wide orientation: the smaller Gram matrix
+                update = update.mT if tall else update
+                stacks.setdefault((tuple(update.shape), update.device), []).append((p, update, tall))
+            for items in stacks.values():
+                ortho = _newton_schulz(
+                    torch.stack([u for _, u, _ in items]), group["ns_coefficients"], group["ns_steps"], group["eps"]
+                )
+                for (p, _, tall), o in zip(items, ortho):
+                    rows, cols = p.shape
+                    scale = math.sqrt(max(1.0, rows / cols))  # torch's default ("original") rate adjustment
+                    p.mul_(1 - lr * wd)
+                    p.add_(o.mT if tall else o, alpha=-lr * scale)
+        return loss
+
+
 def _adamw(groups: list[dict], betas: tuple[float, float], eps: float = 1e-8) -> torch.optim.AdamW:
     """Fused AdamW (one kernel for all parameters; 4x faster than the default on CPU too)
     wherever this torch and device support it."""
@@ -89,7 +145,7 @@ def make_optimizer(model: nn.Module, cfg: Any, width: int) -> torch.optim.Optimi
     # embedding rows of rare tokens see few, small gradients (modded-nanogpt's settings).
     optimizers: list[torch.optim.Optimizer] = [_adamw(adam, (0.8, cfg.beta2), eps=1e-10)]
     if kinds["matrix"]:
-        muon = torch.optim.Muon(
+        muon = StackedMuon(
             kinds["matrix"], lr=cfg.muon_lr, weight_decay=cfg.muon_weight_decay, momentum=MUON_MOMENTUM[1]
         )
         for g in muon.param_groups:
