@@ -211,6 +211,11 @@ class TimeBudget:
             self._observations = 1
         self._mark = (now, step, self._overhead)
 
+    @property
+    def planned(self) -> bool:
+        """Whether the plan rests on a measured pace (not only the first step's warm-up)."""
+        return self._observations >= 2
+
     def first_pace(self, step_seconds: float) -> None:
         """The duration of the first step, a pessimistic pace until a real one is measured."""
         if self.step_s is None:
@@ -232,8 +237,8 @@ class TimeBudget:
         each = (self.eval_s if self.eval_s is not None else 0.4 * self.eval_batches * self.step_s) + self.save_s
         left -= evals_left * each
         per_step = self.step_s + (each / eval_interval if eval_interval else 0.0)
-        if self._observations < 2:  # the pace so far includes warm-up: never end the run on it alone
-            return step + (1 if left > 0 else 0) + max(0, int(left / per_step) - 1)
+        if not self.planned:  # only the first step, warm-up included: one more step to measure
+            return step + 1 if self.deadline - self.clock() > self.MARGIN * self.seconds else step
         return step + max(0, int(left / per_step))
 
 
@@ -540,13 +545,6 @@ def _restore(run: Run, saved: dict, path: Path) -> None:
     run.elapsed_before = float(saved.get("elapsed_s", 0.0))
     if run.device.type == "cuda" and saved["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state(saved["rng"]["cuda"], run.device)
-    if (
-        run.cfg.max_minutes is None
-        and run.cfg.max_steps is None
-        and run.cfg.max_tokens is None
-        and run.cfg.epochs is None
-    ):
-        run.max_steps = max(run.max_steps, saved.get("max_steps", run.max_steps))
 
 
 def _write_run_files(run: Run, *, resumed: bool) -> None:
@@ -772,6 +770,8 @@ def _eval_due(run: Run, step: int, next_eval: list[int]) -> bool:
     """At the end, and every eval_interval steps or at the next of `evals` even points."""
     if step >= run.max_steps:
         return True
+    if run.budget is not None and not run.budget.planned:
+        return False  # the plan is a guess until the pace is measured: no mid-run evaluation yet
     if run.cfg.evals is None:
         return step % run.cfg.eval_interval == 0
     if next_eval[0] < run.cfg.evals and step >= math.ceil(next_eval[0] * run.max_steps / run.cfg.evals):
@@ -808,7 +808,7 @@ def run_loop(run: Run, on_step: Callable[[int, dict], bool | None] | None = None
         with _StopFlag() as stop:
             while step < run.max_steps:
                 t_step = time.perf_counter()
-                lr = set_schedule(optimizer, lr_factor(step, cfg, run.max_steps), step)
+                factor = set_schedule(optimizer, lr_factor(step, cfg, run.max_steps), step)
                 loss_sum = torch.zeros((), device=run.device)
                 for micro in range(run.accum):
                     x, y = next(loader)
@@ -826,13 +826,17 @@ def run_loop(run: Run, on_step: Callable[[int, dict], bool | None] | None = None
                 steps_since += 1
                 run.tokens_seen += run.step_tokens
                 record: dict = {"step": step}
-                if step % cfg.log_interval == 0 or step == run.max_steps or step == run.start_step + 1:
+                # The first two steps are read too: the first holds the warm-up, the second is the pace.
+                if step % cfg.log_interval == 0 or step == run.max_steps or step - run.start_step <= 2:
                     loss_value = _all_mean(run, loss_sum.item())
                     now = time.perf_counter()
                     tok_per_s = steps_since * run.step_tokens / max(1e-9, now - t_last - overhead)
                     t_last, steps_since, overhead = now, 0, 0.0
                     mfu = flops * tok_per_s / (peak * run.world) if peak else None
-                    record.update(loss=loss_value, lr=lr, tokens=run.tokens_seen, tok_per_s=round(tok_per_s, 1))
+                    record.update(loss=loss_value, lr=cfg.learning_rate * factor)
+                    if cfg.optimizer == "muon":
+                        record["muon_lr"] = cfg.muon_lr * factor
+                    record.update(tokens=run.tokens_seen, tok_per_s=round(tok_per_s, 1))
                     if mfu is not None:
                         record["mfu"] = round(mfu, 4)
                     log(run, record)
