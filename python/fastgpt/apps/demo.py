@@ -229,6 +229,7 @@ def prepare_data(
     train_bin, eval_bin = data_dir / "train.bin", data_dir / "eval.bin"
     s_train = pretokenize(train_path, tok, train_bin, progress=cfg.progress)
     s_eval = pretokenize(eval_path, tok, eval_bin, progress=cfg.progress)
+    assert not isinstance(s_train, list) and not isinstance(s_eval, list)  # one output file each, not shards
     seconds["pretokenize"] = time.perf_counter() - t
     say(
         f"      {train_bin}: {s_train.tokens:,} tokens ({train_bytes / max(s_train.tokens, 1):.2f} bytes/token); "
@@ -285,7 +286,7 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
 
     t = time.perf_counter()
     if cfg.max_steps is not None:
-        budget = dict(max_steps=cfg.max_steps, eval_interval=max(1, cfg.max_steps // cfg.evals))
+        budget: dict[str, Any] = dict(max_steps=cfg.max_steps, eval_interval=max(1, cfg.max_steps // cfg.evals))
         plan = f"{cfg.max_steps} steps"
     else:
         budget = dict(max_minutes=cfg.minutes, evals=cfg.evals)
@@ -307,7 +308,7 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         log_interval=10 if cfg.max_steps is None else max(1, min(10, cfg.max_steps // 20)),
         device=cfg.device,
         seed=cfg.seed,
-        **budget,  # type: ignore[arg-type]
+        **budget,
     )
     summary = train(train_cfg, model_cfg)
     seconds["train"] = time.perf_counter() - t

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -69,6 +69,7 @@ class NanoGPT(nn.Module):
         B, T = idx.shape
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for b in self.blocks:
+            b = cast(Any, b)  # a ModuleDict
             q, k, v = b["attn"](b["ln_1"](x)).view(B, T, 3, self.cfg.n_heads, -1).permute(2, 0, 3, 1, 4)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, -1)
             x = x + b["proj"](y)

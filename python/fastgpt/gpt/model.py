@@ -351,6 +351,7 @@ class GPT(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         for block in self.blocks:
+            assert isinstance(block, Block)
             nn.init.zeros_(block.attn.proj.weight)
             nn.init.zeros_(block.mlp.proj.weight)
         if not self.cfg.tie_embeddings:
@@ -377,7 +378,7 @@ class GPT(nn.Module):
         limit = cache.max_len if cache is not None else self.cfg.seq_len
         if start + T > limit:
             raise ValueError(f"{start + T} positions exceed the context length {limit}")
-        cos, sin = self.cos[start : start + T], self.sin[start : start + T]
+        cos, sin = self.get_buffer("cos")[start : start + T], self.get_buffer("sin")[start : start + T]
         x = self.dropout(self.wte(idx))  # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, layer)
@@ -404,10 +405,10 @@ class GPT(nn.Module):
         """AdamW groups: decay matrices and embeddings; never norms or biases (decaying a gain only hurts)."""
         return decay_groups(self, weight_decay)
 
-    def param_kinds(self) -> dict[str, list[nn.Parameter]]:
+    def param_kinds(self) -> dict[str, list[torch.Tensor]]:
         """Parameters by the optimizer they want: `matrix` (the blocks' hidden weight matrices, for
         Muon), `embedding` (empty when tied), `head` and `scalar` (norm gains and biases)."""
-        kinds: dict[str, list[nn.Parameter]] = {
+        kinds: dict[str, list[torch.Tensor]] = {
             "matrix": [],
             "embedding": [],
             "head": [self.lm_head.weight],

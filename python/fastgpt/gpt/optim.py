@@ -77,7 +77,7 @@ class StackedMuon(_MUON_BASE):
     """torch.optim.Muon with the Newton-Schulz iterations batched over matrices of one shape."""
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -132,7 +132,7 @@ def make_optimizer(model: nn.Module, cfg: Any, width: int) -> torch.optim.Optimi
         raise ValueError(f"--optimizer muon needs torch >= 2.9 (this is {torch.__version__}); use --optimizer adamw")
     if not hasattr(model, "param_kinds"):
         raise ValueError(f"--optimizer muon needs a model with param_kinds(); {type(model).__name__} has none")
-    kinds = model.param_kinds()
+    kinds = model.param_kinds()  # type: ignore[operator]
     scale = math.sqrt(REFERENCE_WIDTH / width)  # AdamW rates shrink with width (nanochat's rule)
     embedding_lr = cfg.embedding_lr * scale
     head_lr = cfg.head_lr * scale

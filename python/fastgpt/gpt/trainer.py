@@ -591,7 +591,7 @@ def _token_bytes(tokenizer: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: GPT,
+    model: nn.Module,
     dataset: TokenDataset,
     batch_size: int,
     max_batches: int,
@@ -613,8 +613,8 @@ def evaluate(
     n_batches = min(max_batches, max(1, math.ceil(len(dataset) / (batch_size * world_size))))
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, tokens, nats of byte tokens, bytes
     for i in range(n_batches):
-        x, y = dataset.batch(i, batch_size, shuffle=False, rank=rank, world_size=world_size)
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        xs, ys = dataset.batch(i, batch_size, shuffle=False, rank=rank, world_size=world_size)
+        x, y = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
         with autocast or contextlib.nullcontext():
             loss = model(x, y, reduction="none")  # (B, T) nats
         nbytes = token_bytes[y]
