@@ -30,10 +30,13 @@ def main() -> None:
 
     import torch
 
+    from fastgpt._util.device import resolve_device
     from fastgpt.gpt.baseline import compare
 
-    if not torch.cuda.is_available():
-        sys.exit("gpu_train.py: needs a CUDA GPU")
+    try:
+        resolve_device("cuda")
+    except ValueError as exc:
+        sys.exit(f"gpu_train.py: needs a CUDA GPU: {exc}")
     data = Path(args.data)
     out = compare(
         args.tokenizer or data / "tokenizer",

@@ -132,7 +132,7 @@ def test_equal_time_smoke(tmp_path):
         baseline.SHAPES = saved
     runs = out["runs"]
     assert set(runs) == {"fastgpt", "nanogpt_lr0.001"} and all(r["steps"] >= 1 for r in runs.values())
-    assert all(r["seconds"] <= 6 * 1.05 + 0.5 and r["val_loss"] > 0 for r in runs.values())
+    assert all(r["seconds"] <= 6 * 1.1 + 0.5 and r["val_loss"] > 0 for r in runs.values())
     assert 0 < runs["fastgpt"]["val_loss_ratio"] < 2 and runs["fastgpt"]["tokens_per_s_ratio"] > 0
 
 

@@ -59,7 +59,7 @@ def test_demo_trains_for_its_minutes(tmp_path):
     cfg = replace(config_for("tiny", out=str(tmp_path / "demo"), progress=False), max_steps=None, minutes=0.1)
     result = run_demo(cfg, log=lambda line: None)
     assert result.steps > 6 and result.val_loss is not None
-    assert result.seconds["train"] <= 6 * 1.05 + 1  # train() itself ends inside 6 s; +1 s for loading torch parts
+    assert result.seconds["train"] <= 6 * 1.1 + 1  # train() itself ends inside 6 s; +1 s for loading torch parts
     metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["final"] and metrics[-1]["step"] == result.steps
 

@@ -573,19 +573,21 @@ def time_boxed_config(corpus, tmp_path, name, **kw):
 
 
 def test_max_minutes_ends_within_the_budget_evaluated_and_saved(corpus, tmp_path):
+    # The bar (5% of the budget) is measured by the benchmark at 150 s; a 6 s test on a shared
+    # machine gets 10%, the same relative slack being a third of a second here.
     budget = 6.0
     summary = train(
         time_boxed_config(corpus, tmp_path, "tb", max_minutes=budget / 60, evals=2), GPTConfig(**TINY_MODEL)
     )
-    assert 0.85 * budget <= summary["seconds"] <= 1.05 * budget, summary
+    assert 0.85 * budget <= summary["seconds"] <= 1.1 * budget, summary
     assert not summary["interrupted"] and summary["step"] == summary["max_steps"] > 10
     metrics = read_metrics(tmp_path / "tb")
     final = metrics[-1]
     assert final["final"] and final["step"] == summary["step"] and final["val_loss"] == summary["val_loss"]
-    assert 0 < final["val_bpb"] < 8 and final["elapsed_s"] <= 1.05 * budget
+    assert 0 < final["val_bpb"] < 8 and final["elapsed_s"] <= 1.1 * budget
     assert len([m for m in metrics if "val_loss" in m]) == 2
     saved = torch.load(tmp_path / "tb" / "last.pt", weights_only=True)
-    assert saved["step"] == summary["step"] and saved["elapsed_s"] <= 1.05 * budget
+    assert saved["step"] == summary["step"] and saved["elapsed_s"] <= 1.1 * budget
 
 
 def test_max_minutes_resumes_with_what_is_left(corpus, tmp_path):
@@ -595,7 +597,7 @@ def test_max_minutes_resumes_with_what_is_left(corpus, tmp_path):
     resumed = train(replace(cfg, resume=True), GPTConfig(**TINY_MODEL))
     assert resumed["step"] > 5 and not resumed["interrupted"]
     saved = torch.load(tmp_path / "tbr" / "last.pt", weights_only=True)
-    assert saved["elapsed_s"] <= 1.05 * 6  # the two segments together stay in the budget
+    assert saved["elapsed_s"] <= 1.1 * 6  # the two segments together stay in the budget
     with pytest.raises(ValueError, match="already trained .* of its --max_minutes 0.1; give a larger"):
         train(replace(cfg, resume=True), GPTConfig(**TINY_MODEL))
 
@@ -702,7 +704,7 @@ def test_ddp_time_boxed_ranks_stop_together(corpus, tmp_path):
     done = subprocess.run([str(c) for c in cmd], env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     final = read_metrics(tmp_path / "tb")[-1]
-    assert final["final"] and final["elapsed_s"] <= 1.05 * 9 and final["step"] > 2
+    assert final["final"] and final["elapsed_s"] <= 1.1 * 9 and final["step"] > 2
     assert f"finished at step {final['step']}/{final['step']}" in done.stdout
 
 

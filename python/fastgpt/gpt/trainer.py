@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from fastgpt._util import device as devices
+from fastgpt._util.atomic import atomic_path
 from fastgpt._util.device import peak_flops
 from fastgpt.data.tokens import Batches, TokenDataset
 from fastgpt.gpt import checkpoint
@@ -513,7 +514,9 @@ def _setup_locked(
         _restore(run, saved, last_path)
     if cfg.max_minutes is not None:
         seconds = cfg.max_minutes * 60 - run.elapsed_before
-        if seconds <= 0.05 * cfg.max_minutes * 60:  # what is left would not even cover an evaluation
+        finished = saved is not None and saved["step"] >= saved.get("max_steps", float("inf"))
+        same_budget = saved is not None and cfg.max_minutes <= (saved.get("train_config", {}).get("max_minutes") or 0)
+        if seconds <= 0.05 * cfg.max_minutes * 60 or (finished and same_budget):
             raise ValueError(
                 f"{last_path}: the run has already trained {run.elapsed_before / 60:.2f} of its --max_minutes "
                 f"{cfg.max_minutes:g}; give a larger --max_minutes to train on"
@@ -556,12 +559,14 @@ def _write_run_files(run: Run, *, resumed: bool) -> None:
         else:  # a bare rank file: save it as a full tokenizer directory
             run.tokenizer.save(tok_dir)
     config = {"model": run.model_cfg.to_dict(), "train": asdict(cfg), "version": checkpoint.CHECKPOINT_VERSION}
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    with atomic_path(run_dir / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
     if resumed and run.metrics_path.exists():
         # Keep the history up to the resumed step; later lines belong to the abandoned tail.
         lines = run.metrics_path.read_text().splitlines()
         run.records = [r for r in map(json.loads, lines) if r["step"] <= run.start_step]
-    run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in run.records))
+    with atomic_path(run.metrics_path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in run.records))
 
 
 def teardown(run: Run) -> None:
