@@ -785,6 +785,47 @@ def _eval_due(run: Run, step: int, next_eval: list[int]) -> bool:
     return False
 
 
+def evaluate_and_save(
+    run: Run, step: int, token_bytes: torch.Tensor, autocast: Any, say: Callable[[str], Any]
+) -> tuple[dict, float]:
+    """Evaluate at `step`, log it (the last one marked final), keep best.pt, and save last.pt
+    unless this is the end (the loop saves that); the seconds spent are reported to the time
+    budget and returned, to be left out of the pace."""
+    assert run.eval_ds is not None
+    t0 = time.perf_counter()
+    val = evaluate(
+        run.raw_model,
+        run.eval_ds,
+        run.cfg.batch_size,
+        run.cfg.eval_batches,
+        token_bytes,
+        autocast=autocast,
+        rank=run.rank,
+        world_size=run.world,
+    )
+    final = step >= run.max_steps
+    extra = {"final": True, "elapsed_s": round(run.elapsed_before + time.perf_counter() - run.started, 2)}
+    log(run, {"step": step, **val, **(extra if final else {})})
+    if val["val_loss"] < run.best_val:
+        run.best_val = val["val_loss"]
+        save_best(run, step, run.best_val)
+    if run.master:
+        say(
+            f"step {step}: val loss {val['val_loss']:.4f}, perplexity {val['val_ppl']:.2f}, {val['val_bpb']:.4f} bits/byte"
+        )
+    spent = time.perf_counter() - t0
+    if run.budget is not None:
+        run.budget.add_overhead(spent, "eval")
+    if not final:
+        t0 = time.perf_counter()
+        save_last(run, step)
+        plot(run)
+        if run.budget is not None:
+            run.budget.add_overhead(time.perf_counter() - t0, "save")
+        spent += time.perf_counter() - t0
+    return val, spent
+
+
 def run_loop(run: Run, on_step: Callable[[int, dict], bool | None] | None = None) -> dict:
     """Train from run.start_step to run.max_steps (revised by the time budget); evaluate and
     save along the way and at the end. Returns the summary that `train` returns."""
@@ -860,41 +901,8 @@ def run_loop(run: Run, on_step: Callable[[int, dict], bool | None] | None = None
                 if max_steps != run.max_steps:
                     run.max_steps = max(step, max_steps)
                 if _eval_due(run, step, next_eval) and run.eval_ds is not None and token_bytes is not None:
-                    t0 = time.perf_counter()
-                    val = evaluate(
-                        run.raw_model,
-                        run.eval_ds,
-                        cfg.batch_size,
-                        cfg.eval_batches,
-                        token_bytes,
-                        autocast=autocast,
-                        rank=run.rank,
-                        world_size=run.world,
-                    )
-                    final = step >= run.max_steps
-                    extra = {
-                        "final": True,
-                        "elapsed_s": round(run.elapsed_before + time.perf_counter() - run.started, 2),
-                    }
-                    log(run, {"step": step, **val, **(extra if final else {})})
-                    if val["val_loss"] < run.best_val:
-                        run.best_val = val["val_loss"]
-                        save_best(run, step, run.best_val)
-                    if run.master:
-                        bar.write(
-                            f"step {step}: val loss {val['val_loss']:.4f}, perplexity {val['val_ppl']:.2f}, "
-                            f"{val['val_bpb']:.4f} bits/byte"
-                        )
-                    if budget is not None:
-                        budget.add_overhead(time.perf_counter() - t0, "eval")
-                    overhead += time.perf_counter() - t0
-                    if step < run.max_steps:
-                        t0 = time.perf_counter()
-                        save_last(run, step)
-                        plot(run)
-                        if budget is not None:
-                            budget.add_overhead(time.perf_counter() - t0, "save")
-                        overhead += time.perf_counter() - t0
+                    val, spent = evaluate_and_save(run, step, token_bytes, autocast, bar.write)
+                    overhead += spent
                 elif run.eval_ds is None and step < run.max_steps and step % cfg.eval_interval == 0:
                     save_last(run, step)
                 postfix = {"loss": f"{loss_value:.4f}", "tok/s": f"{tok_per_s:,.0f}"}
