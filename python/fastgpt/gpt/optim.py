@@ -104,7 +104,8 @@ class StackedMuon(_MUON_BASE):
                 for (p, _, tall), o in zip(items, ortho):
                     rows, cols = p.shape
                     scale = math.sqrt(max(1.0, rows / cols))  # torch's default ("original") rate adjustment
-                    p.mul_(1 - lr * wd)
+                    if wd:
+                        p.mul_(1 - lr * wd)
                     p.add_(o.mT if tall else o, alpha=-lr * scale)
         return loss
 
