@@ -40,7 +40,7 @@ def demo_data(root: Path = CACHE) -> tuple[Path, Path, Path]:
 
 @pytest.mark.parametrize("which", ["fastgpt", "nanogpt_reference"])
 def test_train_steps_cpu(benchmark, tmp_path, which):
-    """40 steps of the real trainer at the demo's shape, default recipe against the reference
+    """20 steps of the real trainer at the demo's shape, default recipe against the reference
     (AdamW): the whole `train()` call, setup and final save included."""
     from fastgpt.gpt.baseline import SHAPES, NanoGPT
     from fastgpt.gpt.trainer import TrainConfig, train
@@ -64,7 +64,7 @@ def test_train_steps_cpu(benchmark, tmp_path, which):
         return train(cfg, GPTConfig(**spec["model"]), build_model=None if which == "fastgpt" else NanoGPT)
 
     benchmark.group = "train step (CPU, fp32)"
-    summary = benchmark.pedantic(run, rounds=3, iterations=1)
+    summary = benchmark.pedantic(run, rounds=2, iterations=1)
     benchmark.extra_info["tokens_per_s"] = summary["train_tokens_per_s"]
 
 
