@@ -56,7 +56,7 @@ def test_train_steps_cpu(benchmark, tmp_path, which):
             train_data=str(train_bin),
             out_dir=str(tmp_path),
             experiment_name=f"r{next(runs)}",
-            max_steps=40,
+            max_steps=20,
             batch_size=spec["batch_size"],
             device="cpu",
             **changes,
