@@ -186,7 +186,8 @@ class TimeBudget:
         self.eval_batches = eval_batches
         self.step_s: float | None = None  # seconds per training step, evaluation and saving excluded
         self.eval_s: float | None = None  # one evaluation, when measured
-        self.save_s = 0.0  # one checkpoint save (and plot), when measured
+        self.save_s = 0.0  # one checkpoint save (and plot): estimated by the trainer, then measured
+        self._save_measured = False
         self._mark: tuple[float, int, float] | None = None  # (time, step, overhead so far) at the last read
         self._overhead = 0.0
         self._observations = 0
@@ -197,7 +198,8 @@ class TimeBudget:
         if kind == "eval":
             self.eval_s = seconds
         else:
-            self.save_s = max(self.save_s, seconds)
+            self.save_s = max(self.save_s, seconds) if self._save_measured else seconds
+            self._save_measured = True
 
     def observe(self, step: int) -> None:
         """A loss read at `step` (the device is in sync here): update the pace."""
@@ -522,6 +524,10 @@ def _setup_locked(
                 f"{cfg.max_minutes:g}; give a larger --max_minutes to train on"
             )
         run.budget = TimeBudget(seconds, start=started, eval_batches=cfg.eval_batches if eval_ds else 0)
+        # Until a save is timed: the checkpoint (weights and two optimizer moments) at a
+        # conservative 0.5 GB/s, plus half a second for the loss plot.
+        nbytes = 3 * sum(p.numel() * p.element_size() for p in raw_model.parameters())
+        run.budget.save_s = nbytes / 5e8 + 0.5
     model: nn.Module = raw_model
     if cfg.compile:
         model = torch.compile(model)  # type: ignore[assignment]
