@@ -15,7 +15,7 @@ our runs; each can be switched back to the GPT-2 one through `GPTConfig`):
 Trained by default with Muon on the blocks' hidden matrices and AdamW on the embedding and
 head (`fastgpt.gpt.optim`). Measured at equal wall time against a plain nanoGPT-style GPT at
 its best learning rate (`fastgpt.gpt.baseline`; 150 s each on 2 shared CPU cores, the demo's
-shape, the demo's data; README, "Learning per second"): validation loss 0.79-0.81x the
+shape, the demo's data; README, "Learning per second"): validation loss 0.79-0.82x the
 reference's with Muon, 0.97x with AdamW; tokens/s 0.81-0.87x with Muon (its Newton-Schulz
 iterations), 0.98x with AdamW. The CPU kernels below keep the model itself at the reference's pace.
 """
