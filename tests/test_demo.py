@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fastgpt.apps.demo import DemoConfig, _plan_steps, config_for, run_demo, split_documents
+from fastgpt.apps.demo import DemoConfig, config_for, run_demo, split_documents
 from fastgpt.cli import main
 
 pytest.importorskip("torch")
@@ -50,6 +50,18 @@ def test_demo_tiny_end_to_end(tmp_path):
     # A rerun replaces the previous demo run instead of refusing to overwrite it.
     again = run_demo(config_for("tiny", out=str(out), progress=False, max_steps=2), log=lambda line: None)
     assert again.steps == 2
+
+
+def test_demo_trains_for_its_minutes(tmp_path):
+    """The demo's budget is the trainer's --max_minutes: sized, re-planned, evaluated at the end."""
+    from dataclasses import replace
+
+    cfg = replace(config_for("tiny", out=str(tmp_path / "demo"), progress=False), max_steps=None, minutes=0.1)
+    result = run_demo(cfg, log=lambda line: None)
+    assert result.steps > 6 and result.val_loss is not None
+    assert result.seconds["train"] <= 6 * 1.1 + 1  # train() itself ends inside 6 s; +1 s for loading torch parts
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["final"] and metrics[-1]["step"] == result.steps
 
 
 def test_demo_cli_on_own_corpus(tmp_path, capsys):
@@ -133,72 +145,6 @@ def test_split_documents_holds_out_every_20th():
     assert split_documents(["a", "b", "c"]) == (["a", "b"], ["c"])  # fewer than 20: the last one
     with pytest.raises(ValueError, match="needs at least 2"):
         split_documents(["only one"])
-
-
-def test_plan_fits_the_budget():
-    cfg = DemoConfig(minutes=1, evals=5, eval_batches=6)
-    steps = _plan_steps(cfg, 0.1)
-    # 90% of 60 s, less 5 evaluations of 6 forward passes at a third of a step each.
-    assert steps == int((54 - 5 * 6 * 0.1 / 3) / 0.1)
-    assert _plan_steps(cfg, 1000.0) == 1
-
-
-class FakeRun:
-    """Stands in for fastgpt.gpt.trainer.train: steps at `pace` seconds of a fake clock, stops
-    when on_step says so, resumes from where it stopped."""
-
-    def __init__(self, pace: float):
-        self.pace, self.now, self.step, self.calls = pace, 0.0, 0, []
-
-    def clock(self) -> float:
-        return self.now
-
-    def train(self, train_cfg, model_cfg, on_step=None):
-        self.calls.append((train_cfg.max_steps, train_cfg.resume))
-        while self.step < train_cfg.max_steps:
-            self.now += self.pace
-            self.step += 1
-            if on_step and on_step(self.step, {}) and self.step < train_cfg.max_steps:
-                return {"step": self.step, "interrupted": True}
-        return {"step": self.step, "interrupted": False}
-
-
-@pytest.mark.parametrize(
-    "pace, plan, calls",
-    [
-        (0.5, 1000, [(1000, False), (190, True)]),  # 5x slower than measured: re-planned at step 100 (t = 50 s)
-        (0.1, 100, [(100, False), (901, True)]),  # 5x faster: re-planned at step 10 to use the budget
-        (0.1, 900, [(900, False)]),  # as measured: one run
-    ],
-)
-def test_training_is_replanned_to_the_budget(monkeypatch, pace, plan, calls):
-    import fastgpt.gpt.trainer
-    from fastgpt.apps.demo import _train_in_budget
-    from fastgpt.gpt.trainer import TrainConfig
-
-    fake = FakeRun(pace)
-    monkeypatch.setattr(fastgpt.gpt.trainer, "train", fake.train)
-    said: list[str] = []
-    summary = _train_in_budget(
-        DemoConfig(), TrainConfig(max_steps=plan), None, deadline=100.0, say=said.append, clock=fake.clock
-    )
-    assert fake.calls == calls
-    assert not summary["interrupted"] and summary["step"] == calls[-1][0]
-    assert 80 <= fake.now <= 100  # ends inside the budget, having used most of it
-    assert len(said) == len(calls) - 1
-
-
-def test_training_stops_at_the_deadline(monkeypatch):
-    import fastgpt.gpt.trainer
-    from fastgpt.apps.demo import _train_in_budget
-    from fastgpt.gpt.trainer import TrainConfig
-
-    fake = FakeRun(1.0)
-    monkeypatch.setattr(fastgpt.gpt.trainer, "train", fake.train)
-    cfg = TrainConfig(max_steps=500, eval_data="eval.bin")
-    summary = _train_in_budget(DemoConfig(max_steps=500), cfg, None, deadline=100.0, say=print, clock=fake.clock)
-    # A fixed plan is never re-planned; past the deadline it stops, and one more step evaluates it.
-    assert fake.calls == [(500, False), (102, True)] and summary == {"step": 102, "interrupted": False}
 
 
 def test_sizes_are_valid_configs():

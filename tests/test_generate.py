@@ -178,3 +178,42 @@ def test_flags_disagreeing_with_the_checkpoint(run_dir, tmp_path, monkeypatch, c
     assert rc == 1 and "nothing: no such checkpoint" in err
     rc, _, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", tmp_path)
     assert rc == 1 and "no best.pt or last.pt" in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "nan"], "--temperature must be a finite number >= 0 (0 is greedy), got nan"),  # defect 4
+        (["--temperature", "inf"], "--temperature must be a finite number >= 0 (0 is greedy), got inf"),  # defect 9
+        (["--temperature", "-1"], "--temperature must be a finite number >= 0 (0 is greedy), got -1.0"),
+        (["--top_k", "-3"], "--top_k must be >= 0 (0 keeps every token), got -3"),  # defect 9
+        (["--top_p", "0"], "--top_p must be in (0, 1] (1 keeps every token), got 0.0"),  # defect 9
+        (["--top_p", "2"], "--top_p must be in (0, 1] (1 keeps every token), got 2.0"),  # defect 9
+        (["--length", "-5"], "--length must be >= 0 new tokens, got -5"),  # defect 21
+    ],
+)
+def test_bad_sampling_flags_are_one_clear_line_before_any_output(run_dir, monkeypatch, capsys, flags, message):
+    """Defects 4, 9 and 21: nan crashed in torch.multinomial; inf, top_k -3, top_p 0 and 2 were
+    accepted; --length -5 printed the prompt first and named max_new_tokens."""
+    rc, out, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", run_dir, "--prompt", "the cat", *flags)
+    assert rc == 1 and out == "" and "Traceback" not in err
+    assert err.strip() == f"fastgpt: error: {message}"
+    with pytest.raises(ValueError, match="must be"):
+        next(generate(run_dir, "the", **{f[0].lstrip("-"): type_of(f[0])(f[1]) for f in [flags]}, device="cpu"))
+
+
+def type_of(flag: str):
+    return {"--top_k": int, "--length": int}.get(flag, float)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, bytes(range(256)) * 40], ids=["empty", "zeros", "random"])
+def test_damaged_checkpoint_is_one_clear_error_naming_it(run_dir, tmp_path, monkeypatch, capsys, content):
+    """Defect 3: an empty or random last.pt raised EOFError / UnpicklingError tracebacks."""
+    shutil.copytree(run_dir, tmp_path / "run")
+    (tmp_path / "run" / "best.pt").unlink()
+    (tmp_path / "run" / "last.pt").write_bytes(content)
+    rc, out, err = fastgpt_cli(monkeypatch, capsys, "generate", "--checkpoint", tmp_path / "run", "--length", 5)
+    assert rc == 1 and out == "" and "Traceback" not in err
+    line = err.strip()
+    assert line.startswith(f"fastgpt: error: {tmp_path / 'run' / 'last.pt'}: not a readable checkpoint"), line
+    assert len(err.strip().splitlines()) == 1

@@ -118,3 +118,43 @@ def test_cpu_kernels_match_autograd():
         torch.testing.assert_close(fast(x), plain(x))
         torch.testing.assert_close(torch.autograd.grad(fast(x), x, g)[0], torch.autograd.grad(plain(x), x, g)[0])
     assert torch.autograd.gradcheck(rms_norm, (x,)) and torch.autograd.gradcheck(relu_squared, (x,))
+
+
+@pytest.mark.parametrize("qk_norm", [True, False])
+def test_fused_qkv_cpu_kernel_matches_autograd(qk_norm):
+    """The CPU attention input op (QK-norm, rotation, values) equals autograd through the
+    plain formulas, forward and backward, and passes gradcheck."""
+    from fastgpt.gpt.model import _QKVCPU, apply_rotary, rms_norm, rotary_tables
+
+    B, T, nh, hs = 2, 5, 2, 8
+    qkv = torch.randn(B, T, 3 * nh * hs, dtype=torch.float64, requires_grad=True)
+    cos, sin = (t.double() for t in rotary_tables(hs, T, 10000.0))
+
+    def plain(x):
+        x = x.view(B, T, 3, nh, hs)
+        qk = rms_norm(x[:, :, :2]) if qk_norm else x[:, :, :2]
+        q, k = apply_rotary(qk, cos, sin).unbind(2)
+        return q.transpose(1, 2), k.transpose(1, 2), x[:, :, 2].transpose(1, 2)
+
+    fast = _QKVCPU.apply(qkv, cos, sin, nh, qk_norm)
+    grads = [torch.randn(B, nh, T, hs, dtype=torch.float64) for _ in range(3)]
+    for a, b in zip(fast, plain(qkv)):
+        torch.testing.assert_close(a, b)
+    got = torch.autograd.grad(fast, qkv, grads)[0]
+    want = torch.autograd.grad(plain(qkv), qkv, grads)[0]
+    torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(lambda x: _QKVCPU.apply(x, cos, sin, nh, qk_norm), (qkv,))
+
+
+def test_param_kinds_cover_every_parameter_once():
+    for tied in (False, True):
+        model = GPT(
+            GPTConfig(
+                vocab_size=100, embed_dim=32, n_heads=2, num_layers=2, seq_len=16, norm="layernorm", tie_embeddings=tied
+            )
+        )
+        kinds = model.param_kinds()
+        ids = [id(p) for group in kinds.values() for p in group]
+        assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each once, a tied matrix too
+        assert all(p.dim() == 2 for p in kinds["matrix"]) and len(kinds["matrix"]) == 8
+        assert kinds["head"] == [model.lm_head.weight] and (kinds["embedding"] == []) == tied

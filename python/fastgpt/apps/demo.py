@@ -9,16 +9,15 @@ The default corpus is the Python standard library's own `.py` sources (found thr
 validation loss measures code the model never saw. The steps are the ones a user runs
 by hand (see README): prepare corpus → train a tokenizer → pretokenize → train → generate.
 
-Training runs for a wall-clock budget: a few timed steps estimate the step time and the
-run is sized to end inside the budget (so the learning rate decays fully). On a shared
-machine the real pace can differ severalfold, so the run is re-planned (stopped and
-resumed exactly, with a new step count) when it strays, and a deadline stops it, saved.
+Training runs for a wall-clock budget through `fastgpt train --max_minutes`: the trainer
+sizes the run to end inside it (so the learning rate decays fully, and the end is
+evaluated and saved) and re-plans it as the pace changes on a shared machine.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import shlex
 import shutil
 import sysconfig
@@ -26,10 +25,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from fastgpt._util.atomic import atomic_path
 from fastgpt.data.inputs import expand_inputs, has_records, iter_documents
 
-__all__ = ["DemoConfig", "DemoResult", "SIZES", "run_demo", "stdlib_sources", "split_documents"]
+__all__ = [
+    "DemoConfig",
+    "DemoResult",
+    "PreparedData",
+    "SIZES",
+    "prepare_data",
+    "run_demo",
+    "stdlib_sources",
+    "split_documents",
+]
 
 EVAL_EVERY = 20  # every 20th document is held out: 5% for evaluation, spread over the corpus
 MIN_DOCUMENTS = 2  # one to train on and one to hold out
@@ -152,140 +162,36 @@ def split_documents(docs: list[str], every: int = EVAL_EVERY) -> tuple[list[str]
 
 def _write_jsonl(path: Path, docs: list[str]) -> int:
     """One {"text": ...} record per document: JSON lines keep each document's newlines intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     size = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for doc in docs:
             f.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
             size += len(doc.encode("utf-8"))
-    tmp.replace(path)
     return size
 
 
-def _seconds_per_step(cfg: DemoConfig, vocab_size: int, device_name: str) -> float:
-    """Times a few optimizer steps of the demo's model on random tokens (the first is warm-up)."""
-    import torch
-
-    from fastgpt.gpt.model import GPT, GPTConfig
-
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device_name} requested but CUDA is not available; use --device cpu")
-    device = torch.device(device_name)
-    model_cfg = GPTConfig(
-        vocab_size=vocab_size,
-        seq_len=cfg.seq_len,
-        embed_dim=cfg.embed_dim,
-        n_heads=cfg.n_heads,
-        num_layers=cfg.num_layers,
-    )
-    model = GPT(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len), device=device)
-    # As the trainer does: bf16 autocast on CUDA, fp32 on CPU.
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        with autocast:
-            loss = model(x, x)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+@dataclass
+class PreparedData:
+    train_corpus: Path
+    eval_corpus: Path
+    documents: tuple[int, int]
+    corpus_bytes: int
+    tok: Any  # the trained Tokenizer
+    train_bin: Path
+    eval_bin: Path
+    tokens: tuple[int, int]
 
 
-def _plan_steps(cfg: DemoConfig, seconds_per_step: float) -> int:
-    """Steps that fit in 90% of the budget, after the evaluations (a forward pass costs
-    about a third of a training step)."""
-    budget = cfg.minutes * 60 * 0.9 - cfg.evals * cfg.eval_batches * seconds_per_step / 3
-    return max(1, int(budget / seconds_per_step))
-
-
-MAX_REPLANS = 8  # each costs a checkpoint save and load: about a second for the demo's model
-
-
-def _train_in_budget(
+def prepare_data(
     cfg: DemoConfig,
-    train_cfg,
-    model_cfg,
-    deadline: float,
-    say: Callable[[str], None],
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict:
-    """Trains until `train_cfg.max_steps`, re-planning when the pace strays from the plan:
-    other load on a shared machine can change it severalfold. A re-plan stops the run
-    (saved) and resumes it exactly with a step count that ends just inside the deadline, so
-    the learning rate still decays fully and the last step is evaluated. A run that reaches
-    the deadline anyway stops there, saved, and one more step evaluates it."""
-    from fastgpt.gpt.trainer import train
-
-    t0 = clock()
-    budget = deadline - t0
-    start_step, replans, stopped = 0, 0, False
-    while True:
-        plan, first = train_cfg.max_steps, start_step
-        every = max(5, (plan - first) // 10)  # judge the pace every tenth of the segment
-        new_plan: list[tuple[int, float]] = []  # (steps, seconds per step so far)
-
-        def on_step(step: int, record: dict) -> bool:
-            nonlocal stopped
-            now = clock()
-            if now > deadline:
-                stopped = True
-                return True
-            if (
-                cfg.max_steps is None
-                and replans < MAX_REPLANS
-                and (step - first) % every == 0
-                and now - t0 < 0.85 * budget
-            ):
-                per_step = (now - t0) / step  # the pace of the whole run: evaluations and load swings included
-                end = now + (plan - step) * per_step
-                if end > deadline or end < deadline - 0.15 * budget:
-                    new_plan.append((step + max(1, int((deadline - now) * 0.9 / per_step)), per_step))
-                    return True
-            return False
-
-        summary = train(train_cfg, model_cfg, on_step=on_step)
-        if stopped and summary["interrupted"] and train_cfg.eval_data:
-            say(f"      stopped at the time limit at step {summary['step']:,}; one more step to evaluate it")
-            return train(replace(train_cfg, max_steps=summary["step"] + 1, resume=True), model_cfg)
-        if not new_plan:
-            return summary
-        (steps, per_step), replans, start_step = new_plan[0], replans + 1, summary["step"]
-        say(
-            f"      re-planned at step {start_step:,}: {per_step:.2f} s a step so far, so {steps:,} steps end in time "
-            "(resuming exactly where it stopped)"
-        )
-        train_cfg = replace(
-            train_cfg, max_steps=steps, resume=True, eval_interval=max(1, (steps - start_step) // cfg.evals)
-        )
-
-
-def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
-    """Runs the demo and returns where everything is; `log` gets each progress line (print by default)."""
-    cfg = cfg or DemoConfig()
-    say = log or (lambda line: print(line, flush=True))
-    if not cfg.minutes > 0:
-        raise ValueError(f"--minutes must be positive, got {cfg.minutes}")
-    if cfg.corpus is not None and not any(c in cfg.corpus for c in "*?[") and not Path(cfg.corpus).exists():
-        raise FileNotFoundError(f"--corpus {cfg.corpus}: no such file or directory")
-    out = Path(cfg.out)
-    data_dir, tok_dir, runs_dir = out / "data", out / "tokenizer", out / "runs"
-    run_dir = runs_dir / "demo"
-    if run_dir.exists():
-        if not (run_dir / "config.json").exists():
-            raise ValueError(f"{run_dir} exists and is not a training run; choose another --out")
-        shutil.rmtree(run_dir)  # the previous demo's run: the trainer refuses to overwrite a run
-    seconds: dict[str, float] = {}
-    t_start = time.perf_counter()
-
+    data_dir: Path,
+    tok_dir: Path,
+    say: Callable[[str], None] = lambda line: None,
+    seconds: dict[str, float] | None = None,
+) -> PreparedData:
+    """The demo's steps 1-3: corpus split by document, tokenizer, train.bin and eval.bin (the
+    equal-time benchmark trains on these too)."""
+    seconds = {} if seconds is None else seconds
     # 1. Corpus: documents, split into train and eval by document.
     say("[1/5] corpus")
     t = time.perf_counter()
@@ -323,6 +229,7 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
     train_bin, eval_bin = data_dir / "train.bin", data_dir / "eval.bin"
     s_train = pretokenize(train_path, tok, train_bin, progress=cfg.progress)
     s_eval = pretokenize(eval_path, tok, eval_bin, progress=cfg.progress)
+    assert not isinstance(s_train, list) and not isinstance(s_eval, list)  # one output file each, not shards
     seconds["pretokenize"] = time.perf_counter() - t
     say(
         f"      {train_bin}: {s_train.tokens:,} tokens ({train_bytes / max(s_train.tokens, 1):.2f} bytes/token); "
@@ -334,18 +241,56 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
             f"{cfg.seq_len + 1}; give a larger --corpus"
         )
 
-    # 4. Train for the time budget.
+    return PreparedData(
+        train_corpus=train_path,
+        eval_corpus=eval_path,
+        documents=(len(train_docs), len(eval_docs)),
+        corpus_bytes=train_bytes + eval_bytes,
+        tok=tok,
+        train_bin=train_bin,
+        eval_bin=eval_bin,
+        tokens=(s_train.tokens, s_eval.tokens),
+    )
+
+
+def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
+    """Runs the demo and returns where everything is; `log` gets each progress line (print by default)."""
+    cfg = cfg or DemoConfig()
+    say = log or (lambda line: print(line, flush=True))
+    if not (math.isfinite(cfg.minutes) and cfg.minutes > 0):
+        raise ValueError(f"--minutes must be positive, got {cfg.minutes}")
+    if cfg.corpus is not None and not any(c in cfg.corpus for c in "*?[") and not Path(cfg.corpus).exists():
+        raise FileNotFoundError(f"--corpus {cfg.corpus}: no such file or directory")
+    out = Path(cfg.out)
+    data_dir, tok_dir, runs_dir = out / "data", out / "tokenizer", out / "runs"
+    run_dir = runs_dir / "demo"
+    if run_dir.exists():
+        if not (run_dir / "config.json").exists():
+            raise ValueError(f"{run_dir} exists and is not a training run; choose another --out")
+        shutil.rmtree(run_dir)  # the previous demo's run: the trainer refuses to overwrite a run
+    seconds: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    data = prepare_data(cfg, data_dir, tok_dir, say, seconds)
+    train_path, eval_path, tok, train_bin, eval_bin = (
+        data.train_corpus,
+        data.eval_corpus,
+        data.tok,
+        data.train_bin,
+        data.eval_bin,
+    )
+
+    # 4. Train for the time budget: the trainer sizes the run to it and re-plans as the pace changes.
     from fastgpt.gpt.model import GPTConfig
-    from fastgpt.gpt.trainer import TrainConfig
+    from fastgpt.gpt.trainer import TrainConfig, train
 
     t = time.perf_counter()
     if cfg.max_steps is not None:
-        max_steps = cfg.max_steps
-        plan = f"{max_steps} steps"
+        budget: dict[str, Any] = dict(max_steps=cfg.max_steps, eval_interval=max(1, cfg.max_steps // cfg.evals))
+        plan = f"{cfg.max_steps} steps"
     else:
-        per_step = _seconds_per_step(cfg, tok.n_vocab, cfg.device)
-        max_steps = _plan_steps(cfg, per_step)
-        plan = f"{max_steps:,} steps of {per_step:.2f} s measured, to fit {cfg.minutes:g} min"
+        budget = dict(max_minutes=cfg.minutes, evals=cfg.evals)
+        plan = f"as many steps as fit {cfg.minutes:g} min, evaluation and saving included"
     model_cfg = GPTConfig(seq_len=cfg.seq_len, embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, num_layers=cfg.num_layers)
     step_tokens = cfg.batch_size * cfg.seq_len
     say(
@@ -358,18 +303,16 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         eval_data=str(eval_bin),
         experiment_name=run_dir.name,
         out_dir=str(runs_dir),
-        max_steps=max_steps,
         batch_size=cfg.batch_size,
-        warmup_steps=max(1, min(100, max_steps // 10)),  # short runs must not spend themselves warming up
-        eval_interval=max(1, max_steps // cfg.evals),
         eval_batches=cfg.eval_batches,
-        log_interval=max(1, min(10, max_steps // 20)),
+        log_interval=10 if cfg.max_steps is None else max(1, min(10, cfg.max_steps // 20)),
         device=cfg.device,
         seed=cfg.seed,
+        **budget,
     )
-    summary = _train_in_budget(cfg, train_cfg, model_cfg, deadline=t + cfg.minutes * 60, say=say)
+    summary = train(train_cfg, model_cfg)
     seconds["train"] = time.perf_counter() - t
-    stopped = " (stopped at the time limit)" if summary["interrupted"] else ""
+    stopped = " (stopped)" if summary["interrupted"] else ""
     val = (
         f"val loss {summary['val_loss']:.3f}, {summary['val_bpb']:.3f} bits/byte"
         if summary.get("val_loss") is not None
@@ -380,12 +323,13 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
     )
 
     # 5. Generate from the checkpoint, as `fastgpt generate` does.
-    from fastgpt.gpt.generate import generate_text, load_checkpoint
+    from fastgpt.gpt.checkpoint import load_model
+    from fastgpt.gpt.generate import generate_text
 
     prompt = cfg.prompt if cfg.prompt is not None else ("def " if cfg.corpus is None else "")
     say(f"[5/5] generate: {cfg.samples} sample(s) of up to {cfg.sample_tokens} tokens from {prompt!r}")
     t = time.perf_counter()
-    model, tokenizer = load_checkpoint(run_dir, cfg.device)
+    model, tokenizer = load_model(run_dir, cfg.device)
     samples = []
     for i in range(cfg.samples):
         say(f"----- sample {i + 1}")
@@ -411,13 +355,13 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] | None = 
         out=out,
         train_corpus=train_path,
         eval_corpus=eval_path,
-        documents=(len(train_docs), len(eval_docs)),
-        corpus_bytes=train_bytes + eval_bytes,
+        documents=data.documents,
+        corpus_bytes=data.corpus_bytes,
         tokenizer=tok_dir,
         n_vocab=tok.n_vocab,
         train_bin=train_bin,
         eval_bin=eval_bin,
-        tokens=(s_train.tokens, s_eval.tokens),
+        tokens=data.tokens,
         run_dir=run_dir,
         steps=summary["step"],
         val_loss=summary.get("val_loss"),

@@ -72,11 +72,13 @@ def check_against_checkpoint(args: argparse.Namespace, model, tokenizer) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastgpt.gpt.generate import generate_text, load_checkpoint
+    from fastgpt.gpt.checkpoint import load_model
+    from fastgpt.gpt.generate import check_sampling, generate_text
 
     if args.num_samples < 1:
         raise ValueError(f"--num_samples must be at least 1, got {args.num_samples}")
-    model, tokenizer = load_checkpoint(args.checkpoint, args.device)
+    check_sampling(args.temperature, args.top_k, args.top_p, args.length)  # before the prompt is printed
+    model, tokenizer = load_model(args.checkpoint, args.device)
     check_against_checkpoint(args, model, tokenizer)
     out = sys.stdout
     for i in range(args.num_samples):

@@ -39,9 +39,21 @@ TRAIN_FLAGS = (
     ("epochs", float, "passes over the training data (1 when no budget is given)"),
     ("max_steps", int, "optimizer steps"),
     ("max_tokens", int, "training tokens"),
+    (
+        "max_minutes",
+        float,
+        "wall-clock budget: the run is sized (and re-planned) to end, evaluated and saved, within it",
+    ),
     ("batch_size", int, "sequences per micro-batch per device (64)"),
     ("total_batch_tokens", int, "tokens per optimizer step, reached by gradient accumulation"),
-    ("learning_rate", float, "peak learning rate (3e-3)"),
+    ("optimizer", str, "muon (Muon on hidden matrices, AdamW on the rest; default) or adamw"),
+    ("learning_rate", float, "AdamW peak: all parameters with adamw, gains and biases with muon (3e-3)"),
+    ("muon_lr", float, "Muon peak for the hidden weight matrices (0.02)"),
+    ("muon_weight_decay", float, "Muon's decoupled weight decay (0)"),
+    ("embedding_lr", float, "with muon: AdamW peak for the embedding at width 768, x sqrt(768/width) (0.2)"),
+    ("head_lr", float, "with muon: AdamW peak for the output head at width 768, x sqrt(768/width) (0.004)"),
+    ("schedule", str, "wsd (warmup, constant, linear cooldown; default) or cosine"),
+    ("cooldown_frac", float, "wsd: fraction of the steps spent cooling down (0.4)"),
     ("min_lr_ratio", float, "final learning rate as a fraction of the peak (0.1)"),
     ("warmup_steps", int, "linear warmup steps (100)"),
     ("weight_decay", float, "AdamW weight decay on matrices and embeddings (0.1)"),
@@ -49,6 +61,7 @@ TRAIN_FLAGS = (
     ("beta2", float, "AdamW beta2 (0.95)"),
     ("grad_clip", float, "gradient norm clip, 0 to disable (1.0)"),
     ("eval_interval", int, "steps between evaluations and checkpoints (250)"),
+    ("evals", int, "instead of --eval_interval: this many evaluations spread over the run, the last at the end"),
     ("eval_batches", int, "batches per evaluation (20)"),
     ("log_interval", int, "steps between loss reads and metrics lines (10)"),
     ("device", str, "auto, cpu, cuda, cuda:N or mps (auto)"),
@@ -62,7 +75,12 @@ TRAIN_FLAGS = (
 
 
 # GPTConfig checks these too; listed here so `--help` shows them without importing torch.
-CHOICES = {"norm": ("rmsnorm", "layernorm"), "activation": ("relu2", "gelu", "swiglu")}
+CHOICES = {
+    "norm": ("rmsnorm", "layernorm"),
+    "activation": ("relu2", "gelu", "swiglu"),
+    "optimizer": ("adamw", "muon"),
+    "schedule": ("wsd", "cosine"),
+}
 REQUIRED = ("tokenizer", "train_data")
 
 
@@ -91,21 +109,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import sys
     from dataclasses import fields
 
     from fastgpt.gpt.model import GPTConfig
-    from fastgpt.gpt.trainer import TrainConfig, train
+    from fastgpt.gpt.trainer import EXIT_INTERRUPTED, TrainConfig, train
 
     given = vars(args)
     model_kw = {f.name: given[f.name] for f in fields(GPTConfig) if f.name in given}
     train_kw = {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}
-    summary = train(TrainConfig(**train_kw), GPTConfig(**model_kw), model_overrides=set(model_kw))
+    summary = train(
+        TrainConfig(**train_kw), GPTConfig(**model_kw), model_overrides=set(model_kw), train_overrides=set(train_kw)
+    )
     if summary.get("val_loss") is not None:
         detail = f"val loss {summary['val_loss']:.4f}, {summary['val_bpb']:.4f} bits/byte"
     else:
         detail = f"train loss {summary['loss']:.4f}"
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
-        return 0
-    state = "stopped" if summary["interrupted"] else "finished"
-    print(f"{state} at step {summary['step']}/{summary['max_steps']}: {detail}; run saved in {summary['run_dir']}")
+    master = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    if summary["stopped_by"] == "signal":
+        if master:
+            print(
+                f"stopped at step {summary['step']}/{summary['max_steps']}: {detail}; run saved in {summary['run_dir']}"
+            )
+            print(f"fastgpt: interrupted; to continue: {resume_command(given)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if master:
+        state = "stopped" if summary["interrupted"] else "finished"
+        print(
+            f"{state} at step {summary['step']}/{summary['max_steps']} in {summary['seconds']:.1f} s: {detail}; run saved in {summary['run_dir']}"
+        )
     return 0
+
+
+def resume_command(given: dict) -> str:
+    """The `fastgpt train` command line that continues this run (the flags given, plus --resume)."""
+    import shlex
+
+    words = ["fastgpt", "train"]
+    for name, _, _ in MODEL_FLAGS + TRAIN_FLAGS:
+        if name not in given or name == "resume":
+            continue
+        value = given[name]
+        if isinstance(value, bool):
+            words.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            words += [f"--{name}", str(value)]
+    return shlex.join(words + ["--resume"])

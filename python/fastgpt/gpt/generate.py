@@ -12,7 +12,7 @@ tokenizer and yield text pieces as soon as they form whole UTF-8 characters.
 from __future__ import annotations
 
 import codecs
-import contextlib
+import math
 import sys
 import types
 from collections.abc import Iterator, Sequence
@@ -21,53 +21,31 @@ from typing import Any
 
 import torch
 
-from fastgpt.gpt.model import GPT, GPTConfig
+from fastgpt._util.device import autocast
+from fastgpt.gpt.checkpoint import load_model
+from fastgpt.gpt.model import GPT
 
-__all__ = ["load_checkpoint", "generate_tokens", "generate_text", "generate", "sample_next"]
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
+__all__ = ["load_checkpoint", "check_sampling", "generate_tokens", "generate_text", "generate", "sample_next"]
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> tuple[GPT, Any]:
-    """Model (in eval mode, on `device`) and tokenizer from a run directory or a `.pt` file in one.
+    """Model (eval mode, on `device`) and tokenizer of a run directory or `.pt` file (see
+    `fastgpt.gpt.checkpoint.load_model`, which this is)."""
+    return load_model(path, device)
 
-    A directory gives `best.pt` (lowest validation loss) when present, else `last.pt`.
-    The tokenizer is the copy the trainer left in the run directory.
-    """
-    from fastgpt.tokenizer import Tokenizer
 
-    path = Path(path)
-    if path.is_dir():
-        file = next((path / n for n in ("best.pt", "last.pt") if (path / n).exists()), None)
-        if file is None:
-            raise FileNotFoundError(f"{path}: no best.pt or last.pt in this directory; is it a training run?")
-    elif path.exists():
-        file = path
-    else:
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    tok_dir = file.parent / "tokenizer"
-    if not tok_dir.exists():
-        raise FileNotFoundError(f"{tok_dir}: the checkpoint has no tokenizer copy")
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-        cfg = GPTConfig(**ckpt["model_config"])
-    except (KeyError, TypeError, RuntimeError) as exc:  # not a fastgpt checkpoint, or a damaged one
-        raise ValueError(f"{file}: not a fastgpt checkpoint ({exc})") from exc
-    tokenizer = Tokenizer.load(tok_dir)
-    if tokenizer.n_vocab != cfg.vocab_size:
-        raise ValueError(f"{tok_dir}: tokenizer has {tokenizer.n_vocab} tokens, the model in {file} {cfg.vocab_size}")
-    device = _resolve_device(str(device))
-    model = GPT(cfg)
-    model.load_state_dict(ckpt["model"])
-    if device.type == "cuda":  # bf16 weights and cache: half the memory traffic per token
-        model = model.to(torch.bfloat16)
-    return model.to(device).eval(), tokenizer
+def check_sampling(
+    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, length: int = 0
+) -> None:
+    """Sampling settings no sampler can use: a ValueError naming the flag and the value."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0 (0 is greedy), got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"--top_k must be >= 0 (0 keeps every token), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"--top_p must be in (0, 1] (1 keeps every token), got {top_p}")
+    if length < 0:
+        raise ValueError(f"--length must be >= 0 new tokens, got {length}")
 
 
 def sample_next(
@@ -78,8 +56,7 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Next token ids (B,) from logits (B, V): greedy at temperature 0, else top-k then nucleus sampling."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
@@ -161,6 +138,7 @@ def generate_text(
 
     An empty prompt starts a fresh document from the end-of-text token.
     """
+    check_sampling(temperature, top_k, top_p, length)  # before the first piece: nothing printed on bad input
     ids = tokenizer.encode(prompt, allowed_special="all") if prompt else []
     if not ids:
         if tokenizer.eot_token is None:
@@ -175,8 +153,7 @@ def generate_text(
         generator.manual_seed(seed)
     # Tokens can end mid-character (byte-level BPE): decode bytes incrementally.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    with autocast:
+    with autocast(device):
         for token in generate_tokens(
             model,
             ids,
@@ -211,7 +188,8 @@ def generate(
     use_cache: bool = True,
 ) -> Iterator[str]:
     """Load a checkpoint and yield generated text pieces (see `generate_text`)."""
-    model, tokenizer = load_checkpoint(checkpoint, device)
+    check_sampling(temperature, top_k, top_p, length)
+    model, tokenizer = load_model(checkpoint, device)
     yield from generate_text(
         model,
         tokenizer,
