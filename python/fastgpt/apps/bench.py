@@ -770,11 +770,20 @@ def run_encode_suite(
                     seconds = _best_time(functools.partial(_calls, fn, shorts), rounds)
                 rows.append(SuiteRow("short calls", vocab, method, name, n / seconds / 1e6, len(shorts) / seconds))
                 say(f"short calls: {vocab} {method}: {name} {rows[-1].calls_per_s:,.0f} calls/s")
+        peer = load_peer("fastgpt", vocab)
+        peer.encode(warm_text("prose"))
+        for case in WORST_CASES:
+            text = worst_case(case)
+            with pinned(1):
+                seconds = _best_time(functools.partial(_calls, peer.encode, [text]), rounds)
+            rows.append(SuiteRow("worst case", vocab, case, "fastgpt", len(text.encode()) / seconds / 1e6))
+            say(f"worst case: {vocab} {case}: fastgpt {rows[-1].mb_per_s:.1f} MB/s")
     return rows
 
 
 def format_suite(rows: list[SuiteRow]) -> str:
-    """A markdown table: MB/s (calls/s for short inputs) and fastgpt's ratio to each peer."""
+    """A markdown table: MB/s (calls/s for short inputs), fastgpt's speed as a multiple of each
+    peer's, and for the worst cases their time per byte as a multiple of prose's."""
     out = [
         "| measure | vocab | case | library | MB/s | calls/s | fastgpt ÷ this |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -782,7 +791,10 @@ def format_suite(rows: list[SuiteRow]) -> str:
     ours = {(r.measure, r.vocab, r.case): r for r in rows if r.library == "fastgpt"}
     for r in rows:
         o = ours.get((r.measure, r.vocab, r.case))
+        prose = ours.get(("worst case", r.vocab, "prose"))
         ratio = f"{o.mb_per_s / r.mb_per_s:.2f}x" if o and r is not o else ""
+        if r.measure == "worst case" and prose and r is not prose:
+            ratio = f"{prose.mb_per_s / r.mb_per_s:.2f}x prose's time per byte"
         calls = f"{r.calls_per_s:,.0f}" if r.calls_per_s else ""
         out.append(f"| {r.measure} | {r.vocab} | {r.case} | {r.library} | {r.mb_per_s:.1f} | {calls} | {ratio} |")
     return "\n".join(out)

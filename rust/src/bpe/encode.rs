@@ -52,19 +52,116 @@ pub enum Allowed<'a> {
     Some(&'a FxHashSet<String>),
 }
 
-/// The merged ids of the pieces one call has already merged: text repeats its words, and
-/// a lookup is much cheaper than a merge. Lives for one call, keyed by slices of its text.
-/// It also keeps the ids of the short pieces seen so far: a text's few thousand common
-/// words then hit a small table in the CPU cache instead of the vocabulary's large one.
+/// The ids of the pieces a call has seen. Pieces of up to 15 bytes (nearly every word) go
+/// to a per-thread `WordCache` that outlives the call; longer ones that needed merging are
+/// remembered for this call only, keyed by slices of its text.
 #[derive(Default)]
 struct MergeCache<'t> {
+    words: WordCache,
     spans: FxHashMap<&'t [u8], (u32, u32)>,
     ids: Vec<Rank>,
-    hot: FxHashMap<u64, Rank>,
 }
 
-/// At most this many short pieces are kept in `MergeCache::hot` (a few hundred KB).
-const HOT_PIECES: usize = 1 << 15;
+impl MergeCache<'_> {
+    /// A call's cache, holding this thread's word cache for `encoder` (taken out of the
+    /// thread-local slot, so a nested call simply starts empty).
+    fn open(encoder: u64) -> Self {
+        MergeCache {
+            words: WordCache::take(encoder),
+            spans: FxHashMap::default(),
+            ids: Vec::new(),
+        }
+    }
+
+    fn close(self, encoder: u64) {
+        self.words.put_back(encoder);
+    }
+}
+
+/// Pieces of up to 15 bytes and their ids, kept across calls by each thread for each of the
+/// last few encoders it used. Bounded: at most `WORD_CACHE_PIECES` pieces and
+/// `WORD_CACHE_IDS` ids (about 1 MB); when either fills, the cache starts over. Per thread,
+/// so `encode_batch` workers and free-threaded callers never share (or lock) one.
+#[derive(Default)]
+struct WordCache {
+    /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`.
+    map: FxHashMap<u128, (u32, u32)>,
+    ids: Vec<Rank>,
+}
+
+/// The most pieces and ids one thread's word cache holds for one encoder.
+pub const WORD_CACHE_PIECES: usize = 1 << 15;
+pub const WORD_CACHE_IDS: usize = 1 << 17;
+/// Word caches a thread keeps, for its most recently used encoders.
+const WORD_CACHES_PER_THREAD: usize = 4;
+
+thread_local! {
+    static WORD_CACHES: std::cell::RefCell<Vec<(u64, WordCache)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Distinct ids for encoders (never reused, unlike addresses), naming their word caches.
+static NEXT_ENCODER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Up to 15 bytes and their length packed into one integer; `None` for longer pieces.
+#[inline]
+fn word_key(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[15] = bytes.len() as u8;
+    Some(u128::from_le_bytes(buf))
+}
+
+impl WordCache {
+    fn take(encoder: u64) -> WordCache {
+        WORD_CACHES
+            .try_with(|caches| {
+                let mut caches = caches.try_borrow_mut().ok()?;
+                let i = caches.iter().position(|(id, _)| *id == encoder)?;
+                Some(caches.remove(i).1)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn put_back(self, encoder: u64) {
+        let _ = WORD_CACHES.try_with(|caches| {
+            if let Ok(mut caches) = caches.try_borrow_mut() {
+                // Most recent last; the least recently used encoder's cache goes first.
+                if caches.len() >= WORD_CACHES_PER_THREAD {
+                    caches.remove(0);
+                }
+                caches.push((encoder, self));
+            }
+        });
+    }
+
+    #[inline]
+    fn get(&self, key: u128) -> Option<&[Rank]> {
+        self.map
+            .get(&key)
+            .map(|&(start, end)| &self.ids[start as usize..end as usize])
+    }
+
+    #[inline]
+    fn insert(&mut self, key: u128, ids: &[Rank]) {
+        if self.map.len() >= WORD_CACHE_PIECES || self.ids.len() + ids.len() > WORD_CACHE_IDS {
+            self.map.clear();
+            self.ids.clear();
+        }
+        let start = self.ids.len() as u32;
+        self.ids.extend_from_slice(ids);
+        self.map.insert(key, (start, self.ids.len() as u32));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
 
 /// How many of `n` texts one parallel task takes: four tasks per thread balance the load,
 /// and each task's merge cache stays warm over many texts.
@@ -90,6 +187,8 @@ pub struct Encoder {
     special_regex: Option<Regex>,
     /// The linear-time encoder of long pieces, built on first use (tiktoken's model only).
     long_pieces: OnceLock<Option<LongPieces>>,
+    /// Names this encoder's per-thread word caches.
+    id: u64,
 }
 
 impl Encoder {
@@ -217,6 +316,7 @@ impl Encoder {
             specials: special_map,
             special_regex,
             long_pieces: OnceLock::new(),
+            id: NEXT_ENCODER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -282,30 +382,33 @@ impl Encoder {
 
     pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        self.encode_ordinary_into(text, &mut out, &mut MergeCache::default());
+        let mut cache = MergeCache::open(self.id);
+        self.encode_ordinary_into(text, &mut out, &mut cache);
+        cache.close(self.id);
         out
     }
 
     fn encode_ordinary_into<'t>(&self, text: &'t str, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
-            let key = short_key(bytes);
-            if let Some(&id) = key.and_then(|k| cache.hot.get(&k)) {
-                return out.push(id);
+            if let Some(key) = word_key(bytes) {
+                if let Some(ids) = cache.words.get(key) {
+                    return out.extend_from_slice(ids);
+                }
+                let from = out.len();
+                match self.token_id(bytes).filter(|_| self.direct_lookup) {
+                    Some(id) => out.push(id),
+                    None => self.merge(bytes, NONE, out),
+                }
+                return cache.words.insert(key, &out[from..]);
             }
             if self.direct_lookup {
                 if let Some(id) = self.token_id(bytes) {
-                    if let Some(k) = key.filter(|_| cache.hot.len() < HOT_PIECES) {
-                        cache.hot.insert(k, id);
-                    }
                     return out.push(id);
                 }
             }
             if bytes.len() > SCAN_LIMIT {
                 return self.merge_long(bytes, out);
-            }
-            if bytes.len() < 2 {
-                return self.merge(bytes, NONE, out);
             }
             if let Some(&(start, end)) = cache.spans.get(bytes) {
                 return out.extend_from_slice(&cache.ids[start as usize..end as usize]);
@@ -322,7 +425,9 @@ impl Encoder {
     /// caller decides (in Python) whether other special tokens in the text are an error.
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        self.encode_into(text, allowed, &mut out, &mut MergeCache::default());
+        let mut cache = MergeCache::open(self.id);
+        self.encode_into(text, allowed, &mut out, &mut cache);
+        cache.close(self.id);
         out
     }
 
@@ -363,14 +468,17 @@ impl Encoder {
         let runs: Vec<Vec<Vec<Rank>>> = texts
             .par_chunks(run_length(texts.len()))
             .map(|run| {
-                let mut cache = MergeCache::default();
-                run.iter()
+                let mut cache = MergeCache::open(self.id);
+                let ids = run
+                    .iter()
                     .map(|text| {
                         let mut out = Vec::with_capacity(text.as_ref().len() / 3);
                         self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
                         out
                     })
-                    .collect()
+                    .collect();
+                cache.close(self.id);
+                ids
             })
             .collect();
         runs.into_iter().flatten().collect()
@@ -385,13 +493,14 @@ impl Encoder {
             .zip(ends.par_chunks(run))
             .map(|(texts, ends)| {
                 let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
-                let mut cache = MergeCache::default();
+                let mut cache = MergeCache::open(self.id);
                 for (text, &end) in texts.iter().zip(ends) {
                     self.encode_ordinary_into(text.as_ref(), &mut out, &mut cache);
                     if let (true, Some(eot)) = (end, eot) {
                         out.push(eot);
                     }
                 }
+                cache.close(self.id);
                 out
             })
             .collect();
@@ -657,6 +766,56 @@ mod tests {
                 assert_eq!(backtracked, heap, "piece {:?}", String::from_utf8_lossy(&piece));
             }
         }
+    }
+
+    #[test]
+    fn word_cache_hits_equal_misses_and_stay_bounded() {
+        let enc = tiny();
+        let mut state = 7u64;
+        let words: Vec<String> = (0..3000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let len = 1 + (state >> 60) as usize;
+                (0..len)
+                    .map(|i| ['a', 'b', 'c', 'x'][(state >> (2 * i + 3)) as usize % 4])
+                    .collect()
+            })
+            .collect();
+        let text = words.join(" ");
+        let expected: Vec<Rank> = enc
+            .splitter()
+            .split(&text)
+            .iter()
+            .flat_map(|piece| naive(&enc, piece.as_bytes()))
+            .collect();
+        // A miss fills this thread's cache, a hit reads it; both give the naive merge.
+        assert_eq!(enc.encode_ordinary(&text), expected);
+        assert_eq!(enc.encode_ordinary(&text), expected);
+        let cached = WordCache::take(enc.id);
+        assert!(cached.len() > 100 && cached.len() <= WORD_CACHE_PIECES);
+        cached.put_back(enc.id);
+        // Another encoder on this thread keeps its own cache.
+        let other = tiny();
+        assert_eq!(other.encode_ordinary(&text), expected);
+        assert_ne!(other.id, enc.id);
+        // The cap: a cache that fills starts over instead of growing.
+        let mut full = WordCache::default();
+        for i in 0..(WORD_CACHE_PIECES + 10) as u128 {
+            full.insert(i, &[1, 2, 3]);
+            assert!(full.len() <= WORD_CACHE_PIECES && full.ids.len() <= WORD_CACHE_IDS);
+        }
+        // Threads (as in encode_batch) each use their own cache and agree.
+        let results: Vec<Vec<Vec<Rank>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| (0..3).map(|_| enc.encode_ordinary(&text)).collect()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().flatten().all(|ids| *ids == expected));
+        let batch = enc.encode_batch(&[text.as_str(); 8], &Allowed::None);
+        assert!(batch.iter().all(|ids| *ids == expected));
     }
 
     #[test]
