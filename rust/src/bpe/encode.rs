@@ -21,6 +21,12 @@ use std::sync::OnceLock;
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
 const NONE: u32 = u32::MAX;
+/// Ids below this have their pairwise merges in `Encoder::low`.
+const LOW: u32 = 256;
+const NO_MERGE: Merge = Merge {
+    priority: NONE,
+    id: NONE,
+};
 
 #[derive(Clone, Copy)]
 struct Merge {
@@ -52,24 +58,16 @@ pub enum Allowed<'a> {
     Some(&'a FxHashSet<String>),
 }
 
-/// The ids of the pieces a call has seen. Pieces of up to 15 bytes (nearly every word) go
-/// to a per-thread `WordCache` that outlives the call; longer ones that needed merging are
-/// remembered for this call only, keyed by slices of its text.
-#[derive(Default)]
-struct MergeCache<'t> {
+/// What one call (or one run of a batch) holds: this thread's word cache for the encoder,
+/// taken out of its thread-local slot for the call, so a nested call simply starts empty.
+struct MergeCache {
     words: WordCache,
-    spans: FxHashMap<&'t [u8], (u32, u32)>,
-    ids: Vec<Rank>,
 }
 
-impl MergeCache<'_> {
-    /// A call's cache, holding this thread's word cache for `encoder` (taken out of the
-    /// thread-local slot, so a nested call simply starts empty).
+impl MergeCache {
     fn open(encoder: u64) -> Self {
         MergeCache {
             words: WordCache::take(encoder),
-            spans: FxHashMap::default(),
-            ids: Vec::new(),
         }
     }
 
@@ -78,20 +76,26 @@ impl MergeCache<'_> {
     }
 }
 
-/// Pieces of up to 15 bytes and their ids, kept across calls by each thread for each of the
-/// last few encoders it used. Bounded: at most `WORD_CACHE_PIECES` pieces and
-/// `WORD_CACHE_IDS` ids (about 1 MB); when either fills, the cache starts over. Per thread,
-/// so `encode_batch` workers and free-threaded callers never share (or lock) one.
+/// Pieces and their ids, kept across calls by each thread for each of the last few encoders
+/// it used: every piece of up to 15 bytes (nearly every word), and the longer ones, up to
+/// `SCAN_LIMIT` bytes, that are not one token. Bounded: at most `WORD_CACHE_PIECES` pieces,
+/// `WORD_CACHE_IDS` ids and `WORD_CACHE_BYTES` bytes of long pieces (about 2.5 MB in all);
+/// when one fills, the cache starts over. Per thread, so `encode_batch` workers and
+/// free-threaded callers never share (or lock) one.
 #[derive(Default)]
 struct WordCache {
     /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`.
     map: FxHashMap<u128, (u32, u32)>,
+    /// Longer pieces → the range of their ids in `ids`.
+    long: FxHashMap<Box<[u8]>, (u32, u32)>,
+    long_bytes: usize,
     ids: Vec<Rank>,
 }
 
 /// The most pieces and ids one thread's word cache holds for one encoder.
 pub const WORD_CACHE_PIECES: usize = 1 << 15;
 pub const WORD_CACHE_IDS: usize = 1 << 17;
+pub const WORD_CACHE_BYTES: usize = 1 << 19;
 /// Word caches a thread keeps, for its most recently used encoders.
 const WORD_CACHES_PER_THREAD: usize = 4;
 
@@ -146,20 +150,46 @@ impl WordCache {
             .map(|&(start, end)| &self.ids[start as usize..end as usize])
     }
 
+    /// Room for one more piece of `key_bytes` (0 for a short one) and `ids` ids: the range
+    /// they will take in `ids`, after starting over if the cache is full.
     #[inline]
-    fn insert(&mut self, key: u128, ids: &[Rank]) {
-        if self.map.len() >= WORD_CACHE_PIECES || self.ids.len() + ids.len() > WORD_CACHE_IDS {
+    fn make_room(&mut self, key_bytes: usize, ids: &[Rank]) -> (u32, u32) {
+        if self.map.len() + self.long.len() >= WORD_CACHE_PIECES
+            || self.ids.len() + ids.len() > WORD_CACHE_IDS
+            || self.long_bytes + key_bytes > WORD_CACHE_BYTES
+        {
             self.map.clear();
+            self.long.clear();
+            self.long_bytes = 0;
             self.ids.clear();
         }
         let start = self.ids.len() as u32;
         self.ids.extend_from_slice(ids);
-        self.map.insert(key, (start, self.ids.len() as u32));
+        (start, self.ids.len() as u32)
+    }
+
+    #[inline]
+    fn insert(&mut self, key: u128, ids: &[Rank]) {
+        let range = self.make_room(0, ids);
+        self.map.insert(key, range);
+    }
+
+    #[inline]
+    fn get_long(&self, piece: &[u8]) -> Option<&[Rank]> {
+        self.long
+            .get(piece)
+            .map(|&(start, end)| &self.ids[start as usize..end as usize])
+    }
+
+    fn insert_long(&mut self, piece: &[u8], ids: &[Rank]) {
+        let range = self.make_room(piece.len(), ids);
+        self.long_bytes += piece.len();
+        self.long.insert(piece.into(), range);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.long.len()
     }
 }
 
@@ -178,6 +208,9 @@ pub struct Encoder {
     /// id → bytes for regular and special tokens; `None` for unused ids.
     decoder: Vec<Option<Box<[u8]>>>,
     merges: FxHashMap<u64, Merge>,
+    /// The merges of two ids below `LOW` again, in a dense table (512 KB, cache-resident):
+    /// every piece's first merges are of two bytes, whose ids are low in trained vocabularies.
+    low: Box<[Merge]>,
     /// Merges in priority order, kept for export when given explicitly (Hugging Face).
     merge_list: Option<Vec<(Rank, Rank)>>,
     byte_ids: [Rank; 256],
@@ -203,7 +236,7 @@ impl Encoder {
                 }
             }
         }
-        encoder.merges = merges;
+        encoder.set_merges(merges);
         Ok(encoder)
     }
 
@@ -231,7 +264,7 @@ impl Encoder {
                 id,
             });
         }
-        encoder.merges = map;
+        encoder.set_merges(map);
         encoder.merge_list = Some(merges);
         Ok(encoder)
     }
@@ -310,6 +343,7 @@ impl Encoder {
             encoder,
             decoder,
             merges: FxHashMap::default(),
+            low: Box::new([]),
             merge_list: None,
             byte_ids,
             direct_lookup,
@@ -318,6 +352,27 @@ impl Encoder {
             long_pieces: OnceLock::new(),
             id: NEXT_ENCODER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    fn set_merges(&mut self, merges: FxHashMap<u64, Merge>) {
+        let mut low = vec![NO_MERGE; (LOW * LOW) as usize].into_boxed_slice();
+        for (&key, &m) in &merges {
+            let (a, b) = ((key >> 32) as u32, key as u32);
+            if a < LOW && b < LOW {
+                low[(a * LOW + b) as usize] = m;
+            }
+        }
+        self.low = low;
+        self.merges = merges;
+    }
+
+    /// The merge of `a` and `b`, `NO_MERGE` where they do not merge.
+    #[inline]
+    fn pair(&self, a: Rank, b: Rank) -> Merge {
+        if a < LOW && b < LOW {
+            return self.low[(a * LOW + b) as usize];
+        }
+        self.merges.get(&pair_key(a, b)).copied().unwrap_or(NO_MERGE)
     }
 
     pub fn splitter(&self) -> &Splitter {
@@ -388,7 +443,7 @@ impl Encoder {
         out
     }
 
-    fn encode_ordinary_into<'t>(&self, text: &'t str, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
+    fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
             if let Some(key) = word_key(bytes) {
@@ -410,14 +465,12 @@ impl Encoder {
             if bytes.len() > SCAN_LIMIT {
                 return self.merge_long(bytes, out);
             }
-            if let Some(&(start, end)) = cache.spans.get(bytes) {
-                return out.extend_from_slice(&cache.ids[start as usize..end as usize]);
+            if let Some(ids) = cache.words.get_long(bytes) {
+                return out.extend_from_slice(ids);
             }
             let from = out.len();
             self.merge(bytes, NONE, out);
-            let start = cache.ids.len() as u32;
-            cache.ids.extend_from_slice(&out[from..]);
-            cache.spans.insert(bytes, (start, cache.ids.len() as u32));
+            cache.words.insert_long(bytes, &out[from..]);
         });
     }
 
@@ -431,7 +484,7 @@ impl Encoder {
         out
     }
 
-    fn encode_into<'t>(&self, text: &'t str, allowed: &Allowed, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
+    fn encode_into(&self, text: &str, allowed: &Allowed, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         let Some(special_regex) = self
             .special_regex
             .as_ref()
@@ -548,7 +601,7 @@ impl Encoder {
     /// The priority of merging `a` and `b`, if they merge.
     #[inline]
     pub(crate) fn merge_rank(&self, a: Rank, b: Rank) -> Option<u32> {
-        self.merges.get(&pair_key(a, b)).map(|m| m.priority)
+        Some(self.pair(a, b).priority).filter(|&p| p != NONE)
     }
 
     /// The id of the token whose bytes are `piece`, if there is one.
@@ -572,48 +625,51 @@ impl Encoder {
 
     #[inline]
     fn lookup(&self, a: Rank, b: Rank, limit: u32) -> Option<Merge> {
-        self.merges.get(&pair_key(a, b)).copied().filter(|m| m.priority < limit)
-    }
-
-    #[inline]
-    fn priority(&self, a: Rank, b: Rank, limit: u32) -> u32 {
-        self.lookup(a, b, limit).map_or(NONE, |m| m.priority)
+        Some(self.pair(a, b)).filter(|m| m.priority < limit)
     }
 
     fn merge_scan(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
         let mut ids = [0 as Rank; SCAN_LIMIT];
+        // Per adjacent pair: the priority of its merge (NONE if none, or not below `limit`)
+        // and the id it makes, so a merge costs no second lookup.
         let mut prio = [NONE; SCAN_LIMIT];
+        let mut made = [NONE; SCAN_LIMIT];
         let mut n = piece.len();
         for (slot, &b) in ids.iter_mut().zip(piece) {
             *slot = self.byte_ids[b as usize];
         }
+        let price = |a: Rank, b: Rank| {
+            let m = self.pair(a, b);
+            if m.priority < limit {
+                (m.priority, m.id)
+            } else {
+                (NONE, NONE)
+            }
+        };
         for i in 0..n - 1 {
-            prio[i] = self.priority(ids[i], ids[i + 1], limit);
+            (prio[i], made[i]) = price(ids[i], ids[i + 1]);
         }
-        loop {
-            let (mut best, mut best_i) = (NONE, 0);
-            for (i, &p) in prio[..n - 1].iter().enumerate() {
+        while n > 1 {
+            let (mut best, mut i) = (NONE, 0);
+            for (j, &p) in prio[..n - 1].iter().enumerate() {
                 if p < best {
                     best = p;
-                    best_i = i;
+                    i = j;
                 }
             }
             if best == NONE {
                 break;
             }
-            let i = best_i;
-            ids[i] = self.merges[&pair_key(ids[i], ids[i + 1])].id;
+            ids[i] = made[i];
             ids.copy_within(i + 2..n, i + 1);
             prio.copy_within(i + 1..n - 1, i);
+            made.copy_within(i + 1..n - 1, i);
             n -= 1;
             if i > 0 {
-                prio[i - 1] = self.priority(ids[i - 1], ids[i], limit);
+                (prio[i - 1], made[i - 1]) = price(ids[i - 1], ids[i]);
             }
             if i + 1 < n {
-                prio[i] = self.priority(ids[i], ids[i + 1], limit);
-            }
-            if n == 1 {
-                break;
+                (prio[i], made[i]) = price(ids[i], ids[i + 1]);
             }
         }
         out.extend_from_slice(&ids[..n]);
@@ -777,9 +833,9 @@ mod tests {
                 state = state
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let len = 1 + (state >> 60) as usize;
+                let len = 1 + (state >> 58) as usize % 40;
                 (0..len)
-                    .map(|i| ['a', 'b', 'c', 'x'][(state >> (2 * i + 3)) as usize % 4])
+                    .map(|i| ['a', 'b', 'c', 'x'][state.rotate_right((2 * i + 3) as u32) as usize % 4])
                     .collect()
             })
             .collect();
@@ -804,7 +860,9 @@ mod tests {
         let mut full = WordCache::default();
         for i in 0..(WORD_CACHE_PIECES + 10) as u128 {
             full.insert(i, &[1, 2, 3]);
+            full.insert_long(&[b'x'; 40], &[4, 5]);
             assert!(full.len() <= WORD_CACHE_PIECES && full.ids.len() <= WORD_CACHE_IDS);
+            assert!(full.long_bytes <= WORD_CACHE_BYTES);
         }
         // Threads (as in encode_batch) each use their own cache and agree.
         let results: Vec<Vec<Vec<Rank>>> = std::thread::scope(|scope| {
