@@ -79,8 +79,8 @@ impl MergeCache {
 /// Pieces and their ids, kept across calls by each thread for each of the last few encoders
 /// it used: every piece of up to 15 bytes (nearly every word), and the longer ones, up to
 /// `SCAN_LIMIT` bytes, that are not one token. Bounded: at most `WORD_CACHE_PIECES` pieces,
-/// `WORD_CACHE_IDS` ids and `WORD_CACHE_BYTES` bytes of long pieces (about 2.5 MB in all);
-/// when one fills, the cache starts over. Per thread, so `encode_batch` workers and
+/// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
+/// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so `encode_batch` workers and
 /// free-threaded callers never share (or lock) one.
 #[derive(Default)]
 struct WordCache {
@@ -93,7 +93,7 @@ struct WordCache {
 }
 
 /// The most pieces and ids one thread's word cache holds for one encoder.
-pub const WORD_CACHE_PIECES: usize = 1 << 15;
+pub const WORD_CACHE_PIECES: usize = 1 << 16;
 pub const WORD_CACHE_IDS: usize = 1 << 17;
 pub const WORD_CACHE_BYTES: usize = 1 << 19;
 /// Word caches a thread keeps, for its most recently used encoders.
@@ -143,48 +143,60 @@ impl WordCache {
         });
     }
 
+    /// Appends the cached ids of a piece (`(id, NONE)` for one token, else a range of
+    /// `ids`) to `out`.
     #[inline]
-    fn get(&self, key: u128) -> Option<&[Rank]> {
-        self.map
-            .get(&key)
-            .map(|&(start, end)| &self.ids[start as usize..end as usize])
+    fn emit(&self, (a, b): (u32, u32), out: &mut Vec<Rank>) {
+        if b == NONE {
+            out.push(a);
+        } else {
+            out.extend_from_slice(&self.ids[a as usize..b as usize]);
+        }
     }
 
-    /// Room for one more piece of `key_bytes` (0 for a short one) and `ids` ids: the range
-    /// they will take in `ids`, after starting over if the cache is full.
+    /// Appends the ids of the piece `key` to `out` if it is cached.
     #[inline]
-    fn make_room(&mut self, key_bytes: usize, ids: &[Rank]) -> (u32, u32) {
+    fn get(&self, key: u128, out: &mut Vec<Rank>) -> bool {
+        self.map.get(&key).map(|&v| self.emit(v, out)).is_some()
+    }
+
+    /// The value to store for `ids`, or `None` when the cache is full. A full cache keeps
+    /// what it has (the pieces seen first, which in any text include its common words)
+    /// rather than starting over, so a text with more distinct pieces than the cap does
+    /// not churn it.
+    #[inline]
+    fn value(&mut self, key_bytes: usize, ids: &[Rank]) -> Option<(u32, u32)> {
         if self.map.len() + self.long.len() >= WORD_CACHE_PIECES
-            || self.ids.len() + ids.len() > WORD_CACHE_IDS
             || self.long_bytes + key_bytes > WORD_CACHE_BYTES
+            || (ids.len() > 1 && self.ids.len() + ids.len() > WORD_CACHE_IDS)
         {
-            self.map.clear();
-            self.long.clear();
-            self.long_bytes = 0;
-            self.ids.clear();
+            return None;
+        }
+        if let [id] = ids {
+            return Some((*id, NONE));
         }
         let start = self.ids.len() as u32;
         self.ids.extend_from_slice(ids);
-        (start, self.ids.len() as u32)
+        Some((start, self.ids.len() as u32))
     }
 
     #[inline]
     fn insert(&mut self, key: u128, ids: &[Rank]) {
-        let range = self.make_room(0, ids);
-        self.map.insert(key, range);
+        if let Some(v) = self.value(0, ids) {
+            self.map.insert(key, v);
+        }
     }
 
     #[inline]
-    fn get_long(&self, piece: &[u8]) -> Option<&[Rank]> {
-        self.long
-            .get(piece)
-            .map(|&(start, end)| &self.ids[start as usize..end as usize])
+    fn get_long(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
+        self.long.get(piece).map(|&v| self.emit(v, out)).is_some()
     }
 
     fn insert_long(&mut self, piece: &[u8], ids: &[Rank]) {
-        let range = self.make_room(piece.len(), ids);
-        self.long_bytes += piece.len();
-        self.long.insert(piece.into(), range);
+        if let Some(v) = self.value(piece.len(), ids) {
+            self.long_bytes += piece.len();
+            self.long.insert(piece.into(), v);
+        }
     }
 
     #[cfg(test)]
@@ -447,8 +459,8 @@ impl Encoder {
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
             if let Some(key) = word_key(bytes) {
-                if let Some(ids) = cache.words.get(key) {
-                    return out.extend_from_slice(ids);
+                if cache.words.get(key, out) {
+                    return;
                 }
                 let from = out.len();
                 match self.token_id(bytes).filter(|_| self.direct_lookup) {
@@ -465,8 +477,8 @@ impl Encoder {
             if bytes.len() > SCAN_LIMIT {
                 return self.merge_long(bytes, out);
             }
-            if let Some(ids) = cache.words.get_long(bytes) {
-                return out.extend_from_slice(ids);
+            if cache.words.get_long(bytes, out) {
+                return;
             }
             let from = out.len();
             self.merge(bytes, NONE, out);
@@ -856,7 +868,7 @@ mod tests {
         let other = tiny();
         assert_eq!(other.encode_ordinary(&text), expected);
         assert_ne!(other.id, enc.id);
-        // The cap: a cache that fills starts over instead of growing.
+        // The cap: a full cache keeps what it has instead of growing.
         let mut full = WordCache::default();
         for i in 0..(WORD_CACHE_PIECES + 10) as u128 {
             full.insert(i, &[1, 2, 3]);
