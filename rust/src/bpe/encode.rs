@@ -34,18 +34,6 @@ struct Merge {
     id: Rank,
 }
 
-/// Packs up to 7 bytes and their length into one integer.
-#[inline]
-fn short_key(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() > 7 {
-        return None;
-    }
-    let mut buf = [0u8; 8];
-    buf[..bytes.len()].copy_from_slice(bytes);
-    buf[7] = bytes.len() as u8;
-    Some(u64::from_le_bytes(buf))
-}
-
 #[inline]
 fn pair_key(a: Rank, b: Rank) -> u64 {
     ((a as u64) << 32) | b as u64
@@ -215,8 +203,9 @@ fn run_length(n: usize) -> usize {
 pub struct Encoder {
     splitter: Splitter,
     encoder: FxHashMap<Vec<u8>, Rank>,
-    /// The tokens of up to 7 bytes again, keyed by `short_key`: one multiply to hash.
-    short: FxHashMap<u64, Rank>,
+    /// The tokens of up to 15 bytes again, keyed by `word_key`: hashing and comparing one
+    /// integer instead of a byte string behind a pointer.
+    short: FxHashMap<u128, Rank>,
     /// id → bytes for regular and special tokens; `None` for unused ids.
     decoder: Vec<Option<Box<[u8]>>>,
     merges: FxHashMap<u64, Merge>,
@@ -350,7 +339,7 @@ impl Encoder {
             splitter,
             short: encoder
                 .iter()
-                .filter_map(|(b, &id)| Some((short_key(b)?, id)))
+                .filter_map(|(b, &id)| Some((word_key(b)?, id)))
                 .collect(),
             encoder,
             decoder,
@@ -463,7 +452,7 @@ impl Encoder {
                     return;
                 }
                 let from = out.len();
-                match self.token_id(bytes).filter(|_| self.direct_lookup) {
+                match self.short.get(&key).copied().filter(|_| self.direct_lookup) {
                     Some(id) => out.push(id),
                     None => self.merge(bytes, NONE, out),
                 }
@@ -619,7 +608,7 @@ impl Encoder {
     /// The id of the token whose bytes are `piece`, if there is one.
     #[inline]
     pub(crate) fn token_id(&self, piece: &[u8]) -> Option<Rank> {
-        match short_key(piece) {
+        match word_key(piece) {
             Some(key) => self.short.get(&key).copied(),
             None => self.encoder.get(piece).copied(),
         }
