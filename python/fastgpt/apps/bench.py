@@ -383,7 +383,7 @@ def _multilingual():
             try:
                 with open(path, "rb") as f:
                     catalog = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
-            except (OSError, gettext.error, UnicodeDecodeError, KeyError, ValueError):
+            except (OSError, UnicodeDecodeError, KeyError, ValueError):
                 continue
             texts += [v + "\n" for k, v in sorted(catalog.items(), key=str) if k and isinstance(v, str) and len(v) > 20]
             if sum(map(len, texts)) > CORPUS_BYTES // len(LANGUAGES):
@@ -635,7 +635,7 @@ def short_texts(count: int = 2000) -> list[str]:
     """Chat-sized inputs of 13 to 100 bytes: sentences of the prose and multilingual text."""
     import random
 
-    rng, out = random.Random(0), []
+    rng, out = random.Random(0), list[str]()
     sources = [corpus_text("prose")]
     try:
         sources.append(corpus_text("multilingual"))
