@@ -185,7 +185,7 @@ impl PyEncoder {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let allowed = allowed(allow_all, &allowed_special);
-        let encoded = py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts, &allowed)));
+        let encoded = py.detach(|| self.inner.encode_batch_threads(&texts, &allowed, num_threads));
         let lists = encoded
             .iter()
             .map(|ids| self.to_list(py, ids))

@@ -59,6 +59,16 @@ impl MergeCache {
         }
     }
 
+    /// For a batch worker: its own cache, or, the first time it works for this encoder, a
+    /// copy of the calling thread's (so a batch starts as warm as the caller is).
+    fn open_seeded(encoder: u64, seed: Option<&WordCache>) -> Self {
+        MergeCache {
+            words: WordCache::try_take(encoder)
+                .or_else(|| seed.cloned())
+                .unwrap_or_default(),
+        }
+    }
+
     fn close(self, encoder: u64) {
         self.words.put_back(encoder);
     }
@@ -70,7 +80,7 @@ impl MergeCache {
 /// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
 /// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so `encode_batch` workers and
 /// free-threaded callers never share (or lock) one.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct WordCache {
     /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`.
     map: FxHashMap<u128, (u32, u32)>,
@@ -108,6 +118,11 @@ fn word_key(bytes: &[u8]) -> Option<u128> {
 
 impl WordCache {
     fn take(encoder: u64) -> WordCache {
+        Self::try_take(encoder).unwrap_or_default()
+    }
+
+    /// This thread's cache for `encoder`, if it has one.
+    fn try_take(encoder: u64) -> Option<WordCache> {
         WORD_CACHES
             .try_with(|caches| {
                 let mut caches = caches.try_borrow_mut().ok()?;
@@ -116,12 +131,14 @@ impl WordCache {
             })
             .ok()
             .flatten()
-            .unwrap_or_default()
     }
 
     fn put_back(self, encoder: u64) {
         let _ = WORD_CACHES.try_with(|caches| {
             if let Ok(mut caches) = caches.try_borrow_mut() {
+                // One cache per encoder (a batch's seed and a worker on the same thread
+                // both come back): the later replaces the earlier.
+                caches.retain(|(id, _)| *id != encoder);
                 // Most recent last; the least recently used encoder's cache goes first.
                 if caches.len() >= WORD_CACHES_PER_THREAD {
                     caches.remove(0);
@@ -343,10 +360,7 @@ impl Encoder {
         };
         Ok(Encoder {
             splitter,
-            short: encoder
-                .iter()
-                .filter_map(|(b, &id)| Some((word_key(b)?, id)))
-                .collect(),
+            short: encoder.iter().filter_map(|(b, &id)| Some((word_key(b)?, id))).collect(),
             encoder,
             decoder,
             merges: FxHashMap::default(),
@@ -525,22 +539,40 @@ impl Encoder {
     /// texts and keeps one merge cache per run, so many short documents cost little more
     /// than one long one.
     pub fn encode_batch<T: AsRef<str> + Sync>(&self, texts: &[T], allowed: &Allowed) -> Vec<Vec<Rank>> {
-        let runs: Vec<Vec<Vec<Rank>>> = texts
-            .par_chunks(run_length(texts.len()))
-            .map(|run| {
-                let mut cache = MergeCache::open(self.id);
-                let ids = run
-                    .iter()
-                    .map(|text| {
-                        let mut out = Vec::with_capacity(text.as_ref().len() / 3);
-                        self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
-                        out
-                    })
-                    .collect();
-                cache.close(self.id);
-                ids
-            })
-            .collect();
+        self.encode_batch_threads(texts, allowed, None)
+    }
+
+    /// `encode_batch` on a pool of `threads` threads (`None`: the current pool). Each
+    /// worker starts from its own word cache, or the first time from a copy of the calling
+    /// thread's, so a batch is as warm as its caller.
+    pub fn encode_batch_threads<T: AsRef<str> + Sync>(
+        &self,
+        texts: &[T],
+        allowed: &Allowed,
+        threads: Option<usize>,
+    ) -> Vec<Vec<Rank>> {
+        let seed = WordCache::try_take(self.id);
+        let runs: Vec<Vec<Vec<Rank>>> = crate::with_threads(threads, || {
+            texts
+                .par_chunks(run_length(texts.len()))
+                .map(|run| {
+                    let mut cache = MergeCache::open_seeded(self.id, seed.as_ref());
+                    let ids = run
+                        .iter()
+                        .map(|text| {
+                            let mut out = Vec::with_capacity(text.as_ref().len() / 3);
+                            self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
+                            out
+                        })
+                        .collect();
+                    cache.close(self.id);
+                    ids
+                })
+                .collect()
+        });
+        if let Some(seed) = seed {
+            seed.put_back(self.id);
+        }
         runs.into_iter().flatten().collect()
     }
 
@@ -548,12 +580,13 @@ impl Encoder {
     /// after each text whose `ends` flag is set (a text may be part of a longer document).
     pub fn encode_documents<T: AsRef<str> + Sync>(&self, texts: &[T], ends: &[bool], eot: Option<Rank>) -> Vec<Rank> {
         let run = run_length(texts.len());
+        let seed = WordCache::try_take(self.id);
         let parts: Vec<Vec<Rank>> = texts
             .par_chunks(run)
             .zip(ends.par_chunks(run))
             .map(|(texts, ends)| {
                 let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
-                let mut cache = MergeCache::open(self.id);
+                let mut cache = MergeCache::open_seeded(self.id, seed.as_ref());
                 for (text, &end) in texts.iter().zip(ends) {
                     self.encode_ordinary_into(text.as_ref(), &mut out, &mut cache);
                     if let (true, Some(eot)) = (end, eot) {
@@ -564,6 +597,9 @@ impl Encoder {
                 out
             })
             .collect();
+        if let Some(seed) = seed {
+            seed.put_back(self.id);
+        }
         parts.concat()
     }
 
@@ -881,6 +917,12 @@ mod tests {
         assert!(results.iter().flatten().all(|ids| *ids == expected));
         let batch = enc.encode_batch(&[text.as_str(); 8], &Allowed::None);
         assert!(batch.iter().all(|ids| *ids == expected));
+        // Workers of another pool start from a copy of this thread's cache, which stays here.
+        let batch = enc.encode_batch_threads(&[text.as_str(); 8], &Allowed::None, Some(2));
+        assert!(batch.iter().all(|ids| *ids == expected));
+        let mine = WordCache::take(enc.id);
+        assert!(mine.len() > 100);
+        mine.put_back(enc.id);
     }
 
     #[test]
