@@ -364,7 +364,8 @@ def _docstrings():
 def _wet_texts():
     """The plain text of each conversion record of the WET samples."""
     for path in sorted(WET_DIR.glob("*.warc.wet")) if WET_DIR.is_dir() else []:
-        for record in path.read_text(encoding="utf-8", errors="replace").split("WARC/1.0")[1:]:
+        # Decoded from bytes: text mode would turn the format's CRLF separators into LF.
+        for record in path.read_bytes().decode("utf-8", errors="replace").split("WARC/1.0")[1:]:
             head, _, body = record.partition("\r\n\r\n")
             if "conversion" in head:
                 yield body.strip() + "\n\n"
