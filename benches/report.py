@@ -175,13 +175,44 @@ def ratios(runs: list[dict]) -> list[Ratio]:
                             _bar(group, peer_label),
                         )
                     )
+    return out + _encode_internal(runs)
+
+
+def _encode_internal(runs: list[dict]) -> list[Ratio]:
+    """The encode bars that compare two of our own runs: o200k against cl100k on the same
+    documents (≥ 0.7) and the 2-thread batch against 1 thread (≥ 1.8)."""
+    ours = {(r["group"], str((r.get("params") or {}).get("threads", ""))): r for r in runs if is_ours(r)}
+    out = []
+    for (group, threads), run in ours.items():
+        if group.startswith("encode 1 thread first sight: o200k_base"):
+            cl = ours.get((group.replace("o200k_base", "cl100k_base"), threads))
+            if cl:
+                what = group.split(": ", 1)[1].replace("o200k_base ", "")
+                out.append(
+                    Ratio(
+                        group,
+                        "o200k",
+                        "our cl100k",
+                        per_byte(cl) / per_byte(run),
+                        f"of the MB/s ({what})",
+                        "≥ 0.7",
+                        peer=False,
+                    )
+                )
+        if group.startswith("encode batch") and threads == "2" and (group, "1") in ours:
+            one = ours[(group, "1")]
+            out.append(
+                Ratio(group, "2 threads", "1 thread", per_byte(one) / per_byte(run), "× faster", "≥ 1.8", peer=False)
+            )
     return out
 
 
 def _bar(group: str, peer: str) -> str:
     """The bar of DESIGN.md section 6 that a ratio is held to, if any."""
-    if group.startswith("encode 1 thread"):
-        return "≥ 3" if peer.startswith("tiktoken") else ""
+    if group.startswith("encode 1 thread first sight"):
+        return "≥ 3" if peer.startswith("tiktoken") else "≥ 1" if peer.startswith("fastokens") else ""
+    if group.startswith(("encode batch", "encode short")):
+        return "≥ 1" if peer.startswith("fastokens") else ""
     if group.startswith("train-bpe"):
         return "> 1"
     if group.startswith("train step"):

@@ -1,129 +1,131 @@
-"""Encode throughput: fastgpt side by side with tiktoken, Hugging Face tokenizers,
-bpe-openai and rs-bpe on the same vocabulary and text (peers skipped if not installed).
+"""Encode speed as users see it: fastgpt against fastokens, gigatok, splintr, tiktoken,
+rs-bpe, bpe-openai and Hugging Face tokenizers on cl100k and o200k.
 
-    make bench      # or: pytest benches --benchmark-enable -k encode
+    make bench      # or: pytest benches/test_bench_encode.py --benchmark-enable -k "first_sight and cl100k"
 
-Each benchmark records the input size in `extra_info["bytes"]`; MB/s = bytes / mean.
+- first sight: documents of about 1 KB, 4 KB and 64 KB of English prose, multilingual web
+  and UI text, Python code and markup/docs. Every round builds a fresh instance, warms it on
+  other text (with a piece over 64 bytes), and times 128 KB of documents it has not seen,
+  pinned to one CPU. "repeated" times the same documents a second time (on 4 KB documents).
+  fastokens, gigatok and tiktoken (the bars' peers) run every size; the others 4 KB.
+- batch: 4 KB documents on 2 threads (and fastgpt on 1, for the scaling bar).
+- short: chat-sized inputs (13–100 bytes), calls per second of encode_ordinary and encode.
+- worst cases: per byte against prose, for inputs that are slow for some encoders.
+
+Every peer's ids are checked against tiktoken's in the same run; a peer that differs is
+skipped with the place it differs. Corpora and peers come from `fastgpt.apps.bench`, which
+`fastgpt bench --compare` uses too. Each benchmark records `extra_info["bytes"]`.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import random
-import string
-
 import pytest
 
-from fastgpt import Tokenizer
-from helpers.references import prose_text, rank_file, reference_encoding, stdlib_sources
+from fastgpt.apps import bench as suite
 
-CODE_BYTES = 2_000_000
-WORST_BYTES = 1_000_000
-VOCABS = ["cl100k_base", "o200k_base"]
-
-
-@functools.cache
-def corpus(kind: str) -> str:
-    if kind == "prose":
-        return prose_text()
-    text, size = [], 0
-    for path in stdlib_sources():
-        text.append(path.read_text(encoding="utf-8", errors="replace"))
-        size += len(text[-1])
-        if size >= CODE_BYTES:
-            break
-    return "".join(text)
+PEERS = list(suite.ENCODE_PEERS)
+# The peers the bars name, measured on every corpus and size; the others on 4 KB documents,
+# and "repeated" on 4 KB documents only, so that `make bench` stays near ten minutes here.
+BAR_PEERS = {"fastgpt", "fastokens", "gigatok", "tiktoken"}
 
 
-@functools.cache
-def documents(kind: str) -> list[str]:
-    """The corpus cut into documents of about 4 KB, for batch encoding."""
-    text = corpus(kind)
-    return [text[i : i + 4096] for i in range(0, len(text), 4096)]
+def usable(peer: str, vocab: str) -> None:
+    """Skips unless `peer` loads here and gives tiktoken's ids on `vocab`."""
+    try:
+        why = suite.mismatch(peer, vocab)
+    except suite.Unavailable as exc:
+        pytest.skip(str(exc))
+    if why:
+        pytest.skip(f"left out: {why}")
 
 
-@functools.cache
-def encoder(peer: str, vocab: str):
-    """A callable encoding one text and one encoding a list of texts, or skip."""
-    if peer == "fastgpt":
-        tok = Tokenizer.from_tiktoken(rank_file(vocab))
-        return tok.encode_ordinary, lambda texts, threads: tok.encode_ordinary_batch(texts, num_threads=threads)
-    if peer == "tiktoken":
-        enc = reference_encoding(vocab)
-        return enc.encode_ordinary, lambda texts, threads: enc.encode_ordinary_batch(texts, num_threads=threads)
-    if peer == "tokenizers":
-        tokenizers = pytest.importorskip("tokenizers")
-        import tempfile
-
-        directory = tempfile.mkdtemp()
-        Tokenizer.from_tiktoken(rank_file(vocab)).save(f"{directory}/tok")
-        hf = tokenizers.Tokenizer.from_file(f"{directory}/tok/tokenizer.json")
-        single = lambda text: hf.encode(text, add_special_tokens=False).ids  # noqa: E731
-
-        def batch(texts, threads):
-            # tokenizers sizes its thread pool from the environment once, at first use.
-            os.environ["RAYON_NUM_THREADS"] = str(threads)
-            return [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
-
-        return single, batch
-    if peer == "bpe-openai":
-        bpe_openai = pytest.importorskip("bpe_openai")
-        enc = bpe_openai.get_encoding(vocab)
-        return enc.encode_ordinary, lambda texts, threads: enc.encode_ordinary_batch(texts)
-    if peer == "rs-bpe":
-        rs_bpe = pytest.importorskip("rs_bpe")
-        enc = getattr(rs_bpe.openai, vocab)()
-        return enc.encode, lambda texts, threads: enc.encode_batch_parallel(texts)
-    raise ValueError(peer)
-
-
-PEERS = ["fastgpt", "tiktoken", "tokenizers", "bpe-openai", "rs-bpe"]
+@pytest.fixture
+def one_cpu():
+    with suite.pinned(1):
+        yield
 
 
 @pytest.mark.parametrize("peer", PEERS)
-@pytest.mark.parametrize("kind", ["prose", "code"])
-@pytest.mark.parametrize("vocab", VOCABS)
-def test_encode_single_thread(benchmark, vocab, kind, peer):
-    single, _ = encoder(peer, vocab)
-    text = corpus(kind)
+@pytest.mark.parametrize("size", list(suite.DOC_SIZES))
+@pytest.mark.parametrize("kind", suite.CORPORA)
+@pytest.mark.parametrize("vocab", suite.VOCABS)
+@pytest.mark.parametrize("seen", ["first_sight", "repeated"])
+def test_encode_documents(benchmark, one_cpu, seen, vocab, kind, size, peer):
+    if size != "4KB" and (seen == "repeated" or peer not in BAR_PEERS):
+        pytest.skip("measured on 4 KB documents only")
+    if seen == "repeated" and peer not in BAR_PEERS:
+        pytest.skip("repeated is measured for fastgpt and the peers its bars name")
+    usable(peer, vocab)
     try:
-        single(text[:100_000])  # bpe-openai refuses inputs it deems too long
-        single(text)
-    except ValueError as exc:
-        pytest.skip(f"{peer} cannot encode this input: {exc}")
-    benchmark.group = f"encode 1 thread: {vocab} {kind}"
-    benchmark.extra_info["bytes"] = len(text.encode())
-    ids = benchmark(single, text)
-    assert len(ids) > len(text) / 10
+        suite.round_documents(kind, size, 2)
+    except suite.Unavailable as exc:
+        pytest.skip(str(exc))
+    rounds = iter(range(3))
+
+    def setup():
+        encode, docs = suite.first_sight_round(peer, vocab, kind, size, next(rounds), repeated=seen == "repeated")
+        return (encode, docs), {}
+
+    benchmark.group = f"encode 1 thread {seen.replace('_', ' ')}: {vocab} {kind} {size}"
+    benchmark.extra_info["bytes"] = sum(len(d.encode()) for d in suite.round_documents(kind, size, 0))
+    tokens = benchmark.pedantic(suite.encode_all, setup=setup, rounds=3, iterations=1)
+    assert tokens > 0
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("peer", ["fastgpt", "tiktoken"])
-def test_encode_batch(benchmark, peer, threads):
-    _, batch = encoder(peer, "cl100k_base")
-    texts = documents("code")
-    benchmark.group = "encode batch: cl100k_base code, 4 KB documents"
-    benchmark.extra_info["bytes"] = sum(len(t.encode()) for t in texts)
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.parametrize("vocab", suite.VOCABS)
+def test_encode_batch(benchmark, vocab, peer, threads):
+    if threads == 1 and peer != "fastgpt":
+        pytest.skip("only fastgpt's own 1-thread batch is a bar (2 threads ≥ 1.8× it)")
+    usable(peer, vocab)
+    docs = [d for r in range(3) for d in suite.round_documents("prose", "4KB", r)]
+
+    loaded = {}
+
+    def batch(texts, n):
+        return loaded["peer"].batch(texts, n)
+
+    def fresh():  # a fresh, warmed instance per round, as for one thread
+        loaded["peer"] = suite.load_peer(peer, vocab)
+        loaded["peer"].encode(suite.warm_text("prose"))
+        return (docs, threads), {}
+
+    benchmark.group = f"encode batch: {vocab} prose 4KB"
+    benchmark.extra_info["bytes"] = sum(len(d.encode()) for d in docs)
     benchmark.extra_info["threads"] = threads
-    assert len(benchmark(batch, texts, threads)) == len(texts)
+    with suite.pinned(threads):
+        out = benchmark.pedantic(batch, setup=fresh, rounds=3, iterations=1)
+    assert len(out) == len(docs)
 
 
-WORST_CASES = {
-    "prose": lambda: corpus("prose")[:WORST_BYTES],
-    "one letter": lambda: "a" * WORST_BYTES,
-    "random letters": lambda: "".join(random.Random(0).choices(string.ascii_letters, k=WORST_BYTES)),
-    "spaces then a letter": lambda: " " * WORST_BYTES + "a",
-}
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.parametrize("method", ["encode_ordinary", "encode"])
+@pytest.mark.parametrize("vocab", suite.VOCABS)
+def test_encode_short(benchmark, one_cpu, vocab, method, peer):
+    usable(peer, vocab)
+    instance = suite.load_peer(peer, vocab)
+    fn = instance.encode if method == "encode_ordinary" else instance.encode_special
+    if fn is None:
+        pytest.skip(f"{peer} has no encode that handles special tokens")
+    texts = suite.short_texts()
+    fn(suite.warm_text("prose"))
+    benchmark.group = f"encode short inputs (13-100 bytes, calls/s): {vocab} {method}"
+    benchmark.extra_info["bytes"] = sum(len(t.encode()) for t in texts)
+    benchmark.extra_info["calls"] = len(texts)
+    benchmark.pedantic(suite.encode_all, args=(fn, texts), rounds=5, iterations=1, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("peer", ["fastgpt", "tiktoken"])
-@pytest.mark.parametrize("case", WORST_CASES)
-def test_encode_worst_case(benchmark, case, peer):
+@pytest.mark.parametrize("peer", ["fastgpt", "fastokens", "tiktoken"])
+@pytest.mark.parametrize("case", suite.WORST_CASES)
+@pytest.mark.parametrize("vocab", suite.VOCABS)
+def test_encode_worst_case(benchmark, one_cpu, vocab, case, peer):
     if peer == "tiktoken" and case == "spaces then a letter":
         pytest.skip("tiktoken's regex overflows its stack on a million spaces")
-    single, _ = encoder(peer, "cl100k_base")
-    text = WORST_CASES[case]()
-    benchmark.group = f"worst case vs prose: cl100k_base, {peer}"
+    usable(peer, vocab)
+    instance = suite.load_peer(peer, vocab)
+    instance.encode(suite.warm_text("prose"))
+    text = suite.worst_case(case)
+    benchmark.group = f"worst case vs prose: {vocab}, {peer}"
     benchmark.extra_info["bytes"] = len(text.encode())
-    benchmark.pedantic(single, args=(text,), rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(instance.encode, args=(text,), rounds=3, iterations=1, warmup_rounds=1)

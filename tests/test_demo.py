@@ -288,6 +288,7 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     assert got == {
         ("encode batch", "fastgpt, threads=1", "tiktoken, threads=1"): 4.0,  # each thread count against its own
         ("encode batch", "fastgpt, threads=2", "tiktoken, threads=2"): 6.0,
+        ("encode batch", "2 threads", "1 thread"): 2.0,  # our own scaling (bar: at least 1.8)
         (
             "cc-extract",
             "fastgpt_cc_extract, workers=1",

@@ -31,6 +31,10 @@ fn allowed(all: bool, some: &Option<FxHashSet<String>>) -> Allowed<'_> {
     }
 }
 
+/// Texts up to this size are encoded without releasing the GIL: it takes microseconds, and
+/// releasing and retaking it would cost a good share of a chat-sized call.
+const KEEP_GIL_BYTES: usize = 2048;
+
 #[pyclass(frozen, module = "fastgpt._core", name = "CoreBPE")]
 struct PyEncoder {
     inner: Encoder,
@@ -130,7 +134,11 @@ impl PyEncoder {
     }
 
     fn encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode_ordinary(text));
+        let ids = if text.len() <= KEEP_GIL_BYTES {
+            self.inner.encode_ordinary(text)
+        } else {
+            py.detach(|| self.inner.encode_ordinary(text))
+        };
         self.to_list(py, &ids)
     }
 
@@ -142,7 +150,12 @@ impl PyEncoder {
         allowed_special: Option<FxHashSet<String>>,
         allow_all: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode(text, &allowed(allow_all, &allowed_special)));
+        let allowed = allowed(allow_all, &allowed_special);
+        let ids = if text.len() <= KEEP_GIL_BYTES {
+            self.inner.encode(text, &allowed)
+        } else {
+            py.detach(|| self.inner.encode(text, &allowed))
+        };
         self.to_list(py, &ids)
     }
 
@@ -172,7 +185,7 @@ impl PyEncoder {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let allowed = allowed(allow_all, &allowed_special);
-        let encoded = py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts, &allowed)));
+        let encoded = py.detach(|| self.inner.encode_batch_threads(&texts, &allowed, num_threads));
         let lists = encoded
             .iter()
             .map(|ids| self.to_list(py, ids))

@@ -20,6 +20,7 @@ Times are the best of `iterations` runs, which is the least disturbed by other l
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import os
@@ -298,6 +299,506 @@ def format_table(results: list[BenchResult]) -> str:
 
 def results_json(results: list[BenchResult]) -> list[dict]:
     return [{**asdict(r), "tokens_per_s": r.tokens_per_s, "mb_per_s": r.mb_per_s} for r in results]
+
+
+# ---- the encode suite: real documents as users encode them, against the peers ----------
+#
+# Text of four kinds, cut into documents of about 1 KB, 4 KB and 64 KB. Each round of a
+# "first sight" measurement builds a fresh encoder, warms it on other text (holding a piece
+# over 64 bytes, so lazily built structures exist), then times documents it has not seen;
+# "repeated" times the same documents a second time on the same instance. Single-thread
+# runs are pinned to one CPU, since some peers start threads inside `encode`.
+
+DOC_SIZES = {"1KB": 1 << 10, "4KB": 4 << 10, "64KB": 64 << 10}
+ROUND_BYTES = 128 << 10  # text timed per round: 128 documents of 1 KB, 32 of 4 KB, 2 of 64 KB
+CORPORA = ("prose", "multilingual", "code", "docs")
+VOCABS = ("cl100k_base", "o200k_base")
+ENCODE_PEERS = ("fastgpt", "fastokens", "gigatok", "splintr", "tiktoken", "rs-bpe", "bpe-openai", "tokenizers")
+# Multilingual text: real Common Crawl WET samples (when the project's shared data is there),
+# CPython's CJK codec test texts, and the translations of the system's message catalogs.
+WET_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "wet"
+LOCALE_DIR = Path("/usr/share/locale")
+LANGUAGES = ("de", "ru", "ja", "zh_CN", "ko", "el", "ar", "hi", "vi", "uk", "tr", "pl", "he", "th", "fr", "es")
+CORPUS_BYTES = 2 << 20
+
+
+class Unavailable(Exception):
+    """A peer or corpus that cannot be used here; the message says why."""
+
+
+def _stdlib() -> Path:
+    import sysconfig
+
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _stdlib_sources() -> list[Path]:
+    return sorted(p for p in _stdlib().rglob("*.py") if "site-packages" not in p.parts and "test" not in p.parts)
+
+
+def _until(parts, limit: int) -> str:
+    out, size = [], 0
+    for part in parts:
+        out.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    return "".join(out)
+
+
+def _docstrings():
+    import ast
+
+    for path in _stdlib_sources():
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 200:
+                    yield doc + "\n\n"
+
+
+def _wet_texts():
+    """The plain text of each conversion record of the WET samples."""
+    for path in sorted(WET_DIR.glob("*.warc.wet")) if WET_DIR.is_dir() else []:
+        # Decoded from bytes: text mode would turn the format's CRLF separators into LF.
+        for record in path.read_bytes().decode("utf-8", errors="replace").split("WARC/1.0")[1:]:
+            head, _, body = record.partition("\r\n\r\n")
+            if "conversion" in head:
+                yield body.strip() + "\n\n"
+
+
+def _multilingual():
+    import gettext
+
+    blocks: list[list[str]] = []
+    cjk = _stdlib() / "test" / "cjkencodings"
+    if cjk.is_dir():
+        blocks.append([p.read_text(encoding="utf-8") for p in sorted(cjk.glob("*-utf8.txt"))])
+    for lang in LANGUAGES:
+        texts = []
+        for path in sorted((LOCALE_DIR / lang / "LC_MESSAGES").glob("*.mo")):
+            try:
+                with open(path, "rb") as f:
+                    catalog = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
+            except (OSError, UnicodeDecodeError, KeyError, ValueError):
+                continue
+            texts += [v + "\n" for k, v in sorted(catalog.items(), key=str) if k and isinstance(v, str) and len(v) > 20]
+            if sum(map(len, texts)) > CORPUS_BYTES // len(LANGUAGES):
+                break
+        blocks.append(texts)
+    # Languages interleaved in ~4 KB runs, so that every document mixes a few scripts.
+    out, cursors = list(_wet_texts()), [0] * len(blocks)
+    while any(c < len(b) for c, b in zip(cursors, blocks)):
+        for i, block in enumerate(blocks):
+            run = 0
+            while cursors[i] < len(block) and run < 4096:
+                out.append(block[cursors[i]])
+                run += len(block[cursors[i]])
+                cursors[i] += 1
+    return out
+
+
+@functools.cache
+def corpus_text(kind: str) -> str:
+    """About 2 MB of real text of one kind. Unavailable when this machine lacks it."""
+    if kind == "prose":  # English prose: the standard library's long docstrings
+        text = _until(_docstrings(), CORPUS_BYTES)
+    elif kind == "code":  # Python source
+        text = _until((p.read_text(encoding="utf-8", errors="replace") for p in _stdlib_sources()), CORPUS_BYTES)
+    elif kind == "docs":  # markup and docs: pydoc's reStructuredText-flavoured topic pages
+        try:
+            from pydoc_data.topics import topics
+        except ImportError:
+            raise Unavailable("pydoc_data is not installed with this Python") from None
+        idle = _stdlib() / "idlelib"  # and IDLE's HTML help and text files
+        extra = [
+            p.read_text(encoding="utf-8", errors="replace")
+            for p in [idle / "help.html", *sorted(idle.glob("*.txt"))]
+            if p.exists()
+        ]
+        text = "\n\n".join([topics[k] for k in sorted(topics)] + extra)
+    elif kind == "multilingual":
+        text = _until(_multilingual(), CORPUS_BYTES)
+    else:
+        raise ValueError(f"unknown corpus {kind!r}; choose from {', '.join(CORPORA)}")
+    if len(text.encode()) < 5 * ROUND_BYTES:  # the warm-up, a spare document and 3 rounds
+        raise Unavailable(f"only {len(text.encode()):,} bytes of {kind} text on this machine")
+    return text
+
+
+def documents(kind: str, size: str) -> list[str]:
+    """The corpus cut into documents of about `size` bytes, each ending at a line end."""
+    text, target = corpus_text(kind), DOC_SIZES[size]
+    docs, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + target)
+        while end < len(text) and len(text[start:end].encode()) > target:  # multi-byte text: fewer chars
+            end = start + (end - start) * 3 // 4
+        cut = text.rfind("\n", start + 1, end)
+        end = cut + 1 if cut > start + target // 4 and end < len(text) else end
+        docs.append(text[start:end])
+        start = end
+    return docs
+
+
+def round_documents(kind: str, size: str, round: int) -> list[str]:
+    """The documents of one round: disjoint from every other round's and from the warm-up."""
+    docs = documents(kind, size)
+    per_round = max(1, ROUND_BYTES // DOC_SIZES[size])
+    chosen = docs[1 + round * per_round : 1 + (round + 1) * per_round]
+    if len(chosen) < per_round:
+        raise Unavailable(f"{kind} text runs out of {size} documents at round {round}")
+    return chosen
+
+
+def warm_text(kind: str) -> str:
+    """Other text to warm an encoder on: the corpus's last 64 KB (never timed) and one piece
+    far over 64 bytes, so that long-piece structures built on first use are built."""
+    text = corpus_text(kind)
+    return text[-(64 << 10) :] + "\n" + "=" * 300 + " " + "abcdefghij" * 30 + "\n"
+
+
+def rank_file(vocab: str) -> Path:
+    """OpenAI's rank file for `vocab`, as shipped in the bpe-openai package (bench extra)."""
+    try:
+        import bpe_openai
+    except ImportError:
+        raise Unavailable("the rank files come from bpe-openai (pip install bpe-openai)") from None
+    path = Path(bpe_openai.__file__).parent / "data" / f"{vocab}.tiktoken.gz"
+    if not path.exists():
+        raise Unavailable(f"{path}: no such rank file")
+    return path
+
+
+@dataclass
+class Peer:
+    """One library on one vocabulary: encode one text, and a batch on `threads` threads."""
+
+    name: str
+    encode: Callable[[str], list[int]]
+    batch: Callable[[list[str], int], list]
+    encode_special: Callable[[str], list[int]] | None = None
+
+
+def _tokenizer_json(vocab: str, pattern: str | None = None) -> str:
+    """Our vocabulary as a Hugging Face tokenizer.json (optionally with another spelling of the split)."""
+    import tempfile
+
+    from fastgpt.tokenizer import Tokenizer
+
+    directory = Path(tempfile.mkdtemp(prefix="fastgpt-bench-"))
+    Tokenizer.from_tiktoken(rank_file(vocab)).save(directory / "tok")
+    path = directory / "tok" / "tokenizer.json"
+    if pattern is not None:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = pattern
+        path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+# gigatok knows cl100k only in this spelling (the one on the Hugging Face hub).
+GIGATOK_CL100K = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def load_peer(name: str, vocab: str) -> Peer:
+    """A fresh instance of `name` on `vocab`; Unavailable says why not."""
+
+    def need(module: str):
+        import importlib
+
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            raise Unavailable(f"{name} is not installed (pip install {name})") from None
+
+    if name == "fastgpt":
+        from fastgpt.tokenizer import Tokenizer
+
+        tok = Tokenizer.from_tiktoken(rank_file(vocab))
+        return Peer(
+            name,
+            tok.encode_ordinary,
+            lambda texts, n: tok.encode_ordinary_batch(texts, num_threads=n),
+            lambda text: tok.encode(text, disallowed_special=()),
+        )
+    if name == "tiktoken":
+        need("tiktoken")
+        enc = tiktoken_encoding(rank_file(vocab))
+        return Peer(
+            name,
+            enc.encode_ordinary,
+            lambda texts, n: enc.encode_ordinary_batch(texts, num_threads=n),
+            lambda text: enc.encode(text, disallowed_special=()),
+        )
+    if name == "fastokens":
+        fastokens = need("fastokens")
+        ft = fastokens.Tokenizer.from_file(_tokenizer_json(vocab))
+        return Peer(
+            name,
+            lambda text: ft.encode_ordinary(text).ids,
+            lambda texts, n: [e.ids for e in ft.encode_batch(texts)],
+            lambda text: ft.encode(text).ids,
+        )
+    if name == "gigatok":
+        gigatok = need("gigatok")
+        if vocab != "cl100k_base":
+            raise Unavailable("gigatok refuses the o200k split pattern")
+        gt = gigatok.Tokenizer(_tokenizer_json(vocab, GIGATOK_CL100K))
+        return Peer(name, lambda text: gt.encode(text).tolist(), lambda texts, n: gt.encode_batch(texts))
+    if name == "splintr":
+        splintr = need("splintr")
+        sp = splintr.Tokenizer.from_pretrained(vocab)
+        return Peer(name, sp.encode_ordinary, lambda texts, n: sp.encode_batch(texts), sp.encode_with_special)
+    if name == "rs-bpe":
+        rs_bpe = need("rs_bpe")
+        rb = getattr(rs_bpe.openai, vocab)()
+        return Peer(name, rb.encode, lambda texts, n: rb.encode_batch_parallel(texts))
+    if name == "bpe-openai":
+        bpe_openai = need("bpe_openai")
+        bo = bpe_openai.get_encoding(vocab)
+        return Peer(name, bo.encode_ordinary, lambda texts, n: bo.encode_ordinary_batch(texts))
+    if name == "tokenizers":
+        tokenizers = need("tokenizers")
+        hf = tokenizers.Tokenizer.from_file(_tokenizer_json(vocab))
+        return Peer(
+            name,
+            lambda text: hf.encode(text, add_special_tokens=False).ids,
+            lambda texts, n: [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)],
+        )
+    raise ValueError(f"unknown peer {name!r}; choose from {', '.join(ENCODE_PEERS)}")
+
+
+PARITY_TEXTS = (
+    "Hello world, it's 12345 don't  \n\n\tindented  x",
+    "Ωμέγα 你好世界 🎉 e\u0301 ǅ ſ 'LL ١٢٣",
+    "a" * 300 + " " + "12345678901234567890",
+)
+
+
+@functools.cache
+def mismatch(name: str, vocab: str) -> str | None:
+    """Where `name`'s ids differ from tiktoken's on `vocab` (every corpus and a few hard
+    texts), or None when they agree everywhere."""
+    ref = load_peer("tiktoken", vocab)
+    peer = ref if name == "tiktoken" else load_peer(name, vocab)
+    texts = list(PARITY_TEXTS)
+    for kind in CORPORA:
+        try:
+            texts += documents(kind, "64KB")[:3]
+        except Unavailable:
+            pass
+    for text in texts:
+        want, got = ref.encode(text), list(peer.encode(text))
+        if got != want:
+            at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            return f"{name}'s ids differ from tiktoken's on {vocab} (first at token {at} of {text[:40]!r}...)"
+    return None
+
+
+class pinned:
+    """Restricts this process (all its threads) to `n` of the CPUs it may use, then restores."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        if self.before is not None:
+            os.sched_setaffinity(0, sorted(self.before)[-self.n :])
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            os.sched_setaffinity(0, self.before)
+
+
+def first_sight_round(name: str, vocab: str, kind: str, size: str, round: int, repeated: bool = False):
+    """(encode, docs) for one round: a fresh, warmed instance and documents it has not seen
+    (with `repeated`, documents it has just encoded once)."""
+    peer = load_peer(name, vocab)
+    peer.encode(warm_text(kind))
+    docs = round_documents(kind, size, round)
+    if repeated:
+        for doc in docs:
+            peer.encode(doc)
+    return peer.encode, docs
+
+
+def encode_all(encode: Callable[[str], list[int]], docs: list[str]) -> int:
+    return sum(len(encode(doc)) for doc in docs)
+
+
+def short_texts(count: int = 2000) -> list[str]:
+    """Chat-sized inputs of 13 to 100 bytes: sentences of the prose and multilingual text."""
+    import random
+
+    rng, out = random.Random(0), list[str]()
+    sources = [corpus_text("prose")]
+    try:
+        sources.append(corpus_text("multilingual"))
+    except Unavailable:
+        pass
+    while len(out) < count:
+        text = sources[len(out) % len(sources)]
+        start = rng.randrange(len(text) - 200)
+        piece = text[start : start + rng.randint(13, 100)]
+        while len(piece.encode()) > 100:
+            piece = piece[:-1]
+        if len(piece.encode()) >= 13:
+            out.append(piece)
+    return out
+
+
+def worst_case(case: str, n: int = 1 << 20) -> str:
+    """Inputs that are slow for some BPE encoders, `n` bytes or so each."""
+    import random
+    import string
+
+    rng = random.Random(0)
+    if case == "prose":
+        return corpus_text("prose")[:n]
+    if case == "one letter":
+        return "a" * n
+    if case == "random letters":
+        return "".join(rng.choices(string.ascii_letters, k=n))
+    if case == "spaces then a letter":
+        return " " * n + "a"
+    if case == "random CJK":
+        return "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(n // 3))
+    if case == "long digit runs":
+        return "".join(rng.choices(string.digits, k=n))
+    raise ValueError(f"unknown worst case {case!r}")
+
+
+WORST_CASES = ("prose", "one letter", "random letters", "spaces then a letter", "random CJK", "long digit runs")
+
+
+@dataclass
+class SuiteRow:
+    measure: str  # "1 thread first sight", "1 thread repeated", "2-thread batch", "short calls", "worst case"
+    vocab: str
+    case: str  # "prose 4KB", "encode_ordinary", "random letters", ...
+    library: str
+    mb_per_s: float
+    calls_per_s: float = 0.0
+
+
+def _first_sight_run(name: str, vocab: str, kind: str, size: str, repeated: bool, round: int) -> Callable[[], int]:
+    return functools.partial(encode_all, *first_sight_round(name, vocab, kind, size, round, repeated))
+
+
+def _calls(fn: Callable[[str], list[int]], texts: list[str], round: int) -> Callable[[], int]:
+    return functools.partial(encode_all, fn, texts)
+
+
+def _best_time(prepare: Callable[[int], Callable[[], object]], rounds: int) -> float:
+    """The least time of `rounds` runs, each of what `prepare(round)` returns (untimed)."""
+    best = float("inf")
+    for r in range(rounds):
+        run = prepare(r)
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_encode_suite(
+    peers: list[str] | tuple[str, ...] = ENCODE_PEERS,
+    *,
+    vocabs: list[str] | tuple[str, ...] = VOCABS,
+    corpora: list[str] | tuple[str, ...] = CORPORA,
+    sizes: list[str] | tuple[str, ...] = tuple(DOC_SIZES),
+    rounds: int = 3,
+    log: Callable[[str], None] | None = None,
+) -> list[SuiteRow]:
+    """The encode suite in this process (what `fastgpt bench --compare PEER...` prints);
+    the pytest suite `benches/test_bench_encode.py` measures the same things. Peers whose ids
+    differ from tiktoken's, or that cannot load, are left out with a line saying why."""
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    peers = ["fastgpt", *[p for p in peers if p != "fastgpt"]]
+    rows: list[SuiteRow] = []
+    for vocab in vocabs:
+        usable = []
+        for name in peers:
+            try:
+                why = mismatch(name, vocab)
+            except Unavailable as exc:
+                why = str(exc)
+            if why:
+                say(f"{vocab}: leaving out {name}: {why}")
+            else:
+                usable.append(name)
+        for kind in corpora:
+            for size in sizes:
+                for name in usable:
+                    for repeated in (False, True):
+                        try:
+                            with pinned(1):
+                                prepare = functools.partial(_first_sight_run, name, vocab, kind, size, repeated)
+                                seconds = _best_time(prepare, rounds)
+                        except Unavailable as exc:
+                            say(f"{vocab} {kind} {size}: {exc}")
+                            break
+                        n = sum(len(d.encode()) for d in round_documents(kind, size, 0))
+                        measure = "1 thread repeated" if repeated else "1 thread first sight"
+                        rows.append(SuiteRow(measure, vocab, f"{kind} {size}", name, n / seconds / 1e6))
+                        say(f"{measure}: {vocab} {kind} {size}: {name} {rows[-1].mb_per_s:.1f} MB/s")
+        docs = [d for r in range(3) for d in round_documents(corpora[0], "4KB", r)]
+        n = sum(len(d.encode()) for d in docs)
+        for name in usable:
+            for threads in (1, 2):
+                peer = load_peer(name, vocab)
+                peer.encode(warm_text(corpora[0]))
+                with pinned(threads):
+                    start = time.perf_counter()
+                    peer.batch(docs, threads)
+                    seconds = time.perf_counter() - start
+                rows.append(SuiteRow(f"{threads}-thread batch", vocab, f"{corpora[0]} 4KB", name, n / seconds / 1e6))
+                say(f"{threads}-thread batch: {vocab}: {name} {rows[-1].mb_per_s:.1f} MB/s")
+        shorts = short_texts()
+        n = sum(len(t.encode()) for t in shorts)
+        for name in usable:
+            peer = load_peer(name, vocab)
+            peer.encode(warm_text("prose"))
+            for method, fn in (("encode_ordinary", peer.encode), ("encode", peer.encode_special)):
+                if fn is None:
+                    continue
+                with pinned(1):
+                    seconds = _best_time(functools.partial(_calls, fn, shorts), rounds)
+                rows.append(SuiteRow("short calls", vocab, method, name, n / seconds / 1e6, len(shorts) / seconds))
+                say(f"short calls: {vocab} {method}: {name} {rows[-1].calls_per_s:,.0f} calls/s")
+        peer = load_peer("fastgpt", vocab)
+        peer.encode(warm_text("prose"))
+        for case in WORST_CASES:
+            text = worst_case(case)
+            with pinned(1):
+                seconds = _best_time(functools.partial(_calls, peer.encode, [text]), rounds)
+            rows.append(SuiteRow("worst case", vocab, case, "fastgpt", len(text.encode()) / seconds / 1e6))
+            say(f"worst case: {vocab} {case}: fastgpt {rows[-1].mb_per_s:.1f} MB/s")
+    return rows
+
+
+def format_suite(rows: list[SuiteRow]) -> str:
+    """A markdown table: MB/s (calls/s for short inputs), fastgpt's speed as a multiple of each
+    peer's, and for the worst cases their time per byte as a multiple of prose's."""
+    out = [
+        "| measure | vocab | case | library | MB/s | calls/s | fastgpt ÷ this |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    ours = {(r.measure, r.vocab, r.case): r for r in rows if r.library == "fastgpt"}
+    for r in rows:
+        o = ours.get((r.measure, r.vocab, r.case))
+        prose = ours.get(("worst case", r.vocab, "prose"))
+        ratio = f"{o.mb_per_s / r.mb_per_s:.2f}x" if o and r is not o else ""
+        if r.measure == "worst case" and prose and r is not prose:
+            ratio = f"{prose.mb_per_s / r.mb_per_s:.2f}x prose's time per byte"
+        calls = f"{r.calls_per_s:,.0f}" if r.calls_per_s else ""
+        out.append(f"| {r.measure} | {r.vocab} | {r.case} | {r.library} | {r.mb_per_s:.1f} | {calls} | {ratio} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":  # a worker: `python -m fastgpt.bench '<spec JSON>'` prints one JSON line

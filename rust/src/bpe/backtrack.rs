@@ -11,6 +11,7 @@
 
 use crate::bpe::encode::Encoder;
 use crate::Rank;
+use rayon::prelude::*;
 
 const NONE: u32 = u32::MAX;
 
@@ -152,25 +153,38 @@ pub(crate) struct LongPieces {
 impl LongPieces {
     pub(crate) fn build(encoder: &Encoder) -> LongPieces {
         let n = encoder.n_vocab();
+        let ranks = encoder.ranks();
+        // Each token's split is BPE on its own bytes: independent, so spread over the pool.
+        let splits: Vec<Option<(Rank, Rank)>> = ranks
+            .par_iter()
+            .map(|&(bytes, id)| match bytes.len() {
+                1 => Some((id, id)),
+                _ => encoder.split_of(bytes, id),
+            })
+            .collect();
         let mut split = vec![(NONE, NONE); n];
         let mut len = vec![0u32; n];
-        let mut reachable: Vec<(&[u8], Rank)> = Vec::new();
-        for (bytes, id) in encoder.ranks() {
+        let mut reachable: Vec<(&[u8], Rank)> = Vec::with_capacity(ranks.len());
+        for (&(bytes, id), s) in ranks.iter().zip(splits) {
             len[id as usize] = bytes.len() as u32;
-            if bytes.len() == 1 {
-                split[id as usize] = (id, id);
-                reachable.push((bytes, id));
-            } else if let Some((a, b)) = encoder.split_of(bytes, id) {
-                split[id as usize] = (a, b);
+            if let Some(s) = s {
+                split[id as usize] = s;
                 reachable.push((bytes, id));
             }
         }
+        let shorter_of: Vec<(Rank, Rank)> = reachable
+            .par_iter()
+            .map(|&(bytes, id)| {
+                let shorter = (1..bytes.len())
+                    .rev()
+                    .find_map(|k| encoder.token_id(&bytes[..k]).filter(|&t| split[t as usize].0 != NONE))
+                    .unwrap_or(NONE);
+                (id, shorter)
+            })
+            .collect();
         let mut shorter = vec![NONE; n];
-        for &(bytes, id) in &reachable {
-            shorter[id as usize] = (1..bytes.len())
-                .rev()
-                .find_map(|k| encoder.token_id(&bytes[..k]).filter(|&t| split[t as usize].0 != NONE))
-                .unwrap_or(NONE);
+        for (id, s) in shorter_of {
+            shorter[id as usize] = s;
         }
         LongPieces {
             trie: Trie::build(&mut reachable),

@@ -21,23 +21,17 @@ use std::sync::OnceLock;
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
 const NONE: u32 = u32::MAX;
+/// Ids below this have their pairwise merges in `Encoder::low`.
+const LOW: u32 = 256;
+const NO_MERGE: Merge = Merge {
+    priority: NONE,
+    id: NONE,
+};
 
 #[derive(Clone, Copy)]
 struct Merge {
     priority: u32,
     id: Rank,
-}
-
-/// Packs up to 7 bytes and their length into one integer.
-#[inline]
-fn short_key(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() > 7 {
-        return None;
-    }
-    let mut buf = [0u8; 8];
-    buf[..bytes.len()].copy_from_slice(bytes);
-    buf[7] = bytes.len() as u8;
-    Some(u64::from_le_bytes(buf))
 }
 
 #[inline]
@@ -52,19 +46,169 @@ pub enum Allowed<'a> {
     Some(&'a FxHashSet<String>),
 }
 
-/// The merged ids of the pieces one call has already merged: text repeats its words, and
-/// a lookup is much cheaper than a merge. Lives for one call, keyed by slices of its text.
-/// It also keeps the ids of the short pieces seen so far: a text's few thousand common
-/// words then hit a small table in the CPU cache instead of the vocabulary's large one.
-#[derive(Default)]
-struct MergeCache<'t> {
-    spans: FxHashMap<&'t [u8], (u32, u32)>,
-    ids: Vec<Rank>,
-    hot: FxHashMap<u64, Rank>,
+/// What one call (or one run of a batch) holds: this thread's word cache for the encoder,
+/// taken out of its thread-local slot for the call, so a nested call simply starts empty.
+struct MergeCache {
+    words: WordCache,
 }
 
-/// At most this many short pieces are kept in `MergeCache::hot` (a few hundred KB).
-const HOT_PIECES: usize = 1 << 15;
+impl MergeCache {
+    fn open(encoder: u64) -> Self {
+        MergeCache {
+            words: WordCache::take(encoder),
+        }
+    }
+
+    /// For a batch worker: its own cache, or, the first time it works for this encoder, a
+    /// copy of the calling thread's (so a batch starts as warm as the caller is).
+    fn open_seeded(encoder: u64, seed: Option<&WordCache>) -> Self {
+        MergeCache {
+            words: WordCache::try_take(encoder)
+                .or_else(|| seed.cloned())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn close(self, encoder: u64) {
+        self.words.put_back(encoder);
+    }
+}
+
+/// Pieces and their ids, kept across calls by each thread for each of the last few encoders
+/// it used: every piece of up to 15 bytes (nearly every word), and the longer ones, up to
+/// `SCAN_LIMIT` bytes, that are not one token. Bounded: at most `WORD_CACHE_PIECES` pieces,
+/// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
+/// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so `encode_batch` workers and
+/// free-threaded callers never share (or lock) one.
+#[derive(Default, Clone)]
+struct WordCache {
+    /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`.
+    map: FxHashMap<u128, (u32, u32)>,
+    /// Longer pieces → the range of their ids in `ids`.
+    long: FxHashMap<Box<[u8]>, (u32, u32)>,
+    long_bytes: usize,
+    ids: Vec<Rank>,
+}
+
+/// The most pieces and ids one thread's word cache holds for one encoder.
+pub const WORD_CACHE_PIECES: usize = 1 << 16;
+pub const WORD_CACHE_IDS: usize = 1 << 17;
+pub const WORD_CACHE_BYTES: usize = 1 << 19;
+/// Word caches a thread keeps, for its most recently used encoders.
+const WORD_CACHES_PER_THREAD: usize = 4;
+
+thread_local! {
+    static WORD_CACHES: std::cell::RefCell<Vec<(u64, WordCache)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Distinct ids for encoders (never reused, unlike addresses), naming their word caches.
+static NEXT_ENCODER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Up to 15 bytes and their length packed into one integer; `None` for longer pieces.
+#[inline]
+fn word_key(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[15] = bytes.len() as u8;
+    Some(u128::from_le_bytes(buf))
+}
+
+impl WordCache {
+    fn take(encoder: u64) -> WordCache {
+        Self::try_take(encoder).unwrap_or_default()
+    }
+
+    /// This thread's cache for `encoder`, if it has one.
+    fn try_take(encoder: u64) -> Option<WordCache> {
+        WORD_CACHES
+            .try_with(|caches| {
+                let mut caches = caches.try_borrow_mut().ok()?;
+                let i = caches.iter().position(|(id, _)| *id == encoder)?;
+                Some(caches.remove(i).1)
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn put_back(self, encoder: u64) {
+        let _ = WORD_CACHES.try_with(|caches| {
+            if let Ok(mut caches) = caches.try_borrow_mut() {
+                // One cache per encoder (a batch's seed and a worker on the same thread
+                // both come back): the later replaces the earlier.
+                caches.retain(|(id, _)| *id != encoder);
+                // Most recent last; the least recently used encoder's cache goes first.
+                if caches.len() >= WORD_CACHES_PER_THREAD {
+                    caches.remove(0);
+                }
+                caches.push((encoder, self));
+            }
+        });
+    }
+
+    /// Appends the cached ids of a piece (`(id, NONE)` for one token, else a range of
+    /// `ids`) to `out`.
+    #[inline]
+    fn emit(&self, (a, b): (u32, u32), out: &mut Vec<Rank>) {
+        if b == NONE {
+            out.push(a);
+        } else {
+            out.extend_from_slice(&self.ids[a as usize..b as usize]);
+        }
+    }
+
+    /// Appends the ids of the piece `key` to `out` if it is cached.
+    #[inline]
+    fn get(&self, key: u128, out: &mut Vec<Rank>) -> bool {
+        self.map.get(&key).map(|&v| self.emit(v, out)).is_some()
+    }
+
+    /// The value to store for `ids`, or `None` when the cache is full. A full cache keeps
+    /// what it has (the pieces seen first, which in any text include its common words)
+    /// rather than starting over, so a text with more distinct pieces than the cap does
+    /// not churn it.
+    #[inline]
+    fn value(&mut self, key_bytes: usize, ids: &[Rank]) -> Option<(u32, u32)> {
+        if self.map.len() + self.long.len() >= WORD_CACHE_PIECES
+            || self.long_bytes + key_bytes > WORD_CACHE_BYTES
+            || (ids.len() > 1 && self.ids.len() + ids.len() > WORD_CACHE_IDS)
+        {
+            return None;
+        }
+        if let [id] = ids {
+            return Some((*id, NONE));
+        }
+        let start = self.ids.len() as u32;
+        self.ids.extend_from_slice(ids);
+        Some((start, self.ids.len() as u32))
+    }
+
+    #[inline]
+    fn insert(&mut self, key: u128, ids: &[Rank]) {
+        if let Some(v) = self.value(0, ids) {
+            self.map.insert(key, v);
+        }
+    }
+
+    #[inline]
+    fn get_long(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
+        self.long.get(piece).map(|&v| self.emit(v, out)).is_some()
+    }
+
+    fn insert_long(&mut self, piece: &[u8], ids: &[Rank]) {
+        if let Some(v) = self.value(piece.len(), ids) {
+            self.long_bytes += piece.len();
+            self.long.insert(piece.into(), v);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len() + self.long.len()
+    }
+}
 
 /// How many of `n` texts one parallel task takes: four tasks per thread balance the load,
 /// and each task's merge cache stays warm over many texts.
@@ -76,11 +220,15 @@ fn run_length(n: usize) -> usize {
 pub struct Encoder {
     splitter: Splitter,
     encoder: FxHashMap<Vec<u8>, Rank>,
-    /// The tokens of up to 7 bytes again, keyed by `short_key`: one multiply to hash.
-    short: FxHashMap<u64, Rank>,
+    /// The tokens of up to 15 bytes again, keyed by `word_key`: hashing and comparing one
+    /// integer instead of a byte string behind a pointer.
+    short: FxHashMap<u128, Rank>,
     /// id → bytes for regular and special tokens; `None` for unused ids.
     decoder: Vec<Option<Box<[u8]>>>,
     merges: FxHashMap<u64, Merge>,
+    /// The merges of two ids below `LOW` again, in a dense table (512 KB, cache-resident):
+    /// every piece's first merges are of two bytes, whose ids are low in trained vocabularies.
+    low: Box<[Merge]>,
     /// Merges in priority order, kept for export when given explicitly (Hugging Face).
     merge_list: Option<Vec<(Rank, Rank)>>,
     byte_ids: [Rank; 256],
@@ -88,8 +236,11 @@ pub struct Encoder {
     direct_lookup: bool,
     specials: FxHashMap<String, Rank>,
     special_regex: Option<Regex>,
-    /// The linear-time encoder of long pieces, built on first use (tiktoken's model only).
+    /// The linear-time encoder of long pieces: built at load in tiktoken's model; never
+    /// for an explicit merge list (Hugging Face's), which leaves long pieces to the heap.
     long_pieces: OnceLock<Option<LongPieces>>,
+    /// Names this encoder's per-thread word caches.
+    id: u64,
 }
 
 impl Encoder {
@@ -104,7 +255,12 @@ impl Encoder {
                 }
             }
         }
-        encoder.merges = merges;
+        encoder.set_merges(merges);
+        // The long-piece tables are built here, at load, so the first long piece costs no
+        // more than any other (about 70 ms for cl100k, 180 ms for o200k on one core; load
+        // and all stays under tiktoken's own load time).
+        let long = LongPieces::build(&encoder);
+        let _ = encoder.long_pieces.set(Some(long));
         Ok(encoder)
     }
 
@@ -132,7 +288,7 @@ impl Encoder {
                 id,
             });
         }
-        encoder.merges = map;
+        encoder.set_merges(map);
         encoder.merge_list = Some(merges);
         Ok(encoder)
     }
@@ -204,20 +360,40 @@ impl Encoder {
         };
         Ok(Encoder {
             splitter,
-            short: encoder
-                .iter()
-                .filter_map(|(b, &id)| Some((short_key(b)?, id)))
-                .collect(),
+            short: encoder.iter().filter_map(|(b, &id)| Some((word_key(b)?, id))).collect(),
             encoder,
             decoder,
             merges: FxHashMap::default(),
+            low: Box::new([]),
             merge_list: None,
             byte_ids,
             direct_lookup,
             specials: special_map,
             special_regex,
             long_pieces: OnceLock::new(),
+            id: NEXT_ENCODER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    fn set_merges(&mut self, merges: FxHashMap<u64, Merge>) {
+        let mut low = vec![NO_MERGE; (LOW * LOW) as usize].into_boxed_slice();
+        for (&key, &m) in &merges {
+            let (a, b) = ((key >> 32) as u32, key as u32);
+            if a < LOW && b < LOW {
+                low[(a * LOW + b) as usize] = m;
+            }
+        }
+        self.low = low;
+        self.merges = merges;
+    }
+
+    /// The merge of `a` and `b`, `NO_MERGE` where they do not merge.
+    #[inline]
+    fn pair(&self, a: Rank, b: Rank) -> Merge {
+        if a < LOW && b < LOW {
+            return self.low[(a * LOW + b) as usize];
+        }
+        self.merges.get(&pair_key(a, b)).copied().unwrap_or(NO_MERGE)
     }
 
     pub fn splitter(&self) -> &Splitter {
@@ -282,39 +458,40 @@ impl Encoder {
 
     pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        self.encode_ordinary_into(text, &mut out, &mut MergeCache::default());
+        let mut cache = MergeCache::open(self.id);
+        self.encode_ordinary_into(text, &mut out, &mut cache);
+        cache.close(self.id);
         out
     }
 
-    fn encode_ordinary_into<'t>(&self, text: &'t str, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
+    fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
-            let key = short_key(bytes);
-            if let Some(&id) = key.and_then(|k| cache.hot.get(&k)) {
-                return out.push(id);
+            if let Some(key) = word_key(bytes) {
+                if cache.words.get(key, out) {
+                    return;
+                }
+                let from = out.len();
+                match self.short.get(&key).copied().filter(|_| self.direct_lookup) {
+                    Some(id) => out.push(id),
+                    None => self.merge(bytes, NONE, out),
+                }
+                return cache.words.insert(key, &out[from..]);
             }
             if self.direct_lookup {
                 if let Some(id) = self.token_id(bytes) {
-                    if let Some(k) = key.filter(|_| cache.hot.len() < HOT_PIECES) {
-                        cache.hot.insert(k, id);
-                    }
                     return out.push(id);
                 }
             }
             if bytes.len() > SCAN_LIMIT {
                 return self.merge_long(bytes, out);
             }
-            if bytes.len() < 2 {
-                return self.merge(bytes, NONE, out);
-            }
-            if let Some(&(start, end)) = cache.spans.get(bytes) {
-                return out.extend_from_slice(&cache.ids[start as usize..end as usize]);
+            if cache.words.get_long(bytes, out) {
+                return;
             }
             let from = out.len();
             self.merge(bytes, NONE, out);
-            let start = cache.ids.len() as u32;
-            cache.ids.extend_from_slice(&out[from..]);
-            cache.spans.insert(bytes, (start, cache.ids.len() as u32));
+            cache.words.insert_long(bytes, &out[from..]);
         });
     }
 
@@ -322,11 +499,13 @@ impl Encoder {
     /// caller decides (in Python) whether other special tokens in the text are an error.
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        self.encode_into(text, allowed, &mut out, &mut MergeCache::default());
+        let mut cache = MergeCache::open(self.id);
+        self.encode_into(text, allowed, &mut out, &mut cache);
+        cache.close(self.id);
         out
     }
 
-    fn encode_into<'t>(&self, text: &'t str, allowed: &Allowed, out: &mut Vec<Rank>, cache: &mut MergeCache<'t>) {
+    fn encode_into(&self, text: &str, allowed: &Allowed, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         let Some(special_regex) = self
             .special_regex
             .as_ref()
@@ -360,19 +539,40 @@ impl Encoder {
     /// texts and keeps one merge cache per run, so many short documents cost little more
     /// than one long one.
     pub fn encode_batch<T: AsRef<str> + Sync>(&self, texts: &[T], allowed: &Allowed) -> Vec<Vec<Rank>> {
-        let runs: Vec<Vec<Vec<Rank>>> = texts
-            .par_chunks(run_length(texts.len()))
-            .map(|run| {
-                let mut cache = MergeCache::default();
-                run.iter()
-                    .map(|text| {
-                        let mut out = Vec::with_capacity(text.as_ref().len() / 3);
-                        self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
-                        out
-                    })
-                    .collect()
-            })
-            .collect();
+        self.encode_batch_threads(texts, allowed, None)
+    }
+
+    /// `encode_batch` on a pool of `threads` threads (`None`: the current pool). Each
+    /// worker starts from its own word cache, or the first time from a copy of the calling
+    /// thread's, so a batch is as warm as its caller.
+    pub fn encode_batch_threads<T: AsRef<str> + Sync>(
+        &self,
+        texts: &[T],
+        allowed: &Allowed,
+        threads: Option<usize>,
+    ) -> Vec<Vec<Rank>> {
+        let seed = WordCache::try_take(self.id);
+        let runs: Vec<Vec<Vec<Rank>>> = crate::with_threads(threads, || {
+            texts
+                .par_chunks(run_length(texts.len()))
+                .map(|run| {
+                    let mut cache = MergeCache::open_seeded(self.id, seed.as_ref());
+                    let ids = run
+                        .iter()
+                        .map(|text| {
+                            let mut out = Vec::with_capacity(text.as_ref().len() / 3);
+                            self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
+                            out
+                        })
+                        .collect();
+                    cache.close(self.id);
+                    ids
+                })
+                .collect()
+        });
+        if let Some(seed) = seed {
+            seed.put_back(self.id);
+        }
         runs.into_iter().flatten().collect()
     }
 
@@ -380,21 +580,26 @@ impl Encoder {
     /// after each text whose `ends` flag is set (a text may be part of a longer document).
     pub fn encode_documents<T: AsRef<str> + Sync>(&self, texts: &[T], ends: &[bool], eot: Option<Rank>) -> Vec<Rank> {
         let run = run_length(texts.len());
+        let seed = WordCache::try_take(self.id);
         let parts: Vec<Vec<Rank>> = texts
             .par_chunks(run)
             .zip(ends.par_chunks(run))
             .map(|(texts, ends)| {
                 let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
-                let mut cache = MergeCache::default();
+                let mut cache = MergeCache::open_seeded(self.id, seed.as_ref());
                 for (text, &end) in texts.iter().zip(ends) {
                     self.encode_ordinary_into(text.as_ref(), &mut out, &mut cache);
                     if let (true, Some(eot)) = (end, eot) {
                         out.push(eot);
                     }
                 }
+                cache.close(self.id);
                 out
             })
             .collect();
+        if let Some(seed) = seed {
+            seed.put_back(self.id);
+        }
         parts.concat()
     }
 
@@ -439,13 +644,13 @@ impl Encoder {
     /// The priority of merging `a` and `b`, if they merge.
     #[inline]
     pub(crate) fn merge_rank(&self, a: Rank, b: Rank) -> Option<u32> {
-        self.merges.get(&pair_key(a, b)).map(|m| m.priority)
+        Some(self.pair(a, b).priority).filter(|&p| p != NONE)
     }
 
     /// The id of the token whose bytes are `piece`, if there is one.
     #[inline]
     pub(crate) fn token_id(&self, piece: &[u8]) -> Option<Rank> {
-        match short_key(piece) {
+        match word_key(piece) {
             Some(key) => self.short.get(&key).copied(),
             None => self.encoder.get(piece).copied(),
         }
@@ -463,48 +668,51 @@ impl Encoder {
 
     #[inline]
     fn lookup(&self, a: Rank, b: Rank, limit: u32) -> Option<Merge> {
-        self.merges.get(&pair_key(a, b)).copied().filter(|m| m.priority < limit)
-    }
-
-    #[inline]
-    fn priority(&self, a: Rank, b: Rank, limit: u32) -> u32 {
-        self.lookup(a, b, limit).map_or(NONE, |m| m.priority)
+        Some(self.pair(a, b)).filter(|m| m.priority < limit)
     }
 
     fn merge_scan(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
         let mut ids = [0 as Rank; SCAN_LIMIT];
+        // Per adjacent pair: the priority of its merge (NONE if none, or not below `limit`)
+        // and the id it makes, so a merge costs no second lookup.
         let mut prio = [NONE; SCAN_LIMIT];
+        let mut made = [NONE; SCAN_LIMIT];
         let mut n = piece.len();
         for (slot, &b) in ids.iter_mut().zip(piece) {
             *slot = self.byte_ids[b as usize];
         }
+        let price = |a: Rank, b: Rank| {
+            let m = self.pair(a, b);
+            if m.priority < limit {
+                (m.priority, m.id)
+            } else {
+                (NONE, NONE)
+            }
+        };
         for i in 0..n - 1 {
-            prio[i] = self.priority(ids[i], ids[i + 1], limit);
+            (prio[i], made[i]) = price(ids[i], ids[i + 1]);
         }
-        loop {
-            let (mut best, mut best_i) = (NONE, 0);
-            for (i, &p) in prio[..n - 1].iter().enumerate() {
+        while n > 1 {
+            let (mut best, mut i) = (NONE, 0);
+            for (j, &p) in prio[..n - 1].iter().enumerate() {
                 if p < best {
                     best = p;
-                    best_i = i;
+                    i = j;
                 }
             }
             if best == NONE {
                 break;
             }
-            let i = best_i;
-            ids[i] = self.merges[&pair_key(ids[i], ids[i + 1])].id;
+            ids[i] = made[i];
             ids.copy_within(i + 2..n, i + 1);
             prio.copy_within(i + 1..n - 1, i);
+            made.copy_within(i + 1..n - 1, i);
             n -= 1;
             if i > 0 {
-                prio[i - 1] = self.priority(ids[i - 1], ids[i], limit);
+                (prio[i - 1], made[i - 1]) = price(ids[i - 1], ids[i]);
             }
             if i + 1 < n {
-                prio[i] = self.priority(ids[i], ids[i + 1], limit);
-            }
-            if n == 1 {
-                break;
+                (prio[i], made[i]) = price(ids[i], ids[i + 1]);
             }
         }
         out.extend_from_slice(&ids[..n]);
@@ -657,6 +865,64 @@ mod tests {
                 assert_eq!(backtracked, heap, "piece {:?}", String::from_utf8_lossy(&piece));
             }
         }
+    }
+
+    #[test]
+    fn word_cache_hits_equal_misses_and_stay_bounded() {
+        let enc = tiny();
+        let mut state = 7u64;
+        let words: Vec<String> = (0..3000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let len = 1 + (state >> 58) as usize % 40;
+                (0..len)
+                    .map(|i| ['a', 'b', 'c', 'x'][state.rotate_right((2 * i + 3) as u32) as usize % 4])
+                    .collect()
+            })
+            .collect();
+        let text = words.join(" ");
+        let expected: Vec<Rank> = enc
+            .splitter()
+            .split(&text)
+            .iter()
+            .flat_map(|piece| naive(&enc, piece.as_bytes()))
+            .collect();
+        // A miss fills this thread's cache, a hit reads it; both give the naive merge.
+        assert_eq!(enc.encode_ordinary(&text), expected);
+        assert_eq!(enc.encode_ordinary(&text), expected);
+        let cached = WordCache::take(enc.id);
+        assert!(cached.len() > 100 && cached.len() <= WORD_CACHE_PIECES);
+        cached.put_back(enc.id);
+        // Another encoder on this thread keeps its own cache.
+        let other = tiny();
+        assert_eq!(other.encode_ordinary(&text), expected);
+        assert_ne!(other.id, enc.id);
+        // The cap: a full cache keeps what it has instead of growing.
+        let mut full = WordCache::default();
+        for i in 0..(WORD_CACHE_PIECES + 10) as u128 {
+            full.insert(i, &[1, 2, 3]);
+            full.insert_long(&[b'x'; 40], &[4, 5]);
+            assert!(full.len() <= WORD_CACHE_PIECES && full.ids.len() <= WORD_CACHE_IDS);
+            assert!(full.long_bytes <= WORD_CACHE_BYTES);
+        }
+        // Threads (as in encode_batch) each use their own cache and agree.
+        let results: Vec<Vec<Vec<Rank>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| (0..3).map(|_| enc.encode_ordinary(&text)).collect()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().flatten().all(|ids| *ids == expected));
+        let batch = enc.encode_batch(&[text.as_str(); 8], &Allowed::None);
+        assert!(batch.iter().all(|ids| *ids == expected));
+        // Workers of another pool start from a copy of this thread's cache, which stays here.
+        let batch = enc.encode_batch_threads(&[text.as_str(); 8], &Allowed::None, Some(2));
+        assert!(batch.iter().all(|ids| *ids == expected));
+        let mine = WordCache::take(enc.id);
+        assert!(mine.len() > 100);
+        mine.put_back(enc.id);
     }
 
     #[test]

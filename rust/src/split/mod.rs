@@ -12,6 +12,7 @@
 //! (lookaround, possessive quantifiers) otherwise.
 
 pub(crate) mod scan;
+mod unicode;
 
 use crate::error::{Error, Result};
 use regex_automata::{meta::Regex, Anchored, Input};
@@ -168,7 +169,10 @@ impl Splitter {
                 let bytes = text.as_bytes();
                 let mut start = 0;
                 while start < text.len() {
-                    if let Some(end) = scanner.next_end(bytes, start) {
+                    if let Some(end) = scanner
+                        .next_end(bytes, start)
+                        .or_else(|| scanner.next_end_unicode(text, start))
+                    {
                         f(&text[start..end]);
                         start = end;
                         continue;
@@ -295,6 +299,143 @@ mod tests {
             for text in &texts {
                 let expected: Vec<&str> = re.find_iter(text).map(|m| m.unwrap().as_str()).collect();
                 assert_eq!(splitter.split(text), expected, "pattern {name} on {text:?}");
+            }
+        }
+    }
+
+    /// Random texts from Unicode fragments chosen to reach every branch of the Unicode
+    /// scanner: marks (alone, after letters, after punctuation), modifier and other
+    /// letters, titlecase, letters and digits beyond U+FFFF, Unicode spaces and numbers.
+    fn unicode_texts(count: usize, seed: u64) -> Vec<String> {
+        const FRAGMENTS: &[&str] = &[
+            "a",
+            "Z",
+            "Hello",
+            "wORLD",
+            "'",
+            "'s",
+            "'S",
+            "'ll",
+            "'ſ",
+            "'Ł",
+            "'\u{301}",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\u{a0}",
+            "\u{3000}",
+            "\u{85}",
+            "\u{2028}",
+            "\u{200b}",
+            "\u{1680}",
+            "0",
+            "12",
+            "1234",
+            "\u{663}",
+            "\u{bd}",
+            "\u{2167}",
+            "\u{1d7ce}",
+            "!",
+            "//",
+            "/",
+            "...",
+            "é",
+            "É",
+            "ǅ",
+            "ǅa",
+            "\u{301}",
+            "\u{301}\u{301}",
+            "e\u{301}",
+            "E\u{301}x",
+            "ß",
+            "你好",
+            "中A",
+            "A中",
+            "🎉",
+            "ſ",
+            "\u{2b0}",
+            "\u{2b0}A",
+            "A\u{2b0}",
+            "ᾈ",
+            "𝐀",
+            "𝐀𝐚",
+            "𝐚",
+            "Ω",
+            "ω",
+            "Ωμέγα",
+            "ΑΒΓ",
+            "Привет",
+            "ПРИВЕТ",
+            "ا",
+            "مرحبا",
+            "\u{5d0}",
+            "ー",
+            "カタカナ",
+            "ｶ",
+            "ｱ",
+            "\u{e01}",
+            "\u{e31}",
+            "\u{93f}",
+            "नमस्ते",
+            "\u{ff10}",
+            "\u{ff21}",
+            "\u{ff41}",
+            "¡",
+            "«",
+            "»",
+            "—",
+            "…",
+            "\u{feff}",
+            "\x00",
+        ];
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state ^= state << 13;
+                let len = (state >> 59) as usize + 1;
+                (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        FRAGMENTS[(state % FRAGMENTS.len() as u64) as usize]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unicode_scanner_matches_the_backtracking_reference() {
+        let texts = unicode_texts(30000, 0x2545_f491_4f6c_dd1d);
+        for (name, _, original, dfa, newline_aware, scanner) in NAMED {
+            if scanner == Scanner::Gpt2 {
+                continue;
+            }
+            let re = fancy_regex::Regex::new(original).unwrap();
+            let dfa = Regex::new(dfa).unwrap();
+            let splitter = Splitter::new(name).unwrap();
+            for text in texts.iter().map(String::as_str).chain(SAMPLES.iter().copied()) {
+                let expected: Vec<&str> = re.find_iter(text).map(|m| m.unwrap().as_str()).collect();
+                // Through the splitter (ASCII scanner, then Unicode scanner, then the DFA)...
+                assert_eq!(splitter.split(text), expected, "{name} on {text:?}");
+                // ...and the Unicode scanner alone on every piece, ASCII ones included.
+                let (mut ours, mut start, mut deferred) = (Vec::new(), 0, 0);
+                while start < text.len() {
+                    let end = scanner.next_end_unicode(text, start).unwrap_or_else(|| {
+                        deferred += 1;
+                        let m = dfa
+                            .search(&Input::new(text).range(start..).anchored(Anchored::Yes))
+                            .unwrap();
+                        trim_lookahead(text, start, m.end(), newline_aware)
+                    });
+                    ours.push(&text[start..end]);
+                    start = end;
+                }
+                assert_eq!(ours, expected, "{name} (Unicode scanner alone) on {text:?}");
+                assert!(deferred <= text.matches('\'').count());
             }
         }
     }

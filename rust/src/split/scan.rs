@@ -73,6 +73,17 @@ impl Scanner {
             Scanner::O200k => o200k(s, start),
         }
     }
+
+    /// The end of the piece starting at `start` in any text (the Unicode scanner), or
+    /// `None` to defer to the DFA.
+    #[inline]
+    pub fn next_end_unicode(self, text: &str, start: usize) -> Option<usize> {
+        match self {
+            Scanner::Gpt2 => None,
+            Scanner::Cl100k => super::unicode::cl100k(text, start),
+            Scanner::O200k => super::unicode::o200k(text, start),
+        }
+    }
 }
 
 /// The length of a contraction after an apostrophe at `i` among `'s 't 'd 'm 'll 've 're`,
@@ -254,6 +265,12 @@ fn o200k(s: &[u8], start: usize) -> Option<usize> {
             })
         }
     }
+}
+
+/// A case-insensitive contraction at the apostrophe `s[i]` (see `contraction`).
+#[inline]
+pub(crate) fn contraction_at(s: &[u8], i: usize) -> Option<usize> {
+    contraction(s, i, true)
 }
 
 /// o200k's `(?i:'s|'t|'re|'ve|'m|'ll|'d)?` after the letters: the same set as cl100k's.
