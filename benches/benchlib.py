@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fastgpt.apps.bench import peak_rss, tiktoken_encoding
+from fastgpt.apps.bench import WET_DIR, peak_rss, tiktoken_encoding
 from fastgpt.apps.demo import stdlib_sources
 
 __all__ = ["stdlib_sources", "rank_file", "tiktoken_encoding", "real_wet_files", "peak_rss", "python_peak_rss"]
 
 HERE = Path(__file__).resolve().parent
 # Real Common Crawl WET samples (see their README); override with FASTGPT_WET_SAMPLES.
-WET_SAMPLES = Path(os.environ.get("FASTGPT_WET_SAMPLES", HERE.parent.parent / "shared" / "data" / "wet"))
+WET_SAMPLES = WET_DIR
 
 
 def rank_file(name: str) -> Path:

@@ -316,7 +316,10 @@ VOCABS = ("cl100k_base", "o200k_base")
 ENCODE_PEERS = ("fastgpt", "fastokens", "gigatok", "splintr", "tiktoken", "rs-bpe", "bpe-openai", "tokenizers")
 # Multilingual text: real Common Crawl WET samples (when the project's shared data is there),
 # CPython's CJK codec test texts, and the translations of the system's message catalogs.
-WET_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "wet"
+# The project's real samples sit in shared/ beside the checkout; FASTGPT_WET_SAMPLES points elsewhere.
+WET_DIR = Path(
+    os.environ.get("FASTGPT_WET_SAMPLES", Path(__file__).resolve().parents[3].parent / "shared" / "data" / "wet")
+)
 LOCALE_DIR = Path("/usr/share/locale")
 LANGUAGES = ("de", "ru", "ja", "zh_CN", "ko", "el", "ar", "hi", "vi", "uk", "tr", "pl", "he", "th", "fr", "es")
 CORPUS_BYTES = 2 << 20
