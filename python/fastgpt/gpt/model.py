@@ -137,7 +137,7 @@ class _ReLUSquaredCPU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (r,) = ctx.saved_tensors
-        return grad * r * 2
+        return torch.mul(grad, r).mul_(2)  # one new tensor, not two
 
 
 class _QKVCPU(torch.autograd.Function):
