@@ -10,14 +10,19 @@ our runs; each can be switched back to the GPT-2 one through `GPTConfig`):
 - vocabulary padded up to a multiple of 64 for matmul speed, logits cut back to the real size;
 - attention through `scaled_dot_product_attention` (flash/cuDNN kernels on GPU), or the
   `flash-attn` package when it is importable and the tensors are on CUDA;
-- a preallocated KV cache for generation (`GPT.make_cache`).
+- a preallocated KV cache for generation (`GPT.make_cache`);
+- on CPU, hand-written backward passes for RMSNorm, ReLU², the attention input (QK-norm,
+  rotation, qkv split) and the head + cross-entropy (no zero-filled logits gradient), each
+  checked against autograd in tests/test_model.py.
 
 Trained by default with Muon on the blocks' hidden matrices and AdamW on the embedding and
 head (`fastgpt.gpt.optim`). Measured at equal wall time against a plain nanoGPT-style GPT at
-its best learning rate (`fastgpt.gpt.baseline`; 150 s each on 2 shared CPU cores, the demo's
-shape, the demo's data; README, "Learning per second"): validation loss 0.79-0.82x the
-reference's with Muon, 0.97x with AdamW; tokens/s 0.81-0.87x with Muon (its Newton-Schulz
-iterations), 0.98x with AdamW. The CPU kernels below keep the model itself at the reference's pace.
+its best learning rate (`fastgpt.gpt.baseline`; 2 shared CPU cores, one thread per run, the
+demo's shape and data; README, "Learning per second"): validation loss 0.79-0.82x the
+reference's with Muon, 0.97x with AdamW. Tokens/s with Muon: 0.97x (75 s, `compare(parallel=True)`,
+load 2.0-3.5) and 0.98x (90 s, this code and the previous one side by side, load 2.1-3.2, where
+the previous code ran at 0.88x), after the CPU head + loss op and the faster rotation below;
+Muon's Newton-Schulz iterations still cost about 5% of a step, which the model's kernels win back.
 """
 
 from __future__ import annotations
@@ -444,14 +449,13 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Logits (B, T, vocab) when `targets` is None, else the cross-entropy loss."""
         h = self.hidden_states(idx)
-        fused = targets is not None and reduction == "mean" and not h.is_cuda and h.dtype == torch.float32
-        if fused and self.lm_head.weight.dtype == torch.float32 and int(targets.min()) >= 0:  # type: ignore[union-attr]
-            return head_cross_entropy(
-                h.reshape(-1, h.size(-1)), self.lm_head.weight, targets.reshape(-1), self.cfg.vocab_size
-            )  # type: ignore[union-attr]
-        logits = self.logits(h)
         if targets is None:
-            return logits
+            return self.logits(h)
+        weight = self.lm_head.weight
+        cpu_fp32 = h.device.type == "cpu" and h.dtype == weight.dtype == torch.float32
+        if reduction == "mean" and cpu_fp32 and int(targets.min()) >= 0:  # negative: ignore_index, the plain path
+            return head_cross_entropy(h.reshape(-1, h.size(-1)), weight, targets.reshape(-1), self.cfg.vocab_size)
+        logits = self.logits(h)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
         return loss if reduction != "none" else loss.view(targets.shape)
 
