@@ -452,8 +452,11 @@ class GPT(nn.Module):
         if targets is None:
             return self.logits(h)
         weight = self.lm_head.weight
-        cpu_fp32 = h.device.type == "cpu" and h.dtype == weight.dtype == torch.float32
-        if reduction == "mean" and cpu_fp32 and int(targets.min()) >= 0:  # negative: ignore_index, the plain path
+        # Eager CPU fp32 only: torch.compile fuses the plain loss itself (and the target check would
+        # break its graph); negative targets (ignore_index) take the plain path.
+        eager_cpu = h.device.type == "cpu" and h.dtype == weight.dtype == torch.float32
+        eager_cpu = eager_cpu and not torch.compiler.is_compiling()
+        if reduction == "mean" and eager_cpu and int(targets.min()) >= 0:
             return head_cross_entropy(h.reshape(-1, h.size(-1)), weight, targets.reshape(-1), self.cfg.vocab_size)
         logits = self.logits(h)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
