@@ -146,6 +146,35 @@ def test_fused_qkv_cpu_kernel_matches_autograd(qk_norm):
     assert torch.autograd.gradcheck(lambda x: _QKVCPU.apply(x, cos, sin, nh, qk_norm), (qkv,))
 
 
+@pytest.mark.parametrize("vocab", [50, 64])
+def test_head_cross_entropy_cpu_kernel_matches_autograd(vocab):
+    """The CPU head + loss op equals F.cross_entropy over the sliced logits, loss and both
+    gradients (padding rows get none), and a model's loss takes it or the plain path alike."""
+    import torch.nn.functional as F
+
+    from fastgpt.gpt.model import head_cross_entropy
+
+    h = torch.randn(37, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(64, 16, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, vocab, (37,))
+    got = head_cross_entropy(h, w, t, vocab)
+    want = F.cross_entropy((h @ w.t())[:, :vocab], t)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got * 3, (h, w)), torch.autograd.grad(want * 3, (h, w))):
+        torch.testing.assert_close(a, b)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=vocab, seq_len=8, embed_dim=16, n_heads=2, num_layers=1, vocab_multiple=64))
+    with torch.no_grad():
+        model.lm_head.weight.normal_()
+    idx, tgt = torch.randint(0, vocab, (2, 8)), torch.randint(0, vocab, (2, 8))
+    fused = model(idx, tgt)  # the fused op (float32 on CPU)
+    plain = model(idx, tgt, reduction="none").mean()  # the plain path
+    torch.testing.assert_close(fused, plain)
+    g1 = torch.autograd.grad(fused, model.lm_head.weight)[0]
+    g2 = torch.autograd.grad(plain, model.lm_head.weight)[0]
+    torch.testing.assert_close(g1, g2)
+
+
 def test_param_kinds_cover_every_parameter_once():
     for tied in (False, True):
         model = GPT(

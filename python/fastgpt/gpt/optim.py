@@ -62,7 +62,7 @@ def _newton_schulz(G: torch.Tensor, coefficients: tuple[float, float, float], st
     """torch.optim.Muon's quintic Newton-Schulz orthogonalisation in bf16, for a stack (n, A, B) of
     matrices with A <= B at once: baddbmm fuses each step's products and sums."""
     a, b, c = coefficients
-    X = G.to(torch.bfloat16)
+    X = G.to(torch.bfloat16)  # no copy when the caller stacked them in bf16
     X = X / X.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
     for _ in range(steps):
         A = torch.bmm(X, X.mT)
@@ -98,9 +98,12 @@ class StackedMuon(_MUON_BASE):
                 update = update.mT if tall else update
                 stacks.setdefault((tuple(update.shape), update.device), []).append((p, update, tall))
             for items in stacks.values():
-                ortho = _newton_schulz(
-                    torch.stack([u for _, u, _ in items]), group["ns_coefficients"], group["ns_steps"], group["eps"]
-                )
+                # One bf16 stack, written straight from the fp32 updates: one pass instead of
+                # torch.stack's copy and then a cast.
+                stack = torch.empty((len(items), *items[0][1].shape), dtype=torch.bfloat16, device=items[0][1].device)
+                for i, (_, u, _) in enumerate(items):
+                    stack[i].copy_(u)
+                ortho = _newton_schulz(stack, group["ns_coefficients"], group["ns_steps"], group["eps"])
                 for (p, _, tall), o in zip(items, ortho):
                     rows, cols = p.shape
                     scale = math.sqrt(max(1.0, rows / cols))  # torch's default ("original") rate adjustment
