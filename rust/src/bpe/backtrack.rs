@@ -194,6 +194,15 @@ impl LongPieces {
         }
     }
 
+    /// Each token BPE reaches from its own bytes (not single bytes), with its two parts.
+    pub(crate) fn splits(&self) -> impl Iterator<Item = (Rank, Rank, Rank)> + '_ {
+        (0..self.split.len() as Rank).filter_map(|id| match self.split[id as usize] {
+            (NONE, _) => None,
+            (a, _) if a == id => None,
+            (a, b) => Some((id, a, b)),
+        })
+    }
+
     /// Whether encoding the bytes of `a` then `b` gives back `[a, b]`: walking down the
     /// right spine of `a`'s merge tree and the left spine of `b`'s, latest-made token
     /// first, no merge across the two may come before the merge that ends that state

@@ -260,6 +260,32 @@ impl Encoder {
         // more than any other (about 70 ms for cl100k, 180 ms for o200k on one core; load
         // and all stays under tiktoken's own load time).
         let long = LongPieces::build(&encoder);
+        // Of all the pairs whose bytes join into a token, only the last merge of BPE on
+        // the token's own bytes ever makes it in a text: until a token forms, the merges
+        // inside its span are those of its bytes alone (a neighbour taking one of its bytes
+        // means it never forms). That is the split above for nearly every token; a token
+        // that its bytes reach only through a part ranked after it (a few) keeps every
+        // pair that makes it. So the map holds 200,000 pairs for o200k, not 446,000: more
+        // of it stays in cache for the lookups that are most of the time of merging.
+        let mut own: FxHashMap<u64, Merge> = long
+            .splits()
+            .map(|(id, a, b)| (pair_key(a, b), Merge { priority: id, id }))
+            .collect();
+        let split: FxHashSet<Rank> = own.values().map(|m| m.id).collect();
+        let late: FxHashSet<Rank> = encoder
+            .ranks()
+            .into_par_iter()
+            .filter(|&(bytes, id)| {
+                let mut parts = Vec::new();
+                if bytes.len() > 1 && !split.contains(&id) {
+                    encoder.merge(bytes, NONE, &mut parts);
+                }
+                parts == [id]
+            })
+            .map(|(_, id)| id)
+            .collect();
+        own.extend(encoder.merges.iter().filter(|(_, m)| late.contains(&m.id)));
+        encoder.set_merges(own);
         let _ = encoder.long_pieces.set(Some(long));
         Ok(encoder)
     }
@@ -840,6 +866,58 @@ mod tests {
                     None => enc.merge(&piece, NONE, &mut ours),
                 }
                 assert_eq!(ours, naive(&enc, &piece), "piece {:?}", String::from_utf8_lossy(&piece));
+            }
+        }
+    }
+
+    /// Only each token's own split is kept as a merge; on random vocabularies (each token
+    /// two earlier ones joined, so many tokens have several splits, some made only
+    /// through a later part, some unreachable) the scan and the heap still equal the naive
+    /// merge over every pair. (The backtracking walk assumes a trained vocabulary.)
+    #[test]
+    fn own_splits_alone_give_the_naive_merge() {
+        let mut state = 2024u64;
+        let mut next = |m: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % m
+        };
+        for _ in 0..20 {
+            let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+            let alphabet = b"abcd";
+            let mut known: FxHashSet<Vec<u8>> = tokens.iter().cloned().collect();
+            while tokens.len() < 256 + 60 {
+                let pick = |k: usize| {
+                    if k < 4 {
+                        vec![alphabet[k]]
+                    } else {
+                        tokens[256 + k - 4].clone()
+                    }
+                };
+                let (x, y) = (next(tokens.len() - 252), next(tokens.len() - 252));
+                let joined = [pick(x), pick(y)].concat();
+                if joined.len() <= 8 && known.insert(joined.clone()) {
+                    tokens.push(joined);
+                }
+            }
+            let pairs = (256..tokens.len())
+                .flat_map(|t| (1..tokens[t].len()).map(move |k| (t, k)))
+                .filter(|&(t, k)| known.contains(&tokens[t][..k]) && known.contains(&tokens[t][k..]))
+                .count();
+            let ranks = tokens.into_iter().enumerate().map(|(i, t)| (t, i as Rank)).collect();
+            let enc = Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap();
+            assert!(enc.merges.len() < pairs, "only own splits are kept");
+            for len in [2usize, 3, 5, 9, 20, 64, 100] {
+                for _ in 0..30 {
+                    let piece: Vec<u8> = (0..len).map(|_| alphabet[next(4)]).collect();
+                    let mut ours = Vec::new();
+                    match enc.token_id(&piece) {
+                        Some(id) => ours.push(id),
+                        None => enc.merge(&piece, NONE, &mut ours),
+                    }
+                    assert_eq!(ours, naive(&enc, &piece), "piece {:?}", String::from_utf8_lossy(&piece));
+                }
             }
         }
     }

@@ -1,0 +1,62 @@
+//! Profiling harness (not a benchmark): encodes a text file with a tiktoken rank file the
+//! way the encode suite's first-sight rounds do, each round on a fresh thread (so an empty
+//! word cache) warmed on the file's last 64 KB, then timing two 64 KB documents; all of
+//! the file in turn.
+//! `cargo run --release --example encode_profile -- RANKS.tiktoken cl100k|o200k TEXT [ROUNDS]`
+
+use fastgpt::bpe::vocab::parse_tiktoken;
+use fastgpt::Encoder;
+
+/// This thread's CPU time in seconds: other processes' load does not count.
+fn cpu_time() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let ranks = parse_tiktoken(&std::fs::read(&args[1]).unwrap(), &args[1]).unwrap();
+    let enc = Encoder::from_ranks(ranks, &args[2], vec![]).unwrap();
+    let text = std::fs::read_to_string(&args[3]).unwrap();
+    let rounds: usize = args.get(4).map_or(1, |r| r.parse().unwrap());
+    let mut cut = text.len() - (64 << 10);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let (body, warm) = text.split_at(cut);
+    let mut docs = Vec::new();
+    let mut start = 0;
+    while start < body.len() {
+        let mut end = (start + (64 << 10)).min(body.len());
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        docs.push(&body[start..end]);
+        start = end;
+    }
+    for _ in 0..rounds {
+        let (mut secs, mut tokens) = (0.0, 0);
+        // Two documents (128 KB) per fresh thread, as in one round of the suite.
+        for pair in docs.chunks(2) {
+            let (s, n) = std::thread::scope(|s| {
+                s.spawn(|| {
+                    enc.encode_ordinary(warm);
+                    if std::env::var("REPEAT").is_ok() {
+                        for d in pair {
+                            enc.encode_ordinary(d);
+                        }
+                    }
+                    let t = cpu_time();
+                    let n: usize = pair.iter().map(|d| enc.encode_ordinary(d).len()).sum();
+                    (cpu_time() - t, n)
+                })
+                .join()
+                .unwrap()
+            });
+            secs += s;
+            tokens += n;
+        }
+        println!("{:.1} MB/s, {tokens} tokens", body.len() as f64 / secs / 1e6);
+    }
+}
