@@ -391,6 +391,8 @@ class Tokenizer:
             except UnicodeEncodeError:
                 return self.encode(fix_surrogates(text))
             _raise_disallowed(found)
+        if not allowed_special and not disallowed_special:
+            return self.encode_ordinary(text)  # nothing allowed, nothing checked: special text is plain text
         allowed, allow_all = self._special_policy(allowed_special, disallowed_special, (text,))
         try:
             return self._core.encode(text, allowed, allow_all)
