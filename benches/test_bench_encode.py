@@ -19,6 +19,8 @@ skipped with the place it differs. Corpora and peers come from `fastgpt.apps.ben
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from fastgpt.apps import bench as suite
@@ -86,9 +88,12 @@ def test_encode_batch(benchmark, vocab, peer, threads):
     def batch(texts, n):
         return loaded["peer"].batch(texts, n)
 
-    def fresh():  # a fresh, warmed instance per round, as for one thread
+    def fresh():  # a fresh, warmed instance per round, as for one thread, the old one freed first
+        loaded.clear()
+        gc.collect()
         loaded["peer"] = suite.load_peer(peer, vocab)
         loaded["peer"].encode(suite.warm_text("prose"))
+        gc.collect()
         return (docs, threads), {}
 
     benchmark.group = f"encode batch: {vocab} prose 4KB"

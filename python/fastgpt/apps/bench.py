@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gc
 import gzip
 import json
 import os
@@ -619,16 +620,28 @@ class pinned:
             os.sched_setaffinity(0, self.before)
 
 
+# The instance of the current first-sight round: the only one alive while a round is timed.
+_ROUND_PEER: list[Peer] = []
+
+
 def first_sight_round(name: str, vocab: str, kind: str, size: str, round: int, repeated: bool = False):
     """(encode, docs) for one round: a fresh, warmed instance and documents it has not seen
-    (with `repeated`, documents it has just encoded once)."""
+    (with `repeated`, documents it has just encoded once).
+
+    The previous round's instance is freed, and garbage collected, before this one loads:
+    freeing a large instance while the next round is timed would charge its clean-up (some
+    peers free on other threads, which process time counts) to that round."""
+    _ROUND_PEER.clear()
+    gc.collect()
     peer = load_peer(name, vocab)
+    _ROUND_PEER.append(peer)
     peer.encode(warm_text(kind))
     docs = round_documents(kind, size, round)
     if repeated:
         for doc in docs:
             peer.encode(doc)
-    return peer.encode, docs
+    gc.collect()
+    return (lambda text: _ROUND_PEER[0].encode(text)), docs
 
 
 def encode_all(encode: Callable[[str], list[int]], docs: list[str]) -> int:
@@ -754,6 +767,7 @@ def run_encode_suite(
         n = sum(len(d.encode()) for d in docs)
         for name in usable:
             for threads in (1, 2):
+                gc.collect()  # the previous instance is freed before this one loads and is timed
                 peer = load_peer(name, vocab)
                 peer.encode(warm_text(corpora[0]))
                 with pinned(threads):
@@ -761,6 +775,7 @@ def run_encode_suite(
                     peer.batch(docs, threads)
                     seconds = time.perf_counter() - start
                 rows.append(SuiteRow(f"{threads}-thread batch", vocab, f"{corpora[0]} 4KB", name, n / seconds / 1e6))
+                del peer
                 say(f"{threads}-thread batch: {vocab}: {name} {rows[-1].mb_per_s:.1f} MB/s")
         shorts = short_texts()
         n = sum(len(t.encode()) for t in shorts)
