@@ -16,7 +16,8 @@ use regex_automata::meta::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::OnceLock;
+use std::hash::BuildHasher;
+use std::sync::{Mutex, OnceLock};
 
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
@@ -47,30 +48,93 @@ pub enum Allowed<'a> {
 }
 
 /// What one call (or one run of a batch) holds: this thread's word cache for the encoder,
-/// taken out of its thread-local slot for the call, so a nested call simply starts empty.
-struct MergeCache {
+/// taken out of its thread-local slot for the call, so a nested call simply starts empty;
+/// and in a batch, what the batch's workers share.
+struct MergeCache<'b> {
     words: WordCache,
+    batch: Option<&'b BatchCache>,
 }
 
-impl MergeCache {
-    fn open(encoder: u64) -> Self {
+impl<'b> MergeCache<'b> {
+    fn open(encoder: u64, batch: Option<&'b BatchCache>) -> Self {
         MergeCache {
             words: WordCache::take(encoder),
-        }
-    }
-
-    /// For a batch worker: its own cache, or, the first time it works for this encoder, a
-    /// copy of the calling thread's (so a batch starts as warm as the caller is).
-    fn open_seeded(encoder: u64, seed: Option<&WordCache>) -> Self {
-        MergeCache {
-            words: WordCache::try_take(encoder)
-                .or_else(|| seed.cloned())
-                .unwrap_or_default(),
+            batch,
         }
     }
 
     fn close(self, encoder: u64) {
         self.words.put_back(encoder);
+    }
+
+    /// Appends the ids of a piece (`key` its `word_key`, `None` over 15 bytes) that this
+    /// thread's cache lacks, from the batch's caller or another worker, if either has it.
+    #[inline]
+    fn shared_get(&self, bytes: &[u8], key: Option<u128>, out: &mut Vec<Rank>) -> bool {
+        let Some(batch) = self.batch else { return false };
+        let found = |cache: &WordCache, out: &mut Vec<Rank>| match key {
+            Some(key) => cache.get(key, out),
+            None => cache.get_long(bytes, out),
+        };
+        batch.seed.as_ref().is_some_and(|seed| found(seed, out)) || found(&batch.shard(bytes, key), out)
+    }
+
+    /// Shares the ids of a piece this worker merged with the batch's other workers.
+    fn share(&self, bytes: &[u8], key: Option<u128>, ids: &[Rank]) {
+        if let Some(batch) = self.batch {
+            let mut shard = batch.shard(bytes, key);
+            match key {
+                Some(key) => shard.insert(key, ids),
+                None => shard.insert_long(bytes, ids),
+            }
+        }
+    }
+}
+
+/// What the workers of one batch share: the calling thread's word cache, read only (each
+/// worker starts as warm as the caller, without a copy), and the pieces any worker merged,
+/// so that a new word common to many of the batch's documents is merged once, not once per
+/// worker. The merged pieces are in `BATCH_SHARDS` shards, each behind its own lock, which
+/// a worker takes only for a piece it has not seen itself; together they hold no more than
+/// one word cache (their caps are divided among them).
+struct BatchCache {
+    seed: Option<WordCache>,
+    merged: Vec<Mutex<WordCache>>,
+}
+
+const BATCH_SHARDS: usize = 8;
+
+impl BatchCache {
+    fn new(encoder: u64) -> Self {
+        BatchCache {
+            seed: WordCache::try_take(encoder),
+            merged: (0..BATCH_SHARDS)
+                .map(|_| {
+                    Mutex::new(WordCache {
+                        cap_shift: BATCH_SHARDS.trailing_zeros(),
+                        ..WordCache::default()
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn shard(&self, bytes: &[u8], key: Option<u128>) -> std::sync::MutexGuard<'_, WordCache> {
+        let hash = match key {
+            Some(key) => (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            None => rustc_hash::FxBuildHasher.hash_one(bytes),
+        };
+        // A worker that panicked mid-insert leaves a cache that is still consistent.
+        self.merged[(hash >> 32) as usize % BATCH_SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the caller's word cache back to its thread.
+    fn close(self, encoder: u64) {
+        if let Some(seed) = self.seed {
+            seed.put_back(encoder);
+        }
     }
 }
 
@@ -78,9 +142,10 @@ impl MergeCache {
 /// it used: every piece of up to 15 bytes (nearly every word), and the longer ones, up to
 /// `SCAN_LIMIT` bytes, that are not one token. Bounded: at most `WORD_CACHE_PIECES` pieces,
 /// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
-/// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so `encode_batch` workers and
-/// free-threaded callers never share (or lock) one.
-#[derive(Default, Clone)]
+/// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so callers
+/// on many threads (free-threaded Python) never lock one; a batch's workers share only
+/// what `BatchCache` holds.
+#[derive(Default)]
 struct WordCache {
     /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`.
     map: FxHashMap<u128, (u32, u32)>,
@@ -88,6 +153,8 @@ struct WordCache {
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     long_bytes: usize,
     ids: Vec<Rank>,
+    /// The caps are divided by 2^cap_shift (for a shard of a batch's shared cache).
+    cap_shift: u32,
 }
 
 /// The most pieces and ids one thread's word cache holds for one encoder.
@@ -171,9 +238,9 @@ impl WordCache {
     /// not churn it.
     #[inline]
     fn value(&mut self, key_bytes: usize, ids: &[Rank]) -> Option<(u32, u32)> {
-        if self.map.len() + self.long.len() >= WORD_CACHE_PIECES
-            || self.long_bytes + key_bytes > WORD_CACHE_BYTES
-            || (ids.len() > 1 && self.ids.len() + ids.len() > WORD_CACHE_IDS)
+        if self.map.len() + self.long.len() >= WORD_CACHE_PIECES >> self.cap_shift
+            || self.long_bytes + key_bytes > WORD_CACHE_BYTES >> self.cap_shift
+            || (ids.len() > 1 && self.ids.len() + ids.len() > WORD_CACHE_IDS >> self.cap_shift)
         {
             return None;
         }
@@ -484,7 +551,7 @@ impl Encoder {
 
     pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        let mut cache = MergeCache::open(self.id);
+        let mut cache = MergeCache::open(self.id, None);
         self.encode_ordinary_into(text, &mut out, &mut cache);
         cache.close(self.id);
         out
@@ -500,7 +567,7 @@ impl Encoder {
                 let from = out.len();
                 match self.short.get(&key).copied().filter(|_| self.direct_lookup) {
                     Some(id) => out.push(id),
-                    None => self.merge(bytes, NONE, out),
+                    None => self.merge_new(bytes, Some(key), cache, out),
                 }
                 return cache.words.insert(key, &out[from..]);
             }
@@ -516,16 +583,28 @@ impl Encoder {
                 return;
             }
             let from = out.len();
-            self.merge(bytes, NONE, out);
+            self.merge_new(bytes, None, cache, out);
             cache.words.insert_long(bytes, &out[from..]);
         });
+    }
+
+    /// BPE on a piece this thread has not cached (`key` its `word_key`, `None` over 15
+    /// bytes): in a batch, taken from the caller or another worker where one has it.
+    #[inline]
+    fn merge_new(&self, bytes: &[u8], key: Option<u128>, cache: &MergeCache, out: &mut Vec<Rank>) {
+        if cache.shared_get(bytes, key, out) {
+            return;
+        }
+        let from = out.len();
+        self.merge(bytes, NONE, out);
+        cache.share(bytes, key, &out[from..]);
     }
 
     /// Encodes `text`, emitting the allowed special tokens where their text appears; the
     /// caller decides (in Python) whether other special tokens in the text are an error.
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Vec<Rank> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        let mut cache = MergeCache::open(self.id);
+        let mut cache = MergeCache::open(self.id, None);
         self.encode_into(text, allowed, &mut out, &mut cache);
         cache.close(self.id);
         out
@@ -568,21 +647,20 @@ impl Encoder {
         self.encode_batch_threads(texts, allowed, None)
     }
 
-    /// `encode_batch` on a pool of `threads` threads (`None`: the current pool). Each
-    /// worker starts from its own word cache, or the first time from a copy of the calling
-    /// thread's, so a batch is as warm as its caller.
+    /// `encode_batch` on a pool of `threads` threads (`None`: the current pool). The workers
+    /// share a `BatchCache`: the caller's word cache and the pieces any of them merged.
     pub fn encode_batch_threads<T: AsRef<str> + Sync>(
         &self,
         texts: &[T],
         allowed: &Allowed,
         threads: Option<usize>,
     ) -> Vec<Vec<Rank>> {
-        let seed = WordCache::try_take(self.id);
+        let batch = BatchCache::new(self.id);
         let runs: Vec<Vec<Vec<Rank>>> = crate::with_threads(threads, || {
             texts
                 .par_chunks(run_length(texts.len()))
                 .map(|run| {
-                    let mut cache = MergeCache::open_seeded(self.id, seed.as_ref());
+                    let mut cache = MergeCache::open(self.id, Some(&batch));
                     let ids = run
                         .iter()
                         .map(|text| {
@@ -596,9 +674,7 @@ impl Encoder {
                 })
                 .collect()
         });
-        if let Some(seed) = seed {
-            seed.put_back(self.id);
-        }
+        batch.close(self.id);
         runs.into_iter().flatten().collect()
     }
 
@@ -606,13 +682,13 @@ impl Encoder {
     /// after each text whose `ends` flag is set (a text may be part of a longer document).
     pub fn encode_documents<T: AsRef<str> + Sync>(&self, texts: &[T], ends: &[bool], eot: Option<Rank>) -> Vec<Rank> {
         let run = run_length(texts.len());
-        let seed = WordCache::try_take(self.id);
+        let batch = BatchCache::new(self.id);
         let parts: Vec<Vec<Rank>> = texts
             .par_chunks(run)
             .zip(ends.par_chunks(run))
             .map(|(texts, ends)| {
                 let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
-                let mut cache = MergeCache::open_seeded(self.id, seed.as_ref());
+                let mut cache = MergeCache::open(self.id, Some(&batch));
                 for (text, &end) in texts.iter().zip(ends) {
                     self.encode_ordinary_into(text.as_ref(), &mut out, &mut cache);
                     if let (true, Some(eot)) = (end, eot) {
@@ -623,9 +699,7 @@ impl Encoder {
                 out
             })
             .collect();
-        if let Some(seed) = seed {
-            seed.put_back(self.id);
-        }
+        batch.close(self.id);
         parts.concat()
     }
 
@@ -995,12 +1069,55 @@ mod tests {
         assert!(results.iter().flatten().all(|ids| *ids == expected));
         let batch = enc.encode_batch(&[text.as_str(); 8], &Allowed::None);
         assert!(batch.iter().all(|ids| *ids == expected));
-        // Workers of another pool start from a copy of this thread's cache, which stays here.
+        // Workers of another pool read this thread's cache, which stays here.
         let batch = enc.encode_batch_threads(&[text.as_str(); 8], &Allowed::None, Some(2));
         assert!(batch.iter().all(|ids| *ids == expected));
         let mine = WordCache::take(enc.id);
         assert!(mine.len() > 100);
         mine.put_back(enc.id);
+    }
+
+    #[test]
+    fn a_batch_shares_merged_pieces_within_its_caps() {
+        let enc = tiny();
+        // Documents that are each word of a few hundred, so workers meet each other's words
+        // (and the caller's, for the first half) in every order.
+        let words: Vec<String> = (0..600).map(|i| format!("xab{i:o}cab")).collect();
+        let docs: Vec<String> = (0..64).map(|d| words[d * 7 % 600..].join(" ")).collect();
+        let expected: Vec<Vec<Rank>> = docs
+            .iter()
+            .map(|doc| {
+                let pieces = enc.splitter().split(doc);
+                pieces.iter().flat_map(|piece| naive(&enc, piece.as_bytes())).collect()
+            })
+            .collect();
+        let fresh = tiny();
+        fresh.encode_ordinary(&words[..300].join(" "));
+        for threads in [1, 2, 4] {
+            assert_eq!(
+                fresh.encode_batch_threads(&docs, &Allowed::None, Some(threads)),
+                expected
+            );
+        }
+        // Pieces merged in a batch are shared between its workers, in shards whose caps add
+        // up to one word cache's.
+        let shared = BatchCache::new(u64::MAX);
+        let cache = MergeCache::open(u64::MAX, Some(&shared));
+        let mut out = Vec::new();
+        assert!(!cache.shared_get(b"xab7cab", word_key(b"xab7cab"), &mut out));
+        cache.share(b"xab7cab", word_key(b"xab7cab"), &[1, 2]);
+        cache.share(&[b'y'; 40], None, &[3, 4]);
+        let other = MergeCache::open(u64::MAX, Some(&shared));
+        assert!(other.shared_get(b"xab7cab", word_key(b"xab7cab"), &mut out));
+        assert!(other.shared_get(&[b'y'; 40], None, &mut out));
+        assert_eq!(out, [1, 2, 3, 4]);
+        for i in 0..(2 * WORD_CACHE_PIECES) as u128 {
+            let mut shard = shared.shard(b"", Some(i));
+            shard.insert(i, &[1, 2]);
+            assert!(shard.len() <= WORD_CACHE_PIECES / BATCH_SHARDS);
+        }
+        let total: usize = shared.merged.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(total <= WORD_CACHE_PIECES, "{total}");
     }
 
     #[test]
