@@ -504,8 +504,16 @@ def _tokenizer_json(vocab: str, pattern: str | None = None) -> str:
     return str(path)
 
 
-# gigatok knows cl100k only in this spelling (the one on the Hugging Face hub).
-GIGATOK_CL100K = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+# cl100k's split as spelled in the tokenizer.json files on the Hugging Face hub, which is
+# what users of the tokenizer.json peers load: gigatok knows cl100k only in this spelling,
+# and fastokens runs its hand-written scanner on it but a regex on tiktoken's spelling
+# (3x slower). o200k is spelled the same in both places.
+HUB_CL100K = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def _hub_json(vocab: str) -> str:
+    """Our vocabulary as the tokenizer.json a user of a Hugging Face peer would download."""
+    return _tokenizer_json(vocab, HUB_CL100K if vocab == "cl100k_base" else None)
 
 
 def load_peer(name: str, vocab: str) -> Peer:
@@ -540,7 +548,7 @@ def load_peer(name: str, vocab: str) -> Peer:
         )
     if name == "fastokens":
         fastokens = need("fastokens")
-        ft = fastokens.Tokenizer.from_file(_tokenizer_json(vocab))
+        ft = fastokens.Tokenizer.from_file(_hub_json(vocab))
         return Peer(
             name,
             lambda text: ft.encode_ordinary(text).ids,
@@ -551,7 +559,7 @@ def load_peer(name: str, vocab: str) -> Peer:
         gigatok = need("gigatok")
         if vocab != "cl100k_base":
             raise Unavailable("gigatok refuses the o200k split pattern")
-        gt = gigatok.Tokenizer(_tokenizer_json(vocab, GIGATOK_CL100K))
+        gt = gigatok.Tokenizer(_hub_json(vocab))
         return Peer(name, lambda text: gt.encode(text).tolist(), lambda texts, n: gt.encode_batch(texts))
     if name == "splintr":
         splintr = need("splintr")
@@ -567,7 +575,7 @@ def load_peer(name: str, vocab: str) -> Peer:
         return Peer(name, bo.encode_ordinary, lambda texts, n: bo.encode_ordinary_batch(texts))
     if name == "tokenizers":
         tokenizers = need("tokenizers")
-        hf = tokenizers.Tokenizer.from_file(_tokenizer_json(vocab))
+        hf = tokenizers.Tokenizer.from_file(_hub_json(vocab))
         return Peer(
             name,
             lambda text: hf.encode(text, add_special_tokens=False).ids,
