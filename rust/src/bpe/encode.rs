@@ -171,6 +171,24 @@ thread_local! {
 /// Distinct ids for encoders (never reused, unlike addresses), naming their word caches.
 static NEXT_ENCODER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// `word_key(piece)` for a piece of `text`, read as one 16-byte load where the text goes on
+/// that far past the piece's start (nearly always), not a copy of a variable length.
+#[inline]
+fn word_key_within(text: &[u8], piece: &[u8]) -> Option<u128> {
+    let len = piece.len();
+    if len > 15 {
+        return None;
+    }
+    let start = piece.as_ptr() as usize - text.as_ptr() as usize;
+    match text.get(start..start + 16) {
+        Some(chunk) => {
+            let loaded = u128::from_le_bytes(chunk.try_into().unwrap());
+            Some(loaded & ((1u128 << (8 * len)) - 1) | (len as u128) << 120)
+        }
+        None => word_key(piece),
+    }
+}
+
 /// Up to 15 bytes and their length packed into one integer; `None` for longer pieces.
 #[inline]
 fn word_key(bytes: &[u8]) -> Option<u128> {
@@ -558,9 +576,10 @@ impl Encoder {
     }
 
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>, cache: &mut MergeCache) {
+        let all = text.as_bytes();
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
-            if let Some(key) = word_key(bytes) {
+            if let Some(key) = word_key_within(all, bytes) {
                 if cache.words.get(key, out) {
                     return;
                 }
@@ -1075,6 +1094,17 @@ mod tests {
         let mine = WordCache::take(enc.id);
         assert!(mine.len() > 100);
         mine.put_back(enc.id);
+    }
+
+    #[test]
+    fn word_keys_read_in_place_equal_copied_ones() {
+        let text = "héllo wörld, 12345\0\0 tail\u{1F600}xy".as_bytes();
+        for start in 0..text.len() {
+            for end in start..=text.len() {
+                let piece = &text[start..end];
+                assert_eq!(word_key_within(text, piece), word_key(piece), "{start}..{end}");
+            }
+        }
     }
 
     #[test]
