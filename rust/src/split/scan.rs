@@ -163,7 +163,7 @@ impl Scanner {
     #[cfg(test)]
     pub fn next_end_unicode(self, text: &str, start: usize) -> Option<usize> {
         match self {
-            Scanner::Gpt2 => None,
+            Scanner::Gpt2 => super::unicode::gpt2(text, start),
             Scanner::Cl100k => super::unicode::cl100k(text, start),
             Scanner::O200k => super::unicode::o200k(text, start),
         }
@@ -366,4 +366,10 @@ fn o200k_word(s: &[u8], from: usize) -> Option<usize> {
 #[inline]
 pub(crate) fn contraction_at(s: &[u8], i: usize) -> Option<usize> {
     contraction(s, i, true)
+}
+
+/// GPT-2's case-sensitive contraction at the apostrophe `s[i]` (see `contraction`).
+#[inline]
+pub(crate) fn contraction_case_sensitive(s: &[u8], i: usize) -> usize {
+    contraction(s, i, false).unwrap_or(0)
 }

@@ -1,4 +1,4 @@
-//! The cl100k and o200k split patterns on any text, by hand, for the pieces the ASCII
+//! The named split patterns on any text, by hand, for the pieces the ASCII
 //! scanner (`scan.rs`) leaves: characters are classified with a table built from the
 //! Unicode classes the patterns name (as regex-syntax defines them, which is what
 //! tiktoken's regex engine uses), and each branch is followed in the order a backtracking
@@ -182,14 +182,14 @@ impl Cursor<'_> {
     /// `\s+(?!\S)` (a run of two or more before a non-space gives back its last
     /// character) and `\s` / `\s+`, from `start` (a space). A run that ends the text is
     /// taken whole, before the newline branch in cl100k (`\s++$`, `end_first`) and after
-    /// it in o200k (`\s+(?!\S)`).
-    fn spaces(&self, start: usize, end_first: bool) -> usize {
+    /// it in o200k (`\s+(?!\S)`). GPT-2 has no newline branch (`newlines` false).
+    fn spaces(&self, start: usize, end_first: bool, newlines: bool) -> usize {
         let (mut i, mut last_newline, mut last, mut count) = (start, None, 0, 0);
         while let Some(c) = self.at(i) {
             if !c.is(SPACE) {
                 break;
             }
-            if c.is_newline() {
+            if newlines && c.is_newline() {
                 last_newline = Some(i);
             }
             last = c.len;
@@ -239,6 +239,44 @@ impl Cursor<'_> {
     }
 }
 
+/// The end of the GPT-2 piece starting at `start` (never `None`: its contractions are
+/// case-sensitive).
+pub fn gpt2(s: &str, start: usize) -> Option<usize> {
+    let cur = Cursor {
+        s: s.as_bytes(),
+        t: table(),
+    };
+    let c0 = cur.at(start)?;
+    // `'(?:[sdmt]|ll|ve|re)`
+    if c0.code == u32::from(b'\'') {
+        let n = super::scan::contraction_case_sensitive(cur.s, start);
+        if n > 0 {
+            return Some(start + n);
+        }
+    }
+    // ` ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++`: the class of the first character after
+    // an optional space decides the branch.
+    let (body, c) = match cur.at(start + c0.len) {
+        Some(c1) if c0.code == u32::from(b' ') && !c1.is(SPACE) => (start + 1, c1),
+        _ => (start, c0),
+    };
+    let end = if c.is(LETTER) {
+        cur.run(body + c.len, LETTER)
+    } else if c.is(NUMBER) {
+        cur.run(body + c.len, NUMBER)
+    } else if !c.is(SPACE) {
+        let mut end = body + c.len;
+        while let Some(c) = cur.at(end).filter(|c| !c.is(SPACE | LETTER | NUMBER)) {
+            end += c.len;
+        }
+        end
+    } else {
+        // `\s++$|\s+(?!\S)|\s`
+        cur.spaces(start, true, false)
+    };
+    Some(end)
+}
+
 /// The end of the cl100k piece starting at `start`, or `None` to ask the DFA.
 pub fn cl100k(s: &str, start: usize) -> Option<usize> {
     let cur = Cursor {
@@ -268,7 +306,7 @@ pub fn cl100k(s: &str, start: usize) -> Option<usize> {
     if let Some(end) = cur.punctuation(start, c0, |b| b == b'\r' || b == b'\n') {
         return Some(end);
     }
-    Some(cur.spaces(start, true))
+    Some(cur.spaces(start, true, true))
 }
 
 /// The end of the o200k piece starting at `start`, or `None` to ask the DFA.
@@ -295,7 +333,7 @@ pub fn o200k(s: &str, start: usize) -> Option<usize> {
     if let Some(end) = cur.punctuation(start, c0, |b| matches!(b, b'\r' | b'\n' | b'/')) {
         return Some(end);
     }
-    Some(cur.spaces(start, false))
+    Some(cur.spaces(start, false, true))
 }
 
 /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+` from `i`, as a backtracking
