@@ -188,9 +188,24 @@ fn contraction(s: &[u8], i: usize, fold: bool) -> Option<usize> {
     })
 }
 
-/// A whitespace run from `start` (a space): its end `r` and where its last `\r` or `\n` is.
-#[inline]
+/// A whitespace run from `start` (a space): its end and where its last `\r` or `\n` is.
+#[inline(always)]
 fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
+    // Most runs end within 8 bytes: their end and last newline come from one chunk.
+    if let Some(chunk) = s.get(start..start + 8) {
+        let x = load(chunk);
+        let stop = !spaces(x) & HIGH;
+        if stop != 0 {
+            let run_bits = stop.trailing_zeros() & !7;
+            let end = start + (run_bits / 8) as usize;
+            if s[end] >= 0x80 {
+                return None;
+            }
+            let newlines = (within(x, b'\n', b'\n') | within(x, b'\r', b'\r')) & !(u64::MAX << run_bits);
+            let last_newline = (newlines != 0).then(|| start + (63 - newlines.leading_zeros() as usize) / 8);
+            return Some((end, last_newline));
+        }
+    }
     let end = run(s, start + 1, SPACE, spaces)?;
     let last_newline = s[start..end]
         .iter()
