@@ -319,12 +319,12 @@ pub fn o200k(s: &str, start: usize) -> Option<usize> {
     let next = start + c0.len;
     let has_prefix = Cursor::prefix(c0);
     // The two letter branches, each first with the optional prefix, then without.
-    for branch in [word_lower, word_upper] {
-        for from in [has_prefix.then_some(next), Some(start)].into_iter().flatten() {
-            if let Some(end) = branch(&cur, from) {
-                return Some(end + cur.contraction(end)?);
-            }
-        }
+    let word = (has_prefix.then(|| word_lower(&cur, next)).flatten())
+        .or_else(|| word_lower(&cur, start))
+        .or_else(|| has_prefix.then(|| word_upper(&cur, next)).flatten())
+        .or_else(|| word_upper(&cur, start));
+    if let Some(end) = word {
+        return Some(end + cur.contraction(end)?);
     }
     if c0.is(NUMBER) {
         return Some(cur.numbers(start));
