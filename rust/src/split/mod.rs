@@ -463,7 +463,9 @@ mod tests {
     #[test]
     fn runs_across_8_byte_chunks_match_the_backtracking_reference() {
         const LEADS: &[&str] = &["", " ", "(", "\t", "\n", "A", "'", "é"];
-        const UNITS: &[&str] = &["a", "Z", "Ab", "aB", "1", " ", "\n", "\r\n", "!", "/", "\t"];
+        const UNITS: &[&str] = &[
+            "a", "Z", "Ab", "aB", "1", " ", "\n", "\r\n", "!", "/", "\t", "\n/", ":\n", " \n", "9a",
+        ];
         const ENDS: &[&str] = &[
             "", "é", "É", " ", "  ", "x", "X", "'s", "'ſ", "'LL", "\n", "1", "!", "ſ", "\u{301}", "你", "\u{a0}",
         ];

@@ -201,7 +201,7 @@ fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
             if s[end] >= 0x80 {
                 return None;
             }
-            let newlines = (within(x, b'\n', b'\n') | within(x, b'\r', b'\r')) & !(u64::MAX << run_bits);
+            let newlines = newline_bytes(x) & !(u64::MAX << run_bits);
             let last_newline = (newlines != 0).then(|| start + (63 - newlines.leading_zeros() as usize) / 8);
             return Some((end, last_newline));
         }
@@ -238,11 +238,17 @@ fn digits(s: &[u8], start: usize) -> Option<usize> {
     Some(i)
 }
 
-/// ` ?[^\s\p{L}\p{N}]+` followed by a run of `trailing` bytes, from `start` whose next
-/// byte's class is `next`: `Some(Some(end))` where this branch matches, `Some(None)` where
-/// it does not, `None` to defer.
-#[inline]
-fn punctuation(s: &[u8], start: usize, next: u8, trailing: fn(u8) -> bool) -> Option<Option<usize>> {
+/// ` ?[^\s\p{L}\p{N}]+` followed by a run of `trailing` bytes (`trailing_bytes` finds
+/// them 8 at a time), from `start` whose next byte's class is `next`: `Some(Some(end))`
+/// where this branch matches, `Some(None)` where it does not, `None` to defer.
+#[inline(always)]
+fn punctuation(
+    s: &[u8],
+    start: usize,
+    next: u8,
+    trailing: fn(u8) -> bool,
+    trailing_bytes: impl Fn(u64) -> u64,
+) -> Option<Option<usize>> {
     let body = if s[start] == b' ' && next == OTHER {
         start + 1
     } else {
@@ -251,8 +257,29 @@ fn punctuation(s: &[u8], start: usize, next: u8, trailing: fn(u8) -> bool) -> Op
     if class(s[body]) != OTHER {
         return Some(None);
     }
+    // Both runs within one chunk (")\n", ":"), as in `upper_then_lower`.
+    if let Some(chunk) = s.get(body..body + 8) {
+        let x = load(chunk);
+        let not_other = !others(x) & HIGH;
+        if not_other != 0 {
+            let from = not_other.trailing_zeros() & !7;
+            if x >> from & 0x80 != 0 {
+                return None;
+            }
+            let not_trailing = !trailing_bytes(x) & HIGH & (u64::MAX << from);
+            if not_trailing != 0 {
+                return Some(Some(body + (not_trailing.trailing_zeros() / 8) as usize));
+            }
+        }
+    }
     let end = run(s, body + 1, OTHER, others)?;
     Some(Some(end + s[end..].iter().take_while(|&&b| trailing(b)).count()))
+}
+
+/// `[\r\n]`, 8 bytes at a time.
+#[inline(always)]
+fn newline_bytes(x: u64) -> u64 {
+    within(x, b'\n', b'\n') | within(x, b'\r', b'\r')
 }
 
 pub(crate) fn gpt2(s: &[u8], start: usize) -> Option<usize> {
@@ -318,7 +345,7 @@ pub(crate) fn cl100k(s: &[u8], start: usize) -> Option<usize> {
         return run(s, start + 2, LETTER, letters);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-    if let Some(end) = punctuation(s, start, next, |b| b == b'\r' || b == b'\n')? {
+    if let Some(end) = punctuation(s, start, next, |b| b == b'\r' || b == b'\n', newline_bytes)? {
         return Some(end);
     }
     // `\s++$ | \s*[\r\n] | \s+(?!\S) | \s`
@@ -356,7 +383,8 @@ pub(crate) fn o200k(s: &[u8], start: usize) -> Option<usize> {
         return o200k_word(s, start + 1);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
-    if let Some(end) = punctuation(s, start, next, |b| matches!(b, b'\r' | b'\n' | b'/'))? {
+    let newline_or_slash = |x| newline_bytes(x) | within(x, b'/', b'/');
+    if let Some(end) = punctuation(s, start, next, |b| matches!(b, b'\r' | b'\n' | b'/'), newline_or_slash)? {
         return Some(end);
     }
     // `\s*[\r\n]+ | \s+(?!\S) | \s+`
