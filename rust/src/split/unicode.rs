@@ -1,4 +1,4 @@
-//! The cl100k and o200k split patterns on any text, by hand, for the pieces the ASCII
+//! The named split patterns on any text, by hand, for the pieces the ASCII
 //! scanner (`scan.rs`) leaves: characters are classified with a table built from the
 //! Unicode classes the patterns name (as regex-syntax defines them, which is what
 //! tiktoken's regex engine uses), and each branch is followed in the order a backtracking
@@ -75,9 +75,8 @@ fn table() -> &'static Table {
     })
 }
 
-#[inline]
-fn flags(t: &Table, c: char) -> u8 {
-    let c = c as u32;
+#[inline(always)]
+fn flags(t: &Table, c: u32) -> u8 {
     if c < 0x10000 {
         return t.bmp[c as usize];
     }
@@ -95,28 +94,65 @@ fn flags(t: &Table, c: char) -> u8 {
     }
 }
 
-/// Text with its character classes, walked by byte offsets.
+/// A character of the text: its code point, length in bytes and flags.
+#[derive(Clone, Copy)]
+struct Char {
+    code: u32,
+    len: usize,
+    flags: u8,
+}
+
+impl Char {
+    #[inline(always)]
+    fn is(self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    #[inline(always)]
+    fn is_newline(self) -> bool {
+        self.code == u32::from(b'\r') || self.code == u32::from(b'\n')
+    }
+}
+
+/// Text with its character classes, walked by byte offsets (always character boundaries).
 struct Cursor<'a> {
-    s: &'a str,
+    s: &'a [u8],
     t: &'static Table,
 }
 
 impl Cursor<'_> {
-    /// The character at byte `i` and its flags; `None` at the end.
-    #[inline]
-    fn at(&self, i: usize) -> Option<(char, u8)> {
-        let c = self.s[i..].chars().next()?;
-        Some((c, flags(self.t, c)))
+    /// The character at byte `i` and its flags; `None` at the end. The text is valid
+    /// UTF-8 (it came from a `str`), so the leading byte gives the length and no
+    /// continuation byte needs checking.
+    #[inline(always)]
+    fn at(&self, i: usize) -> Option<Char> {
+        let s = self.s;
+        let b0 = u32::from(*s.get(i)?);
+        let cont = |k: usize| u32::from(s[i + k]) & 0x3f;
+        let (code, len) = if b0 < 0x80 {
+            (b0, 1)
+        } else if b0 < 0xe0 {
+            ((b0 & 0x1f) << 6 | cont(1), 2)
+        } else if b0 < 0xf0 {
+            ((b0 & 0x0f) << 12 | cont(1) << 6 | cont(2), 3)
+        } else {
+            ((b0 & 0x07) << 18 | cont(1) << 12 | cont(2) << 6 | cont(3), 4)
+        };
+        Some(Char {
+            code,
+            len,
+            flags: flags(self.t, code),
+        })
     }
 
     /// The end of the run of characters from `i` whose flags meet `keep`.
-    #[inline]
-    fn run(&self, mut i: usize, keep: impl Fn(char, u8) -> bool) -> usize {
-        while let Some((c, f)) = self.at(i) {
-            if !keep(c, f) {
+    #[inline(always)]
+    fn run(&self, mut i: usize, keep: u8) -> usize {
+        while let Some(c) = self.at(i) {
+            if !c.is(keep) {
                 break;
             }
-            i += c.len_utf8();
+            i += c.len;
         }
         i
     }
@@ -125,7 +161,7 @@ impl Cursor<'_> {
     fn numbers(&self, mut i: usize) -> usize {
         for _ in 0..3 {
             match self.at(i) {
-                Some((c, f)) if f & NUMBER != 0 => i += c.len_utf8(),
+                Some(c) if c.is(NUMBER) => i += c.len,
                 _ => break,
             }
         }
@@ -134,29 +170,29 @@ impl Cursor<'_> {
 
     /// A case-insensitive contraction `'s 't 're 've 'm 'll 'd` at `i`: its length (0 if
     /// none), or `None` where a non-ASCII character follows the apostrophe.
+    #[inline(always)]
     fn contraction(&self, i: usize) -> Option<usize> {
-        let b = self.s.as_bytes();
-        if b.get(i) != Some(&b'\'') {
+        if self.s.get(i) != Some(&b'\'') {
             return Some(0);
         }
-        super::scan::contraction_at(b, i)
+        super::scan::contraction_at(self.s, i)
     }
 
     /// `\s` runs: `\s*[\r\n]` / `\s*[\r\n]+` (to the last newline), the lookahead
     /// `\s+(?!\S)` (a run of two or more before a non-space gives back its last
     /// character) and `\s` / `\s+`, from `start` (a space). A run that ends the text is
     /// taken whole, before the newline branch in cl100k (`\s++$`, `end_first`) and after
-    /// it in o200k (`\s+(?!\S)`).
-    fn spaces(&self, start: usize, end_first: bool) -> usize {
+    /// it in o200k (`\s+(?!\S)`). GPT-2 has no newline branch (`newlines` false).
+    fn spaces(&self, start: usize, end_first: bool, newlines: bool) -> usize {
         let (mut i, mut last_newline, mut last, mut count) = (start, None, 0, 0);
-        while let Some((c, f)) = self.at(i) {
-            if f & SPACE == 0 {
+        while let Some(c) = self.at(i) {
+            if !c.is(SPACE) {
                 break;
             }
-            if c == '\r' || c == '\n' {
+            if newlines && c.is_newline() {
                 last_newline = Some(i);
             }
-            last = c.len_utf8();
+            last = c.len;
             count += 1;
             i += last;
         }
@@ -174,101 +210,157 @@ impl Cursor<'_> {
         }
     }
 
-    /// ` ?[^\s\p{L}\p{N}]+` and then a run of the bytes `trailing`, from `start`:
-    /// its end, or `None` where this branch does not match.
-    fn punctuation(&self, start: usize, trailing: fn(u8) -> bool) -> Option<usize> {
-        let other = |_: char, f: u8| f & (SPACE | LETTER | NUMBER) == 0;
-        let body = match self.at(start)? {
-            (' ', _) if self.at(start + 1).is_some_and(|(c, f)| other(c, f)) => start + 1,
-            (c, f) if other(c, f) => start,
-            _ => return None,
+    /// ` ?[^\s\p{L}\p{N}]+` and then a run of the bytes `trailing`, from `start` (the
+    /// character `c0`): its end, or `None` where this branch does not match.
+    #[inline(always)]
+    fn punctuation(&self, start: usize, c0: Char, trailing: fn(u8) -> bool) -> Option<usize> {
+        const NOT_OTHER: u8 = SPACE | LETTER | NUMBER;
+        let body = if !c0.is(NOT_OTHER) {
+            start
+        } else if c0.code == u32::from(b' ') && self.at(start + 1).is_some_and(|c| !c.is(NOT_OTHER)) {
+            start + 1
+        } else {
+            return None;
         };
-        let end = self.run(body, other);
-        Some(end + self.s.as_bytes()[end..].iter().take_while(|&&b| trailing(b)).count())
+        let mut end = body;
+        while let Some(c) = self.at(end) {
+            if c.is(NOT_OTHER) {
+                break;
+            }
+            end += c.len;
+        }
+        Some(end + self.s[end..].iter().take_while(|&&b| trailing(b)).count())
     }
 
     /// `[^\r\n\p{L}\p{N}]`: may prefix a word.
-    #[inline]
-    fn prefix(c: char, f: u8) -> bool {
-        f & (LETTER | NUMBER) == 0 && c != '\r' && c != '\n'
+    #[inline(always)]
+    fn prefix(c: Char) -> bool {
+        !c.is(LETTER | NUMBER) && !c.is_newline()
     }
+}
+
+/// The end of the GPT-2 piece starting at `start` (never `None`: its contractions are
+/// case-sensitive).
+pub fn gpt2(s: &str, start: usize) -> Option<usize> {
+    let cur = Cursor {
+        s: s.as_bytes(),
+        t: table(),
+    };
+    let c0 = cur.at(start)?;
+    // `'(?:[sdmt]|ll|ve|re)`
+    if c0.code == u32::from(b'\'') {
+        let n = super::scan::contraction_case_sensitive(cur.s, start);
+        if n > 0 {
+            return Some(start + n);
+        }
+    }
+    // ` ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++`: the class of the first character after
+    // an optional space decides the branch.
+    let (body, c) = match cur.at(start + c0.len) {
+        Some(c1) if c0.code == u32::from(b' ') && !c1.is(SPACE) => (start + 1, c1),
+        _ => (start, c0),
+    };
+    let end = if c.is(LETTER) {
+        cur.run(body + c.len, LETTER)
+    } else if c.is(NUMBER) {
+        cur.run(body + c.len, NUMBER)
+    } else if !c.is(SPACE) {
+        let mut end = body + c.len;
+        while let Some(c) = cur.at(end).filter(|c| !c.is(SPACE | LETTER | NUMBER)) {
+            end += c.len;
+        }
+        end
+    } else {
+        // `\s++$|\s+(?!\S)|\s`
+        cur.spaces(start, true, false)
+    };
+    Some(end)
 }
 
 /// The end of the cl100k piece starting at `start`, or `None` to ask the DFA.
 pub fn cl100k(s: &str, start: usize) -> Option<usize> {
-    let cur = Cursor { s, t: table() };
-    let (c0, f0) = cur.at(start)?;
+    let cur = Cursor {
+        s: s.as_bytes(),
+        t: table(),
+    };
+    let c0 = cur.at(start)?;
     // `'(?i:[sdmt]|ll|ve|re)`
     let n = cur.contraction(start)?;
     if n > 0 {
         return Some(start + n);
     }
-    let letters = |i| cur.run(i, |_, f| f & LETTER != 0);
     // `[^\r\n\p{L}\p{N}]?+\p{L}++`
-    if f0 & LETTER != 0 {
-        return Some(letters(start));
+    if c0.is(LETTER) {
+        return Some(cur.run(start + c0.len, LETTER));
     }
-    if f0 & NUMBER != 0 {
+    if c0.is(NUMBER) {
         return Some(cur.numbers(start));
     }
-    let next = start + c0.len_utf8();
-    if Cursor::prefix(c0, f0) && cur.at(next).is_some_and(|(_, f)| f & LETTER != 0) {
-        return Some(letters(next));
+    let next = start + c0.len;
+    if Cursor::prefix(c0) {
+        if let Some(c1) = cur.at(next).filter(|c| c.is(LETTER)) {
+            return Some(cur.run(next + c1.len, LETTER));
+        }
     }
     // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
-    if let Some(end) = cur.punctuation(start, |b| b == b'\r' || b == b'\n') {
+    if let Some(end) = cur.punctuation(start, c0, |b| b == b'\r' || b == b'\n') {
         return Some(end);
     }
-    Some(cur.spaces(start, true))
+    Some(cur.spaces(start, true, true))
 }
 
 /// The end of the o200k piece starting at `start`, or `None` to ask the DFA.
 pub fn o200k(s: &str, start: usize) -> Option<usize> {
-    let cur = Cursor { s, t: table() };
-    let (c0, f0) = cur.at(start)?;
-    let next = start + c0.len_utf8();
-    let has_prefix = Cursor::prefix(c0, f0);
+    let cur = Cursor {
+        s: s.as_bytes(),
+        t: table(),
+    };
+    let c0 = cur.at(start)?;
+    let next = start + c0.len;
+    let has_prefix = Cursor::prefix(c0);
     // The two letter branches, each first with the optional prefix, then without.
-    for branch in [word_lower, word_upper] {
-        for from in [has_prefix.then_some(next), Some(start)].into_iter().flatten() {
-            if let Some(end) = branch(&cur, from) {
-                return Some(end + cur.contraction(end)?);
-            }
-        }
+    let word = (has_prefix.then(|| word_lower(&cur, next)).flatten())
+        .or_else(|| word_lower(&cur, start))
+        .or_else(|| has_prefix.then(|| word_upper(&cur, next)).flatten())
+        .or_else(|| word_upper(&cur, start));
+    if let Some(end) = word {
+        return Some(end + cur.contraction(end)?);
     }
-    if f0 & NUMBER != 0 {
+    if c0.is(NUMBER) {
         return Some(cur.numbers(start));
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
-    if let Some(end) = cur.punctuation(start, |b| matches!(b, b'\r' | b'\n' | b'/')) {
+    if let Some(end) = cur.punctuation(start, c0, |b| matches!(b, b'\r' | b'\n' | b'/')) {
         return Some(end);
     }
-    Some(cur.spaces(start, false))
+    Some(cur.spaces(start, false, true))
 }
 
 /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+` from `i`, as a backtracking
 /// engine finds it: the upper-ish run, backed off to its last character that is also
 /// lower-ish unless a lower-ish character follows it; then the lower-ish run.
+#[inline(always)]
 fn word_lower(cur: &Cursor, i: usize) -> Option<usize> {
     let (mut j, mut last_both) = (i, None);
-    while let Some((c, f)) = cur.at(j) {
-        if f & UPPERISH == 0 {
+    while let Some(c) = cur.at(j) {
+        if !c.is(UPPERISH) {
+            if c.is(LOWERISH) {
+                return Some(cur.run(j + c.len, LOWERISH));
+            }
             break;
         }
-        if f & LOWERISH != 0 {
-            last_both = Some(j + c.len_utf8());
+        j += c.len;
+        if c.is(LOWERISH) {
+            last_both = Some(j);
         }
-        j += c.len_utf8();
-    }
-    if cur.at(j).is_some_and(|(_, f)| f & LOWERISH != 0) {
-        return Some(cur.run(j, |_, f| f & LOWERISH != 0));
     }
     // The run's last lower-ish character is followed by one that is not lower-ish.
     last_both
 }
 
 /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*` from `i`.
+#[inline(always)]
 fn word_upper(cur: &Cursor, i: usize) -> Option<usize> {
-    let j = cur.run(i, |_, f| f & UPPERISH != 0);
-    (j > i).then(|| cur.run(j, |_, f| f & LOWERISH != 0))
+    let j = cur.run(i, UPPERISH);
+    (j > i).then(|| cur.run(j, LOWERISH))
 }
