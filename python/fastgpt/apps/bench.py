@@ -611,8 +611,27 @@ def mismatch(name: str, vocab: str) -> str | None:
     return None
 
 
+def _thread_ids() -> list[int]:
+    """This process's thread ids (Linux), so affinity reaches threads a peer started earlier;
+    elsewhere just the calling thread (0)."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def _set_affinity(cpus) -> None:
+    for tid in _thread_ids():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
 class pinned:
-    """Restricts this process (all its threads) to `n` of the CPUs it may use, then restores."""
+    """Restricts this process, every thread it has and every thread it starts, to `n` of the
+    CPUs it may use, then restores. (Setting the affinity of pid 0 alone would leave out the
+    worker threads a peer started before.)"""
 
     def __init__(self, n: int):
         self.n = n
@@ -620,12 +639,12 @@ class pinned:
     def __enter__(self):
         self.before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         if self.before is not None:
-            os.sched_setaffinity(0, sorted(self.before)[-self.n :])
+            _set_affinity(sorted(self.before)[-self.n :])
         return self
 
     def __exit__(self, *exc):
         if self.before is not None:
-            os.sched_setaffinity(0, self.before)
+            _set_affinity(self.before)
 
 
 # The instance of the current first-sight round: the only one alive while a round is timed.
