@@ -191,6 +191,13 @@ fn contraction(s: &[u8], i: usize, fold: bool) -> Option<usize> {
 /// A whitespace run from `start` (a space): its end and where its last `\r` or `\n` is.
 #[inline(always)]
 fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
+    // A single space or newline before a word, a digit or punctuation.
+    if s.get(start + 1)
+        .is_some_and(|&b| class(b) & (LETTER | DIGIT | OTHER) != 0)
+    {
+        let newline = s[start] == b'\n' || s[start] == b'\r';
+        return Some((start + 1, newline.then_some(start)));
+    }
     // Most runs end within 8 bytes: their end and last newline come from one chunk.
     if let Some(chunk) = s.get(start..start + 8) {
         let x = load(chunk);
@@ -257,6 +264,12 @@ fn punctuation(
     if class(s[body]) != OTHER {
         return Some(None);
     }
+    // One punctuation byte before a word, a digit or a space (", ", "(x").
+    if s.get(body + 1)
+        .is_some_and(|&b| b == b' ' || class(b) & (LETTER | DIGIT) != 0)
+    {
+        return Some(Some(body + 1));
+    }
     // Both runs within one chunk (")\n", ":"), as in `upper_then_lower`.
     if let Some(chunk) = s.get(body..body + 8) {
         let x = load(chunk);
@@ -307,6 +320,8 @@ pub(crate) fn gpt2(s: &[u8], start: usize) -> Option<usize> {
     match body_class {
         UPPER | LOWER => run(s, body + 1, LETTER, letters),
         DIGIT => run(s, body + 1, DIGIT, digit_bytes),
+        // Mostly one byte before a word, a digit or a space.
+        OTHER if at(s, body + 1) & (LETTER | DIGIT | SPACE) != 0 => Some(body + 1),
         OTHER => run(s, body + 1, OTHER, others),
         SPACE => {
             let (end, _) = space_run(s, start)?;
