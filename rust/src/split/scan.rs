@@ -198,27 +198,34 @@ fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
         let newline = s[start] == b'\n' || s[start] == b'\r';
         return Some((start + 1, newline.then_some(start)));
     }
-    // Most runs end within 8 bytes: their end and last newline come from one chunk.
-    if let Some(chunk) = s.get(start..start + 8) {
+    // 8 bytes at a time, the last newline of each chunk's part of the run kept.
+    let (mut i, mut last_newline) = (start, None);
+    while let Some(chunk) = s.get(i..i + 8) {
         let x = load(chunk);
         let stop = !spaces(x) & HIGH;
+        let run_bits = stop.trailing_zeros() & !7;
+        let newlines = newline_bytes(x) & !u64::MAX.checked_shl(run_bits).unwrap_or(0);
+        if newlines != 0 {
+            last_newline = Some(i + (63 - newlines.leading_zeros() as usize) / 8);
+        }
         if stop != 0 {
-            let run_bits = stop.trailing_zeros() & !7;
-            let end = start + (run_bits / 8) as usize;
-            if s[end] >= 0x80 {
-                return None;
+            return (x >> run_bits & 0x80 == 0).then_some((i + (run_bits / 8) as usize, last_newline));
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        match class(b) {
+            SPACE => {
+                if b == b'\n' || b == b'\r' {
+                    last_newline = Some(i);
+                }
+                i += 1;
             }
-            let newlines = newline_bytes(x) & !(u64::MAX << run_bits);
-            let last_newline = (newlines != 0).then(|| start + (63 - newlines.leading_zeros() as usize) / 8);
-            return Some((end, last_newline));
+            NON_ASCII => return None,
+            _ => break,
         }
     }
-    let end = run(s, start + 1, SPACE, spaces)?;
-    let last_newline = s[start..end]
-        .iter()
-        .rposition(|&b| b == b'\n' || b == b'\r')
-        .map(|p| start + p);
-    Some((end, last_newline))
+    Some((i, last_newline))
 }
 
 /// `\s+(?!\S)`: a run of two or more before a non-space gives back its last byte.
