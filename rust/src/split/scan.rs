@@ -198,7 +198,28 @@ fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
         let newline = s[start] == b'\n' || s[start] == b'\r';
         return Some((start + 1, newline.then_some(start)));
     }
-    // 8 bytes at a time, the last newline of each chunk's part of the run kept.
+    // Most runs end within 8 bytes: their end and last newline come from one chunk.
+    if let Some(chunk) = s.get(start..start + 8) {
+        let x = load(chunk);
+        let stop = !spaces(x) & HIGH;
+        if stop != 0 {
+            let run_bits = stop.trailing_zeros() & !7;
+            let end = start + (run_bits / 8) as usize;
+            if s[end] >= 0x80 {
+                return None;
+            }
+            let newlines = newline_bytes(x) & !(u64::MAX << run_bits);
+            let last_newline = (newlines != 0).then(|| start + (63 - newlines.leading_zeros() as usize) / 8);
+            return Some((end, last_newline));
+        }
+    }
+    long_space_run(s, start)
+}
+
+/// `space_run` for a run that fills its first chunk: 8 bytes at a time, keeping the
+/// last newline of each chunk's part of the run, then byte by byte.
+#[inline(always)]
+fn long_space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
     let (mut i, mut last_newline) = (start, None);
     while let Some(chunk) = s.get(i..i + 8) {
         let x = load(chunk);
