@@ -191,6 +191,13 @@ fn contraction(s: &[u8], i: usize, fold: bool) -> Option<usize> {
 /// A whitespace run from `start` (a space): its end and where its last `\r` or `\n` is.
 #[inline(always)]
 fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
+    // A single space or newline before a word, a digit or punctuation.
+    if s.get(start + 1)
+        .is_some_and(|&b| class(b) & (LETTER | DIGIT | OTHER) != 0)
+    {
+        let newline = s[start] == b'\n' || s[start] == b'\r';
+        return Some((start + 1, newline.then_some(start)));
+    }
     // Most runs end within 8 bytes: their end and last newline come from one chunk.
     if let Some(chunk) = s.get(start..start + 8) {
         let x = load(chunk);
@@ -206,12 +213,40 @@ fn space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
             return Some((end, last_newline));
         }
     }
-    let end = run(s, start + 1, SPACE, spaces)?;
-    let last_newline = s[start..end]
-        .iter()
-        .rposition(|&b| b == b'\n' || b == b'\r')
-        .map(|p| start + p);
-    Some((end, last_newline))
+    long_space_run(s, start)
+}
+
+/// `space_run` for a run that fills its first chunk: 8 bytes at a time, keeping the
+/// last newline of each chunk's part of the run, then byte by byte.
+#[inline(always)]
+fn long_space_run(s: &[u8], start: usize) -> Option<(usize, Option<usize>)> {
+    let (mut i, mut last_newline) = (start, None);
+    while let Some(chunk) = s.get(i..i + 8) {
+        let x = load(chunk);
+        let stop = !spaces(x) & HIGH;
+        let run_bits = stop.trailing_zeros() & !7;
+        let newlines = newline_bytes(x) & !u64::MAX.checked_shl(run_bits).unwrap_or(0);
+        if newlines != 0 {
+            last_newline = Some(i + (63 - newlines.leading_zeros() as usize) / 8);
+        }
+        if stop != 0 {
+            return (x >> run_bits & 0x80 == 0).then_some((i + (run_bits / 8) as usize, last_newline));
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        match class(b) {
+            SPACE => {
+                if b == b'\n' || b == b'\r' {
+                    last_newline = Some(i);
+                }
+                i += 1;
+            }
+            NON_ASCII => return None,
+            _ => break,
+        }
+    }
+    Some((i, last_newline))
 }
 
 /// `\s+(?!\S)`: a run of two or more before a non-space gives back its last byte.
@@ -256,6 +291,12 @@ fn punctuation(
     };
     if class(s[body]) != OTHER {
         return Some(None);
+    }
+    // One punctuation byte before a word, a digit or a space (", ", "(x").
+    if s.get(body + 1)
+        .is_some_and(|&b| b == b' ' || class(b) & (LETTER | DIGIT) != 0)
+    {
+        return Some(Some(body + 1));
     }
     // Both runs within one chunk (")\n", ":"), as in `upper_then_lower`.
     if let Some(chunk) = s.get(body..body + 8) {
@@ -307,6 +348,8 @@ pub(crate) fn gpt2(s: &[u8], start: usize) -> Option<usize> {
     match body_class {
         UPPER | LOWER => run(s, body + 1, LETTER, letters),
         DIGIT => run(s, body + 1, DIGIT, digit_bytes),
+        // Mostly one byte before a word, a digit or a space.
+        OTHER if at(s, body + 1) & (LETTER | DIGIT | SPACE) != 0 => Some(body + 1),
         OTHER => run(s, body + 1, OTHER, others),
         SPACE => {
             let (end, _) = space_run(s, start)?;
