@@ -35,11 +35,17 @@ fn allowed(all: bool, some: &Option<FxHashSet<String>>) -> Allowed<'_> {
 /// releasing and retaking it would cost a good share of a chat-sized call.
 const KEEP_GIL_BYTES: usize = 2048;
 
+/// How many of the lowest ids `PyEncoder::ints` holds (512 KB of Python ints).
+const CACHED_INTS: usize = 1 << 14;
+
 #[pyclass(frozen, module = "fastgpt._core", name = "CoreBPE")]
 struct PyEncoder {
     inner: Encoder,
-    /// A Python int for every id, made on first use: a list of ids is then built by taking
-    /// references, several times cheaper than allocating an int per token.
+    /// A Python int for each of the `CACHED_INTS` lowest ids, made on first use: a list of
+    /// ids is then built mostly by taking references, cheaper than allocating an int per
+    /// token. Low ids are the frequent tokens (tiktoken ranks by merge order); an int made
+    /// for a rarer one comes from the allocator's warm memory, where a cached one would be
+    /// a cache miss the first time a text uses that token.
     ints: OnceLock<Vec<Py<PyInt>>>,
 }
 
@@ -53,11 +59,17 @@ impl PyEncoder {
 
     fn to_list<'py>(&self, py: Python<'py>, ids: &[Rank]) -> PyResult<Bound<'py, PyList>> {
         let ints = self.ints.get_or_init(|| {
-            (0..self.inner.n_vocab() as u32)
+            (0..self.inner.n_vocab().min(CACHED_INTS) as u32)
                 .map(|i| i.into_pyobject(py).unwrap().unbind())
                 .collect()
         });
-        PyList::new(py, ids.iter().map(|&id| ints[id as usize].clone_ref(py)))
+        PyList::new(
+            py,
+            ids.iter().map(|&id| match ints.get(id as usize) {
+                Some(int) => int.clone_ref(py).into_bound(py),
+                None => id.into_pyobject(py).unwrap(),
+            }),
+        )
     }
 }
 
