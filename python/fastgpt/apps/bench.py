@@ -568,7 +568,13 @@ def load_peer(name: str, vocab: str) -> Peer:
     if name == "rs-bpe":
         rs_bpe = need("rs_bpe")
         rb = getattr(rs_bpe.openai, vocab)()
-        return Peer(name, rb.encode, lambda texts, n: rb.encode_batch_parallel(texts))
+
+        def rs_batch(texts, n):
+            # (min batch size, texts per chunk, threads); it returns (ids, tokens, seconds, threads).
+            options = rs_bpe.openai.ParallelOptions(1, max(1, len(texts) // (4 * n)), n)
+            return rb.encode_batch_parallel(texts, options)[0]
+
+        return Peer(name, rb.encode, rs_batch)
     if name == "bpe-openai":
         bpe_openai = need("bpe_openai")
         bo = bpe_openai.get_encoding(vocab)
