@@ -8,11 +8,12 @@ use crate::bpe::vocab;
 use crate::error::Error;
 use crate::{with_threads, Rank};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBytes, PyInt, PyList};
+use pyo3::types::{PyBytes, PyList};
 use rustc_hash::FxHashSet;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 fn to_py(err: Error) -> PyErr {
     match err {
@@ -35,41 +36,76 @@ fn allowed(all: bool, some: &Option<FxHashSet<String>>) -> Allowed<'_> {
 /// releasing and retaking it would cost a good share of a chat-sized call.
 const KEEP_GIL_BYTES: usize = 2048;
 
-/// How many of the lowest ids `PyEncoder::ints` holds (512 KB of Python ints).
-const CACHED_INTS: usize = 1 << 14;
-
 #[pyclass(frozen, module = "fastgpt._core", name = "CoreBPE")]
 struct PyEncoder {
     inner: Encoder,
-    /// A Python int for each of the `CACHED_INTS` lowest ids, made on first use: a list of
-    /// ids is then built mostly by taking references, cheaper than allocating an int per
-    /// token. Low ids are the frequent tokens (tiktoken ranks by merge order); an int made
-    /// for a rarer one comes from the allocator's warm memory, where a cached one would be
-    /// a cache miss the first time a text uses that token.
-    ints: OnceLock<Vec<Py<PyInt>>>,
+    /// The Python int of each id, made the first time a returned list holds that id and
+    /// kept (one reference) until the encoder goes: a list of ids is then built mostly by
+    /// taking references instead of allocating an int per token. Bounded by
+    /// the vocabulary: at most `n_vocab` ints (about 32 bytes each) and 8 bytes per id
+    /// for the table, which starts as zeroed pages that cost nothing until touched.
+    ints: Box<[AtomicPtr<ffi::PyObject>]>,
 }
 
 impl PyEncoder {
     fn new(inner: Encoder) -> Self {
+        let n = inner.n_vocab();
+        // Zeroed memory straight from the allocator (pages the kernel maps on first touch)
+        // is a table of null pointers: AtomicPtr has the size and alignment of usize.
+        let mut zeroed = std::mem::ManuallyDrop::new(vec![0usize; n]);
+        let ints = unsafe { Vec::from_raw_parts(zeroed.as_mut_ptr().cast(), n, zeroed.capacity()) };
         PyEncoder {
             inner,
-            ints: OnceLock::new(),
+            ints: ints.into_boxed_slice(),
         }
     }
 
+    /// A new reference to the Python int for `id` (an id this encoder produced).
+    #[inline]
+    fn int(&self, py: Python<'_>, id: Rank) -> PyResult<*mut ffi::PyObject> {
+        let slot = &self.ints[id as usize];
+        let mut int = slot.load(Ordering::Acquire);
+        if int.is_null() {
+            let made = unsafe { ffi::PyLong_FromUnsignedLong(id.into()) };
+            if made.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            // Free-threaded callers may race to fill a slot: the first int stays.
+            int = match slot.compare_exchange(std::ptr::null_mut(), made, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => made,
+                Err(first) => {
+                    unsafe { ffi::Py_DecRef(made) };
+                    first
+                }
+            };
+        }
+        unsafe { ffi::Py_IncRef(int) };
+        Ok(int)
+    }
+
     fn to_list<'py>(&self, py: Python<'py>, ids: &[Rank]) -> PyResult<Bound<'py, PyList>> {
-        let ints = self.ints.get_or_init(|| {
-            (0..self.inner.n_vocab().min(CACHED_INTS) as u32)
-                .map(|i| i.into_pyobject(py).unwrap().unbind())
-                .collect()
+        unsafe {
+            let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(ids.len() as ffi::Py_ssize_t))?;
+            for (i, &id) in ids.iter().enumerate() {
+                // Steals the reference; a failure leaves the rest NULL, which the list's
+                // deallocation skips.
+                ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, self.int(py, id)?);
+            }
+            Ok(list.cast_into_unchecked())
+        }
+    }
+}
+
+impl Drop for PyEncoder {
+    fn drop(&mut self) {
+        Python::attach(|_| {
+            for slot in self.ints.iter() {
+                let int = slot.load(Ordering::Acquire);
+                if !int.is_null() {
+                    unsafe { ffi::Py_DecRef(int) };
+                }
+            }
         });
-        PyList::new(
-            py,
-            ids.iter().map(|&id| match ints.get(id as usize) {
-                Some(int) => int.clone_ref(py).into_bound(py),
-                None => id.into_pyobject(py).unwrap(),
-            }),
-        )
     }
 }
 
