@@ -6,6 +6,7 @@ pub mod bpe;
 pub mod error;
 pub mod memory;
 pub mod split;
+pub mod workers;
 
 #[cfg(feature = "python")]
 mod py;

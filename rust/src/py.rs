@@ -329,9 +329,7 @@ impl PyTokenWriter {
         let encoder = &encoder.get().inner;
         let writer = self.writer()?;
         py.detach(|| {
-            let ids = with_threads(num_threads, || {
-                encoder.encode_documents(&texts, &doc_ends, writer.eot())
-            });
+            let ids = encoder.encode_documents(&texts, &doc_ends, writer.eot(), num_threads);
             writer.write(&ids).map(|()| ids.len() as u64)
         })
         .map_err(to_py)
@@ -350,7 +348,7 @@ impl PyTokenWriter {
         let encoder = &encoder.get().inner;
         let writer = self.writer()?;
         py.detach(|| {
-            let (ids, docs) = with_threads(num_threads, || encoder.encode_lines(block, writer.eot()));
+            let (ids, docs) = encoder.encode_lines(block, writer.eot(), num_threads);
             writer.write(&ids).map(|()| (ids.len() as u64, docs))
         })
         .map_err(to_py)

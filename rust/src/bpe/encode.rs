@@ -67,8 +67,19 @@ impl<'b> MergeCache<'b> {
         self.words.put_back(encoder);
     }
 
+    /// Appends the ids of a piece of up to 15 bytes (`key` its `word_key`) from the word
+    /// cache of the batch's caller, if there is one and it has the piece. Such hits are not
+    /// copied into this run's cache: the caller's stays as close.
+    #[inline]
+    fn seed_get(&self, key: u128, out: &mut Vec<Rank>) -> bool {
+        self.batch
+            .and_then(|batch| batch.seed.as_ref())
+            .is_some_and(|seed| seed.get(key, out))
+    }
+
     /// Appends the ids of a piece (`key` its `word_key`, `None` over 15 bytes) that this
-    /// thread's cache lacks, from the batch's caller or another worker, if either has it.
+    /// run's cache lacks, from the batch's caller (checked already, by `seed_get`, for short
+    /// pieces) or another run, if either has it.
     #[inline]
     fn shared_get(&self, bytes: &[u8], key: Option<u128>, out: &mut Vec<Rank>) -> bool {
         let Some(batch) = self.batch else { return false };
@@ -76,7 +87,8 @@ impl<'b> MergeCache<'b> {
             Some(key) => cache.get(key, out),
             None => cache.get_long(bytes, out),
         };
-        batch.seed.as_ref().is_some_and(|seed| found(seed, out)) || found(&batch.shard(bytes, key), out)
+        (key.is_none() && batch.seed.as_ref().is_some_and(|seed| found(seed, out)))
+            || found(&batch.shard(bytes, key), out)
     }
 
     /// Shares the ids of a piece this worker merged with the batch's other workers.
@@ -130,9 +142,13 @@ impl BatchCache {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Gives the caller's word cache back to its thread.
+    /// Gives the caller's word cache back to its thread, with the pieces the caller's own
+    /// runs added (the caller takes part in its batches), so that it learns from them.
     fn close(self, encoder: u64) {
-        if let Some(seed) = self.seed {
+        if let Some(mut seed) = self.seed {
+            if let Some(learned) = WordCache::try_take(encoder) {
+                seed.absorb(&learned);
+            }
             seed.put_back(encoder);
         }
     }
@@ -289,16 +305,30 @@ impl WordCache {
         }
     }
 
+    /// Adds the pieces of `other` that this cache lacks, within this cache's caps.
+    fn absorb(&mut self, other: &WordCache) {
+        for (&key, &(a, b)) in &other.map {
+            if !self.map.contains_key(&key) {
+                match b {
+                    NONE => self.insert(key, &[a]),
+                    _ => self.insert(key, &other.ids[a as usize..b as usize]),
+                }
+            }
+        }
+        for (piece, &(a, b)) in &other.long {
+            if !self.long.contains_key(piece) {
+                match b {
+                    NONE => self.insert_long(piece, &[a]),
+                    _ => self.insert_long(piece, &other.ids[a as usize..b as usize]),
+                }
+            }
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.map.len() + self.long.len()
     }
-}
-
-/// How many of `n` texts one parallel task takes: four tasks per thread balance the load,
-/// and each task's merge cache stays warm over many texts.
-fn run_length(n: usize) -> usize {
-    n.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
 /// A BPE vocabulary with its pre-tokenizer and special tokens.
@@ -580,7 +610,7 @@ impl Encoder {
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
             if let Some(key) = word_key_within(all, bytes) {
-                if cache.words.get(key, out) {
+                if cache.words.get(key, out) || cache.seed_get(key, out) {
                     return;
                 }
                 let from = out.len();
@@ -659,79 +689,94 @@ impl Encoder {
         self.encode_ordinary_into(&text[start..], out, cache);
     }
 
-    /// Encodes many texts on the current rayon pool. Each worker takes a few long runs of
-    /// texts and keeps one merge cache per run, so many short documents cost little more
-    /// than one long one.
+    /// Encodes many texts on every core (see `encode_batch_threads`).
     pub fn encode_batch<T: AsRef<str> + Sync>(&self, texts: &[T], allowed: &Allowed) -> Vec<Vec<Rank>> {
         self.encode_batch_threads(texts, allowed, None)
     }
 
-    /// `encode_batch` on a pool of `threads` threads (`None`: the current pool). The workers
-    /// share a `BatchCache`: the caller's word cache and the pieces any of them merged.
+    /// `encode_batch` on `threads` threads, the caller among them (`None`: every core).
     pub fn encode_batch_threads<T: AsRef<str> + Sync>(
         &self,
         texts: &[T],
         allowed: &Allowed,
         threads: Option<usize>,
     ) -> Vec<Vec<Rank>> {
-        let batch = BatchCache::new(self.id);
-        let runs: Vec<Vec<Vec<Rank>>> = crate::with_threads(threads, || {
-            texts
-                .par_chunks(run_length(texts.len()))
-                .map(|run| {
-                    let mut cache = MergeCache::open(self.id, Some(&batch));
-                    let ids = run
-                        .iter()
-                        .map(|text| {
-                            let mut out = Vec::with_capacity(text.as_ref().len() / 3);
-                            self.encode_into(text.as_ref(), allowed, &mut out, &mut cache);
-                            out
-                        })
-                        .collect();
-                    cache.close(self.id);
-                    ids
+        let runs = self.in_runs(texts.len(), threads, |run, cache| {
+            texts[run]
+                .iter()
+                .map(|text| {
+                    let mut out = Vec::with_capacity(text.as_ref().len() / 3);
+                    self.encode_into(text.as_ref(), allowed, &mut out, cache);
+                    out
                 })
-                .collect()
+                .collect::<Vec<_>>()
         });
-        batch.close(self.id);
         runs.into_iter().flatten().collect()
     }
 
-    /// Encodes `texts` as ordinary text, in parallel, into one stream in order, with `eot`
-    /// after each text whose `ends` flag is set (a text may be part of a longer document).
-    pub fn encode_documents<T: AsRef<str> + Sync>(&self, texts: &[T], ends: &[bool], eot: Option<Rank>) -> Vec<Rank> {
-        let run = run_length(texts.len());
-        let batch = BatchCache::new(self.id);
-        let parts: Vec<Vec<Rank>> = texts
-            .par_chunks(run)
-            .zip(ends.par_chunks(run))
-            .map(|(texts, ends)| {
-                let mut out = Vec::with_capacity(texts.iter().map(|t| t.as_ref().len() / 3).sum());
-                let mut cache = MergeCache::open(self.id, Some(&batch));
-                for (text, &end) in texts.iter().zip(ends) {
-                    self.encode_ordinary_into(text.as_ref(), &mut out, &mut cache);
-                    if let (true, Some(eot)) = (end, eot) {
-                        out.push(eot);
-                    }
+    /// Encodes `texts` as ordinary text on `threads` threads (`None`: every core) into one
+    /// stream in order, with `eot` after each text whose `ends` flag is set (a text may be
+    /// part of a longer document).
+    pub fn encode_documents<T: AsRef<str> + Sync>(
+        &self,
+        texts: &[T],
+        ends: &[bool],
+        eot: Option<Rank>,
+        threads: Option<usize>,
+    ) -> Vec<Rank> {
+        let parts = self.in_runs(texts.len(), threads, |run, cache| {
+            let mut out = Vec::with_capacity(texts[run.clone()].iter().map(|t| t.as_ref().len() / 3).sum());
+            for (text, &end) in texts[run.clone()].iter().zip(&ends[run]) {
+                self.encode_ordinary_into(text.as_ref(), &mut out, cache);
+                if let (true, Some(eot)) = (end, eot) {
+                    out.push(eot);
                 }
-                cache.close(self.id);
-                out
-            })
-            .collect();
-        batch.close(self.id);
+            }
+            out
+        });
         parts.concat()
+    }
+
+    /// `encode(run, cache)` over consecutive runs of `0..n`, in order. On one thread, one run
+    /// with the caller's own word cache, which keeps what the texts add. On more, about four
+    /// runs per thread, claimed in turn by the caller and the helpers of `workers`; each
+    /// run's cache reads a `BatchCache` (the caller's word cache and the pieces any run
+    /// merged), so many short texts cost little more than one long one.
+    fn in_runs<R: Send>(
+        &self,
+        n: usize,
+        threads: Option<usize>,
+        encode: impl Fn(std::ops::Range<usize>, &mut MergeCache) -> R + Sync,
+    ) -> Vec<R> {
+        let threads = crate::workers::resolve(threads);
+        if threads <= 1 || n <= 1 {
+            let mut cache = MergeCache::open(self.id, None);
+            let out = encode(0..n, &mut cache);
+            cache.close(self.id);
+            return vec![out];
+        }
+        let run = n.div_ceil(4 * threads);
+        let batch = BatchCache::new(self.id);
+        let out = crate::workers::map(threads, n.div_ceil(run), |i| {
+            let mut cache = MergeCache::open(self.id, Some(&batch));
+            let out = encode(i * run..n.min((i + 1) * run), &mut cache);
+            cache.close(self.id);
+            out
+        });
+        batch.close(self.id);
+        out
     }
 
     /// Encodes each non-empty line of `block` (without its line ending) as a document,
     /// followed by `eot`. Returns the ids and the number of documents.
-    pub fn encode_lines(&self, block: &str, eot: Option<Rank>) -> (Vec<Rank>, usize) {
+    pub fn encode_lines(&self, block: &str, eot: Option<Rank>, threads: Option<usize>) -> (Vec<Rank>, usize) {
         let lines: Vec<&str> = block
             .split('\n')
             .map(|line| line.trim_end_matches(['\r', '\n']))
             .filter(|line| !line.is_empty())
             .collect();
         let ends = vec![true; lines.len()];
-        (self.encode_documents(&lines, &ends, eot), lines.len())
+        (self.encode_documents(&lines, &ends, eot, threads), lines.len())
     }
 
     /// The special tokens whose text occurs in `text` (for the caller's disallowed check).
@@ -1123,12 +1168,32 @@ mod tests {
             .collect();
         let fresh = tiny();
         fresh.encode_ordinary(&words[..300].join(" "));
+        let warmed = WordCache::take(fresh.id);
+        let known = warmed.len();
+        warmed.put_back(fresh.id);
         for threads in [1, 2, 4] {
             assert_eq!(
                 fresh.encode_batch_threads(&docs, &Allowed::None, Some(threads)),
                 expected
             );
         }
+        // The caller's cache keeps what its own runs met (on one thread, every run is its).
+        let learned = WordCache::take(fresh.id);
+        assert!(learned.len() > known, "{} <= {known}", learned.len());
+        let mut merged = WordCache::default();
+        merged.absorb(&learned);
+        assert_eq!(merged.len(), learned.len());
+        for (&key, _) in learned.map.iter().take(50) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            assert!(learned.get(key, &mut a) && merged.get(key, &mut b));
+            assert_eq!(a, b);
+        }
+        let mut small = WordCache {
+            cap_shift: 12,
+            ..WordCache::default()
+        };
+        small.absorb(&learned);
+        assert!(small.len() <= WORD_CACHE_PIECES >> 12);
         // Pieces merged in a batch are shared between its workers, in shards whose caps add
         // up to one word cache's.
         let shared = BatchCache::new(u64::MAX);
@@ -1177,10 +1242,10 @@ mod tests {
         let enc = tiny();
         let texts = ["ab", "c", "abc"];
         assert_eq!(
-            enc.encode_documents(&texts, &[true, false, true], Some(300)),
+            enc.encode_documents(&texts, &[true, false, true], Some(300), Some(2)),
             vec![256, 300, 99, 257, 300]
         );
-        let (ids, docs) = enc.encode_lines("ab\r\n\n\nc\n", Some(300));
+        let (ids, docs) = enc.encode_lines("ab\r\n\n\nc\n", Some(300), Some(2));
         assert_eq!((ids, docs), (vec![256, 300, 99, 300], 2));
     }
 
