@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import string
 
 import pytest
@@ -199,6 +201,21 @@ def test_batch_and_numpy_equal_single(cl100k, stdlib_texts):
     assert array.dtype.name == "uint32" and array.tolist() == single[0]
     with pytest.raises(ValueError, match="num_threads"):
         cl100k.encode_batch(texts, num_threads=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_batches_in_a_forked_child(cl100k, stdlib_texts):
+    # A forked child has none of its parent's helper threads (a thread pool that waits for
+    # them hangs there): its batches must still finish, with the same ids.
+    texts = stdlib_texts[:20]
+    expected = cl100k.encode_ordinary_batch(texts, num_threads=2)  # starts the parent's helpers
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only with the right ids, killed by the alarm if stuck
+        signal.alarm(60)
+        same = cl100k.encode_ordinary_batch(texts, num_threads=2) == expected
+        os._exit(0 if same else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 long_piece = st.tuples(

@@ -14,7 +14,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -54,9 +54,20 @@ struct Pool {
     epoch: AtomicU64,
 }
 
+/// This process's pool. A child made by `fork` inherits none of its parent's helper
+/// threads, so it starts a pool of its own (the parent's, a few words, is left behind).
 fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(Pool::default)
+    static POOL: Mutex<Option<(u32, &'static Pool)>> = Mutex::new(None);
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    match *pool {
+        Some((owner, pool)) if owner == pid => pool,
+        _ => {
+            let fresh: &'static Pool = Box::leak(Box::default());
+            *pool = Some((pid, fresh));
+            fresh
+        }
+    }
 }
 
 impl Pool {
