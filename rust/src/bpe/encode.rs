@@ -630,6 +630,27 @@ impl Encoder {
         let all = text.as_bytes();
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
+            // One or two bytes (punctuation, spaces, short words): a byte's token, or the
+            // merge of two (in tiktoken's model every two-byte token is one), straight from
+            // `byte_ids` and the dense table of low merges, cheaper than the word cache and
+            // never filling it. An explicit merge list may lack a two-byte token's merge,
+            // which whole-piece lookup (`ignore_merges`) still finds.
+            match *bytes {
+                [b] => return out.push(self.byte_ids[b as usize]),
+                [x, y] => {
+                    let (a, b) = (self.byte_ids[x as usize], self.byte_ids[y as usize]);
+                    let id = match self.pair(a, b).id {
+                        NONE if self.direct_lookup && self.merge_list.is_some() => self.token_id(bytes).unwrap_or(NONE),
+                        id => id,
+                    };
+                    match id {
+                        NONE => out.extend_from_slice(&[a, b]),
+                        id => out.push(id),
+                    }
+                    return;
+                }
+                _ => {}
+            }
             if let Some(key) = word_key_within(all, bytes) {
                 if cache.words.get(key, out) || cache.seed_get(key, out) {
                     return;
@@ -1279,6 +1300,22 @@ mod tests {
             assert_eq!(hf.encode_ordinary(text), enc.encode_ordinary(text));
         }
         assert!(hf.is_rank_ordered());
+    }
+
+    #[test]
+    fn pieces_of_one_and_two_bytes() {
+        let enc = tiny();
+        // "ab" and "aa" are tokens, "ba" is not; spaces and punctuation are single bytes.
+        assert_eq!(enc.encode_ordinary("ab"), vec![256]);
+        assert_eq!(enc.encode_ordinary("aa ba b."), vec![259, 32, 98, 97, 32, 98, 46]);
+        // An explicit merge list without the merge of "b" and "c": whole-piece lookup
+        // (Hugging Face's `ignore_merges`) still finds the token "bc", plain BPE does not.
+        let vocab: Vec<(Vec<u8>, Rank)> = enc.ranks().into_iter().map(|(b, r)| (b.to_vec(), r)).collect();
+        let merges: Vec<(Rank, Rank)> = enc.merges().into_iter().filter(|&m| m != (98, 99)).collect();
+        let lookup = Encoder::from_merges(vocab.clone(), merges.clone(), "gpt2", vec![], true).unwrap();
+        let plain = Encoder::from_merges(vocab, merges, "gpt2", vec![], false).unwrap();
+        assert_eq!(lookup.encode_ordinary("bc ab"), vec![258, 32, 256]);
+        assert_eq!(plain.encode_ordinary("bc ab"), vec![98, 99, 32, 256]);
     }
 
     #[test]
