@@ -17,52 +17,73 @@ const NONE: u32 = u32::MAX;
 
 /// A byte trie of the tokens BPE can produce, for longest-prefix matches.
 struct Trie {
-    /// Per node: its token (NONE if none) and the range of its edges in `edges`.
-    nodes: Vec<(Rank, u32, u32)>,
+    nodes: Vec<Node>,
     /// Edge labels and children; each node's edges sorted by byte.
     edge_bytes: Vec<u8>,
     edge_child: Vec<u32>,
     /// Children of the nodes with many edges (the root, common prefixes), by byte: one
-    /// load instead of a binary search where most of the walking happens.
+    /// load instead of a scan where most of the walking happens.
     dense: Vec<[u32; 256]>,
-    /// Per node: its index in `dense`, or NONE.
-    dense_of: Vec<u32>,
+    /// The token of each single byte (every byte is one).
+    byte_token: [Rank; 256],
     /// The node reached by each two-byte prefix (NONE where no token continues it), so
     /// a walk starts two levels down with one load.
     two: Vec<u32>,
 }
 
-/// Most entries of the per-piece cache of pair verdicts (sized to the piece below that).
-const MAX_VERDICTS: usize = 1 << 16;
+/// One trie node: its token (NONE if none), its index in `dense` (NONE if it has none),
+/// and the range of its edges; 16 bytes, so one load finds what a step needs.
+#[derive(Clone, Copy)]
+struct Node {
+    token: Rank,
+    dense: u32,
+    lo: u32,
+    hi: u32,
+}
 
 /// Nodes with at least this many edges get a dense child table.
 const DENSE_EDGES: u32 = 4;
+
+/// Bits of the pair filter per pair the encoder may merge (about 6% false positives).
+const FILTER_BITS_PER_PAIR: usize = 16;
 
 impl Trie {
     fn build(tokens: &mut [(&[u8], Rank)]) -> Trie {
         // Sorting the tokens lays the trie out breadth-wise per node with edges sorted.
         tokens.sort_unstable();
         let mut trie = Trie {
-            nodes: vec![(NONE, 0, 0)],
+            nodes: vec![Node {
+                token: NONE,
+                dense: NONE,
+                lo: 0,
+                hi: 0,
+            }],
             edge_bytes: Vec::new(),
             edge_child: Vec::new(),
             dense: Vec::new(),
-            dense_of: Vec::new(),
+            byte_token: [NONE; 256],
             two: Vec::new(),
         };
         // Build recursively over sorted ranges: tokens sharing a prefix are contiguous.
         trie.fill(0, tokens, 0);
-        for &(_, lo, hi) in &trie.nodes {
+        for i in 0..trie.nodes.len() {
+            let Node { lo, hi, .. } = trie.nodes[i];
             if hi - lo >= DENSE_EDGES {
                 let mut table = [NONE; 256];
-                for i in lo as usize..hi as usize {
-                    table[trie.edge_bytes[i] as usize] = trie.edge_child[i];
+                for e in lo as usize..hi as usize {
+                    table[trie.edge_bytes[e] as usize] = trie.edge_child[e];
                 }
-                trie.dense_of.push(trie.dense.len() as u32);
+                trie.nodes[i].dense = trie.dense.len() as u32;
                 trie.dense.push(table);
-            } else {
-                trie.dense_of.push(NONE);
             }
+        }
+        for b in 0..256 {
+            let node = trie.child(0, b as u8);
+            trie.byte_token[b] = if node == NONE {
+                NONE
+            } else {
+                trie.nodes[node as usize].token
+            };
         }
         trie.two = (0..1 << 16)
             .map(|i: usize| trie.child(trie.child(0, (i >> 8) as u8), i as u8))
@@ -76,23 +97,27 @@ impl Trie {
         if node == NONE {
             return NONE;
         }
-        let dense = self.dense_of[node as usize];
-        if dense != NONE {
-            return self.dense[dense as usize][byte as usize];
+        self.step(self.nodes[node as usize], byte)
+    }
+
+    /// The child of the node `n` by `byte`, NONE where there is none.
+    #[inline(always)]
+    fn step(&self, n: Node, byte: u8) -> u32 {
+        if n.dense != NONE {
+            return self.dense[n.dense as usize][byte as usize];
         }
-        let (_, lo, hi) = self.nodes[node as usize];
-        let labels = &self.edge_bytes[lo as usize..hi as usize];
+        let labels = &self.edge_bytes[n.lo as usize..n.hi as usize];
         labels
             .iter()
             .position(|&b| b == byte)
-            .map_or(NONE, |i| self.edge_child[lo as usize + i])
+            .map_or(NONE, |i| self.edge_child[n.lo as usize + i])
     }
 
     fn fill(&mut self, node: usize, tokens: &[(&[u8], Rank)], depth: usize) {
         let mut rest = tokens;
         if let Some(&(bytes, id)) = rest.first() {
             if bytes.len() == depth {
-                self.nodes[node].0 = id;
+                self.nodes[node].token = id;
                 rest = &rest[1..];
             }
         }
@@ -102,52 +127,91 @@ impl Trie {
             let byte = bytes[depth];
             let end = rest.partition_point(|(b, _)| b[depth] <= byte);
             let child = self.nodes.len() as u32;
-            self.nodes.push((NONE, 0, 0));
+            self.nodes.push(Node {
+                token: NONE,
+                dense: NONE,
+                lo: 0,
+                hi: 0,
+            });
             self.edge_bytes.push(byte);
             self.edge_child.push(child);
             groups.push((child, &rest[..end]));
             rest = &rest[end..];
         }
-        self.nodes[node].1 = first_edge;
-        self.nodes[node].2 = self.edge_bytes.len() as u32;
+        self.nodes[node].lo = first_edge;
+        self.nodes[node].hi = self.edge_bytes.len() as u32;
         for (child, group) in groups {
             self.fill(child as usize, group, depth + 1);
         }
     }
 
-    /// The longest token that `text` starts with.
-    #[inline]
-    fn longest(&self, text: &[u8]) -> Option<Rank> {
-        let mut best = self.nodes[self.child(0, *text.first()?) as usize].0;
+    /// The longest token that the non-empty `text` starts with.
+    #[inline(always)]
+    fn longest(&self, text: &[u8]) -> Rank {
+        let mut best = self.byte_token[text[0] as usize];
         let Some(&second) = text.get(1) else {
-            return Some(best);
+            return best;
         };
         let mut node = self.two[(text[0] as usize) << 8 | second as usize];
-        for &byte in &text[2..] {
-            if node == NONE {
+        let mut rest = &text[2..];
+        while node != NONE {
+            let n = self.nodes[node as usize];
+            if n.token != NONE {
+                best = n.token;
+            }
+            let Some((&byte, tail)) = rest.split_first() else {
                 break;
-            }
-            let token = self.nodes[node as usize].0;
-            if token != NONE {
-                best = token;
-            }
-            node = self.child(node, byte);
+            };
+            node = self.step(n, byte);
+            rest = tail;
         }
-        if node != NONE && self.nodes[node as usize].0 != NONE {
-            best = self.nodes[node as usize].0;
-        }
-        Some(best)
+        best
     }
 }
 
-/// What the backtracking encoder needs beyond the encoder's merge map.
+/// Per token: what the walk reads about it, together in 20 bytes (one load; 4 bytes more
+/// per id than the separate tables it replaced).
+#[derive(Clone, Copy)]
+struct Token {
+    len: u32,
+    /// The longest shorter token that is a prefix of it (NONE if none).
+    shorter: Rank,
+    /// The two tokens it is merged from; (id, id) for a single byte, NONE for a token
+    /// that BPE does not reach from its own bytes.
+    left: Rank,
+    right: Rank,
+    /// A bit per hash class (`class_bit`) of the tokens it merges with as the left part:
+    /// a zero bit rules out a merge with no load at all.
+    partners: u32,
+}
+
+/// The bit of `b`'s hash class, for `Token::partners`.
+#[inline(always)]
+fn class_bit(b: Rank) -> u32 {
+    1 << (b.wrapping_mul(0x9E37_79B9) >> 27)
+}
+
+/// What the backtracking encoder needs beyond the encoder's merge map: per token 20 bytes,
+/// per trie node 16, and tables fixed by the vocabulary's size (the filter, a quarter or
+/// half a megabyte for cl100k or o200k, and 256 KB of byte merges).
 pub(crate) struct LongPieces {
     trie: Trie,
-    /// Per id: the two tokens it is merged from; (id, id) for a single byte.
-    split: Vec<(Rank, Rank)>,
-    /// Per id: the longest shorter token that is a prefix of it.
-    shorter: Vec<Rank>,
-    len: Vec<u32>,
+    tokens: Vec<Token>,
+    /// A one-hash Bloom filter over every pair of ids the encoder may merge: most pairs
+    /// that `compatible` asks about merge into nothing, and the filter, a fraction of the
+    /// merge map's size (2 bytes per pair: 256 KB for cl100k, 512 KB for o200k), says so
+    /// without a lookup in the map.
+    pairs: Box<[u64]>,
+    pair_shift: u32,
+    /// The merge of each two single bytes (NONE if none) by their ids (256 KB), where
+    /// `byte_table` says those are all below 256.
+    byte_merges: Box<[Rank]>,
+    byte_table: bool,
+}
+
+#[inline(always)]
+fn pair_hash(a: Rank, b: Rank) -> u64 {
+    ((a as u64) << 32 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl LongPieces {
@@ -162,14 +226,35 @@ impl LongPieces {
                 _ => encoder.split_of(bytes, id),
             })
             .collect();
-        let mut split = vec![(NONE, NONE); n];
-        let mut len = vec![0u32; n];
+        let unused = Token {
+            len: 0,
+            shorter: NONE,
+            left: NONE,
+            right: NONE,
+            partners: 0,
+        };
+        let mut tokens = vec![unused; n];
         let mut reachable: Vec<(&[u8], Rank)> = Vec::with_capacity(ranks.len());
+        let mut pair_list: Vec<(Rank, Rank)> = Vec::with_capacity(ranks.len());
         for (&(bytes, id), s) in ranks.iter().zip(splits) {
-            len[id as usize] = bytes.len() as u32;
-            if let Some(s) = s {
-                split[id as usize] = s;
+            let token = &mut tokens[id as usize];
+            token.len = bytes.len() as u32;
+            if let Some((left, right)) = s {
+                (token.left, token.right) = (left, right);
                 reachable.push((bytes, id));
+                if left != id {
+                    pair_list.push((left, right));
+                }
+            } else {
+                // A token that its own bytes do not reach through its split: the encoder
+                // may keep any pair that makes it (see `Encoder::from_ranks`), so the
+                // filter holds them all. With the splits above, that covers every pair
+                // the encoder's map can hold, whatever else it drops.
+                for k in 1..bytes.len() {
+                    if let (Some(a), Some(b)) = (encoder.token_id(&bytes[..k]), encoder.token_id(&bytes[k..])) {
+                        pair_list.push((a, b));
+                    }
+                }
             }
         }
         let shorter_of: Vec<(Rank, Rank)> = reachable
@@ -177,30 +262,67 @@ impl LongPieces {
             .map(|&(bytes, id)| {
                 let shorter = (1..bytes.len())
                     .rev()
-                    .find_map(|k| encoder.token_id(&bytes[..k]).filter(|&t| split[t as usize].0 != NONE))
+                    .find_map(|k| {
+                        encoder
+                            .token_id(&bytes[..k])
+                            .filter(|&t| tokens[t as usize].left != NONE)
+                    })
                     .unwrap_or(NONE);
                 (id, shorter)
             })
             .collect();
-        let mut shorter = vec![NONE; n];
         for (id, s) in shorter_of {
-            shorter[id as usize] = s;
+            tokens[id as usize].shorter = s;
+        }
+        let bits = (pair_list.len() * FILTER_BITS_PER_PAIR)
+            .next_power_of_two()
+            .max(64)
+            .trailing_zeros();
+        let mut pairs = vec![0u64; 1 << (bits - 6)].into_boxed_slice();
+        let pair_shift = 64 - bits;
+        for &(a, b) in &pair_list {
+            let h = (pair_hash(a, b) >> pair_shift) as usize;
+            pairs[h >> 6] |= 1 << (h & 63);
+            tokens[a as usize].partners |= class_bit(b);
+        }
+        // Two single bytes merge into their two-byte token, if any, whose split they are
+        // (BPE on two bytes has no other way), with its id as the priority. Indexed by
+        // the bytes' ids, which tiktoken's vocabularies keep below 256; any other
+        // vocabulary goes without the table.
+        let byte_table = ranks.iter().all(|&(bytes, id)| bytes.len() != 1 || id < 256);
+        let mut byte_merges = vec![NONE; if byte_table { 1 << 16 } else { 0 }].into_boxed_slice();
+        if byte_table {
+            for &(bytes, id) in &ranks {
+                let Token { left, right, .. } = tokens[id as usize];
+                if bytes.len() == 2 && left != NONE {
+                    byte_merges[(left as usize) << 8 | right as usize] = id;
+                }
+            }
         }
         LongPieces {
             trie: Trie::build(&mut reachable),
-            split,
-            shorter,
-            len,
+            tokens,
+            pairs,
+            pair_shift,
+            byte_merges,
+            byte_table,
         }
     }
 
     /// Each token BPE reaches from its own bytes (not single bytes), with its two parts.
     pub(crate) fn splits(&self) -> impl Iterator<Item = (Rank, Rank, Rank)> + '_ {
-        (0..self.split.len() as Rank).filter_map(|id| match self.split[id as usize] {
-            (NONE, _) => None,
-            (a, _) if a == id => None,
-            (a, b) => Some((id, a, b)),
+        (0..self.tokens.len() as Rank).filter_map(|id| match self.tokens[id as usize] {
+            Token { left: NONE, .. } => None,
+            Token { left, .. } if left == id => None,
+            Token { left, right, .. } => Some((id, left, right)),
         })
+    }
+
+    /// Whether `a` and `b` merge with a priority below `limit` (the filter first).
+    #[inline(always)]
+    fn merges_below(&self, encoder: &Encoder, a: Rank, b: Rank, limit: u32) -> bool {
+        let h = (pair_hash(a, b) >> self.pair_shift) as usize;
+        self.pairs[h >> 6] >> (h & 63) & 1 == 1 && encoder.merge_rank(a, b).is_some_and(|r| r < limit)
     }
 
     /// Whether encoding the bytes of `a` then `b` gives back `[a, b]`: walking down the
@@ -210,21 +332,27 @@ impl LongPieces {
     #[inline]
     fn compatible(&self, encoder: &Encoder, mut a: Rank, mut b: Rank) -> bool {
         let mut limit = NONE;
+        let (mut ta, mut tb) = (self.tokens[a as usize], self.tokens[b as usize]);
         loop {
-            if encoder.merge_rank(a, b).is_some_and(|r| r < limit) {
+            let (a_leaf, b_leaf) = (ta.left == a, tb.left == b);
+            if a_leaf && b_leaf && self.byte_table {
+                return self.byte_merges[(a as usize) << 8 | b as usize] >= limit;
+            }
+            if ta.partners & class_bit(b) != 0 && self.merges_below(encoder, a, b, limit) {
                 return false;
             }
-            let (a_leaf, b_leaf) = (self.split[a as usize].0 == a, self.split[b as usize].0 == b);
             if a_leaf && b_leaf {
                 return true;
             }
             if !a_leaf && (b_leaf || a > b) {
                 limit = a;
-                a = self.split[a as usize].1;
+                a = ta.right;
+                ta = self.tokens[a as usize];
             } else {
                 // On equal ranks the merge across is left of `b`'s own and goes first.
                 limit = b + 1;
-                b = self.split[b as usize].0;
+                b = tb.left;
+                tb = self.tokens[b as usize];
             }
         }
     }
@@ -233,56 +361,152 @@ impl LongPieces {
     /// walk backs off past the start, which a vocabulary of trained merges never makes it do.
     pub(crate) fn encode(&self, encoder: &Encoder, text: &[u8], out: &mut Vec<Rank>) -> bool {
         let base = out.len();
+        if text.is_empty() {
+            return true;
+        }
         let mut alive = vec![u64::MAX; text.len() / 64 + 1];
-        // Long pieces repeat token pairs: remember recent verdicts in a small direct-mapped
-        // table (key, verdict), cheaper than a growing hash map.
-        let bits = (text.len() / 4)
-            .clamp(64, MAX_VERDICTS)
-            .next_power_of_two()
-            .trailing_zeros();
-        let mut verdicts = vec![(u64::MAX, false); 1 << bits];
-        let mut compatible = |a: Rank, b: Rank| {
-            let key = (a as u64) << 32 | b as u64;
-            let slot = &mut verdicts[(key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize];
-            if slot.0 != key {
-                *slot = (key, self.compatible(encoder, a, b));
-            }
-            slot.1
-        };
+        // No cache of verdicts: with the pair filters a verdict costs about what probing
+        // a cache for it did (a 4K-entry one was hit by 9% of random letters' pairs and
+        // 36% of random CJK's; both ran faster without it).
         out.reserve(text.len() / 2);
         let mut pos = 0;
-        let mut next = self.trie.longest(text);
-        while let Some(mut token) = next {
-            let last = out[base..].last().copied();
-            loop {
-                let end = pos + self.len[token as usize] as usize;
-                if alive[end / 64] >> (end % 64) & 1 == 1 && last.is_none_or(|l| compatible(l, token)) {
-                    out.push(token);
-                    pos = end;
-                    next = if pos < text.len() {
-                        self.trie.longest(&text[pos..])
-                    } else {
-                        None
-                    };
-                    break;
+        let mut token = self.trie.longest(text);
+        loop {
+            let last = if out.len() > base { out.last().copied() } else { None };
+            let t = self.tokens[token as usize];
+            let end = pos + t.len as usize;
+            if alive[end / 64] >> (end % 64) & 1 == 1 && last.is_none_or(|l| self.compatible(encoder, l, token)) {
+                out.push(token);
+                pos = end;
+                if pos == text.len() {
+                    return true;
                 }
-                match self.shorter[token as usize] {
-                    NONE => {
-                        // No token fits here after `last`: `pos` is a dead end; back off.
-                        alive[pos / 64] &= !(1 << (pos % 64));
-                        let Some(last) = last else {
-                            out.truncate(base);
-                            return false;
-                        };
-                        out.pop();
-                        pos -= self.len[last as usize] as usize;
-                        next = Some(last);
-                        break;
+                token = self.trie.longest(&text[pos..]);
+                continue;
+            }
+            if t.shorter != NONE {
+                token = t.shorter;
+                continue;
+            }
+            // No token fits here after `last`: `pos` is a dead end; back off.
+            alive[pos / 64] &= !(1 << (pos % 64));
+            let Some(last) = last else {
+                out.truncate(base);
+                return false;
+            };
+            out.pop();
+            pos -= self.tokens[last as usize].len as usize;
+            token = last;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustc_hash::FxHashMap;
+
+    /// Vocabularies grown by joining random tokens over a small alphabet (as BPE training
+    /// does, but in random order), so that many pairs merge and the walk backs off often.
+    fn grown(seed: u64) -> (Encoder, FxHashMap<Vec<u8>, Rank>) {
+        let mut state = seed;
+        let mut next = |m: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % m
+        };
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        let mut ids: FxHashMap<Vec<u8>, Rank> = tokens.iter().cloned().zip(0..).collect();
+        let alphabet = b"abcd";
+        while tokens.len() < 256 + 150 {
+            let pick = |k: usize| match k {
+                0..4 => vec![alphabet[k]],
+                _ => tokens[256 + k - 4].clone(),
+            };
+            let joined = [pick(next(tokens.len() - 252)), pick(next(tokens.len() - 252))].concat();
+            if joined.len() > 10 || ids.contains_key(&joined) {
+                continue;
+            }
+            // Keep it only if BPE on its own bytes makes it, as training guarantees.
+            let id = tokens.len() as Rank;
+            ids.insert(joined.clone(), id);
+            if naive(&ids, &joined) == [id] {
+                tokens.push(joined);
+            } else {
+                ids.remove(&joined);
+            }
+        }
+        let ranks = tokens.into_iter().zip(0..).collect();
+        (Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap(), ids)
+    }
+
+    /// tiktoken's algorithm, transcribed naively: merge the lowest-ranked adjacent pair,
+    /// leftmost first, while some concatenation is a token.
+    fn naive(ids: &FxHashMap<Vec<u8>, Rank>, piece: &[u8]) -> Vec<Rank> {
+        let mut parts: Vec<Vec<u8>> = piece.iter().map(|&b| vec![b]).collect();
+        while let Some((_, i)) = (0..parts.len().saturating_sub(1))
+            .filter_map(|i| {
+                ids.get(&[parts[i].clone(), parts[i + 1].clone()].concat())
+                    .map(|&r| (r, i))
+            })
+            .min()
+        {
+            let right = parts.remove(i + 1);
+            parts[i].extend(right);
+        }
+        parts.iter().map(|p| ids[p]).collect()
+    }
+
+    #[test]
+    fn filters_keep_every_merge_the_encoder_knows() {
+        for seed in [1, 2, 3] {
+            let (enc, _) = grown(seed);
+            let long = LongPieces::build(&enc);
+            assert!(long.byte_table);
+            let reachable: Vec<Rank> = (0..enc.n_vocab() as Rank)
+                .filter(|&t| long.tokens[t as usize].left != NONE)
+                .collect();
+            let mut merging = 0;
+            for &a in &reachable {
+                for &b in &reachable {
+                    let rank = enc.merge_rank(a, b);
+                    if a < 256 && b < 256 {
+                        assert_eq!(long.byte_merges[(a as usize) << 8 | b as usize], rank.unwrap_or(NONE));
                     }
-                    shorter => token = shorter,
+                    if rank.is_some() {
+                        merging += 1;
+                        let h = (pair_hash(a, b) >> long.pair_shift) as usize;
+                        assert!(long.pairs[h >> 6] >> (h & 63) & 1 == 1, "pair {a} {b}");
+                        assert!(long.tokens[a as usize].partners & class_bit(b) != 0, "pair {a} {b}");
+                    }
+                }
+            }
+            assert!(merging >= 150, "{merging} merging pairs");
+        }
+    }
+
+    #[test]
+    fn backtracking_agrees_with_naive_bpe_on_grown_vocabularies() {
+        let mut state = 5u64;
+        for seed in [1, 2, 3, 4] {
+            let (enc, ids) = grown(seed);
+            let long = LongPieces::build(&enc);
+            for len in [65usize, 200, 1000] {
+                for alphabet in [&b"ab"[..], b"abcd", b"abcdx"] {
+                    let piece: Vec<u8> = (0..len)
+                        .map(|_| {
+                            state = state
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            alphabet[(state >> 33) as usize % alphabet.len()]
+                        })
+                        .collect();
+                    let mut ours = Vec::new();
+                    assert!(long.encode(&enc, &piece, &mut ours));
+                    assert_eq!(ours, naive(&ids, &piece), "piece {:?}", String::from_utf8_lossy(&piece));
                 }
             }
         }
-        true
     }
 }
