@@ -219,7 +219,9 @@ def test_batches_in_a_forked_child(cl100k, stdlib_texts):
 
 
 long_piece = st.tuples(
-    st.sampled_from(["ab", "aeinst", "xyzq", string.ascii_lowercase, string.ascii_letters, "!?.-=*#", " \t"]),
+    st.sampled_from(
+        ["ab", "aeinst", "xyzq", string.ascii_lowercase, string.ascii_letters, "!?.-=*#", " \t", "一丁七万丈三上下不与"]
+    ),
     st.integers(65, 3000),
     st.randoms(use_true_random=False),
 ).map(lambda t: "".join(t[2].choices(t[0], k=t[1])))
@@ -237,6 +239,7 @@ WORST_CASES = {
     "one letter": "a" * 1_000_000,
     "random letters": "".join(random.Random(0).choices(string.ascii_letters, k=1_000_000)),
     "spaces before a letter": " " * 1_000_000 + "a",
+    "random CJK": "".join(map(chr, random.Random(1).choices(range(0x4E00, 0xA000), k=100_000))),
 }
 
 
