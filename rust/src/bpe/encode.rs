@@ -362,14 +362,21 @@ impl Encoder {
     /// tiktoken's model: a token's rank is its id and the priority of any merge making it.
     pub fn from_ranks(ranks: Vec<(Vec<u8>, Rank)>, pattern: &str, specials: Vec<(String, Rank)>) -> Result<Self> {
         let mut encoder = Self::new(ranks, pattern, specials, true)?;
-        let mut merges = FxHashMap::default();
-        for (bytes, &id) in &encoder.encoder {
-            for k in 1..bytes.len() {
-                if let (Some(a), Some(b)) = (encoder.token_id(&bytes[..k]), encoder.token_id(&bytes[k..])) {
-                    merges.insert(pair_key(a, b), Merge { priority: id, id });
-                }
-            }
-        }
+        // Every split of every token into two tokens, on all cores. Most prefixes are not
+        // tokens: the suffix is looked up only for those that are.
+        let pairs: Vec<(u64, Merge)> = encoder
+            .encoder
+            .par_iter()
+            .flat_map_iter(|(bytes, &id)| {
+                let encoder = &encoder;
+                (1..bytes.len()).filter_map(move |k| {
+                    let a = encoder.token_id(&bytes[..k])?;
+                    let b = encoder.token_id(&bytes[k..])?;
+                    Some((pair_key(a, b), Merge { priority: id, id }))
+                })
+            })
+            .collect();
+        let merges: FxHashMap<u64, Merge> = pairs.into_iter().collect();
         encoder.set_merges(merges);
         // The long-piece tables are built here, at load, so the first long piece costs no
         // more than any other (about 70 ms for cl100k, 180 ms for o200k on one core; load
