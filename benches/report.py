@@ -219,6 +219,8 @@ def _bar(group: str, peer: str) -> str:
         return "≥ 0.9"
     if group.startswith("cc-extract"):
         return "≥ 3"
+    if group.startswith("load:"):
+        return "≥ 1" if peer.startswith("tiktoken") else ""
     return ""
 
 

@@ -12,6 +12,7 @@ rs-bpe, bpe-openai and Hugging Face tokenizers on cl100k and o200k.
 - short: chat-sized inputs (13–100 bytes), calls per second of encode_ordinary and encode.
 - worst cases: per byte against prose, for inputs that are slow for some encoders; each
   round a text the instance has not seen (prose too).
+- load: a plain .tiktoken file to a first encode, against tiktoken's own loader.
 
 Every peer's ids are checked against tiktoken's in the same run; a peer that differs is
 skipped with the place it differs. Corpora and peers come from `fastgpt.apps.bench`, which
@@ -21,6 +22,7 @@ skipped with the place it differs. Corpora and peers come from `fastgpt.apps.ben
 from __future__ import annotations
 
 import gc
+import gzip
 
 import pytest
 
@@ -136,3 +138,40 @@ def test_encode_worst_case(benchmark, one_cpu, vocab, case, peer):
     benchmark.extra_info["bytes"] = sum(len(t.encode()) for t in texts) // len(texts)
     texts = iter(texts)
     benchmark.pedantic(instance.encode, setup=lambda: ((next(texts),), {}), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("peer", ["fastgpt", "tiktoken"])
+@pytest.mark.parametrize("vocab", suite.VOCABS)
+def test_load(benchmark, tmp_path_factory, monkeypatch, vocab, peer):
+    """From a plain .tiktoken file (as tiktoken caches it) to a first encode: fastgpt's
+    `from_tiktoken`, which builds its long-piece tables here, against tiktoken's
+    `load_tiktoken_bpe` and `Encoding` with the same pattern and special tokens."""
+    from fastgpt.tokenizer import Tokenizer
+
+    plain = tmp_path_factory.mktemp("ranks") / f"{vocab}.tiktoken"
+    plain.write_bytes(gzip.decompress(suite.rank_file(vocab).read_bytes()))
+    if peer == "fastgpt":
+
+        def load():
+            Tokenizer.from_tiktoken(plain).encode_ordinary("warm up")
+
+    else:
+        tiktoken = pytest.importorskip("tiktoken")
+        from tiktoken.load import load_tiktoken_bpe
+
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # read the file itself, copy nothing
+        ours = Tokenizer.from_tiktoken(plain)
+
+        def load():
+            ranks = load_tiktoken_bpe(str(plain))
+            enc = tiktoken.Encoding(
+                vocab, pat_str=ours.pattern, mergeable_ranks=ranks, special_tokens=ours.special_tokens
+            )
+            enc.encode_ordinary("warm up")
+
+    benchmark.group = f"load: {vocab}"
+
+    def collect():  # the previous round's instance goes before this one loads
+        gc.collect()
+
+    benchmark.pedantic(load, setup=collect, rounds=3, iterations=1)
