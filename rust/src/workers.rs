@@ -30,7 +30,7 @@ struct Job {
     tasks: usize,
     /// The next task to claim.
     next: AtomicUsize,
-    /// Helpers working on the job now; changed only under the board's lock while listed.
+    /// Helpers working on the job now; raised only under the board's lock, while listed.
     attached: AtomicUsize,
     /// Helpers that may still attach (the caller is the job's first participant).
     seats: AtomicUsize,
