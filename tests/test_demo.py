@@ -309,3 +309,20 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     assert "| encode batch | 1-fastgpt | 1.000 s | 3 | 0.0 MB/s |" in md
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_peers_share_one_tokenizer_json():
+    # Every tokenizer.json peer load used to write a new temporary directory and leave it
+    # behind (12 GB of them after some benchmark runs).
+    pytest.importorskip("bpe_openai")
+    from fastgpt.apps import bench
+
+    first = bench._hub_json("cl100k_base")
+    assert bench._hub_json("cl100k_base") == first
+    regex = json.loads(Path(first).read_text(encoding="utf-8"))["pre_tokenizer"]["pretokenizers"][0]["pattern"]
+    assert regex["Regex"] == bench.HUB_CL100K
+    directory = Path(first).parent.parent
+    for held in bench._JSON_DIRS.values():
+        held.cleanup()
+    bench._JSON_DIRS.clear()
+    assert not directory.exists()

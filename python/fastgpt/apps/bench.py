@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -488,20 +489,26 @@ class Peer:
     encode_special: Callable[[str], list[int]] | None = None
 
 
+# The tokenizer.json files written for the peers, one per (vocab, pattern) for the process,
+# each in a temporary directory removed when the process ends (not one per peer load).
+_JSON_DIRS: dict[tuple[str, str | None], tempfile.TemporaryDirectory] = {}
+
+
 def _tokenizer_json(vocab: str, pattern: str | None = None) -> str:
     """Our vocabulary as a Hugging Face tokenizer.json (optionally with another spelling of the split)."""
-    import tempfile
-
     from fastgpt.tokenizer import Tokenizer
 
-    directory = Path(tempfile.mkdtemp(prefix="fastgpt-bench-"))
-    Tokenizer.from_tiktoken(rank_file(vocab)).save(directory / "tok")
-    path = directory / "tok" / "tokenizer.json"
-    if pattern is not None:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        doc["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = pattern
-        path.write_text(json.dumps(doc), encoding="utf-8")
-    return str(path)
+    key = (vocab, pattern)
+    if key not in _JSON_DIRS:
+        directory = tempfile.TemporaryDirectory(prefix="fastgpt-bench-")
+        path = Path(directory.name) / "tok" / "tokenizer.json"
+        Tokenizer.from_tiktoken(rank_file(vocab)).save(path.parent)
+        if pattern is not None:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = pattern
+            path.write_text(json.dumps(doc), encoding="utf-8")
+        _JSON_DIRS[key] = directory
+    return str(Path(_JSON_DIRS[key].name) / "tok" / "tokenizer.json")
 
 
 # cl100k's split as spelled in the tokenizer.json files on the Hugging Face hub, which is
