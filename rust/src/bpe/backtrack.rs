@@ -404,18 +404,14 @@ impl LongPieces {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpe::TestRng;
     use rustc_hash::FxHashMap;
 
     /// Vocabularies grown by joining random tokens over a small alphabet (as BPE training
     /// does, but in random order), so that many pairs merge and the walk backs off often.
     fn grown(seed: u64) -> (Encoder, FxHashMap<Vec<u8>, Rank>) {
-        let mut state = seed;
-        let mut next = |m: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % m
-        };
+        let mut rng = TestRng(seed);
+        let mut next = |m: usize| rng.below(m);
         let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
         let mut ids: FxHashMap<Vec<u8>, Rank> = tokens.iter().cloned().zip(0..).collect();
         let alphabet = b"abcd";
@@ -488,20 +484,13 @@ mod tests {
 
     #[test]
     fn backtracking_agrees_with_naive_bpe_on_grown_vocabularies() {
-        let mut state = 5u64;
+        let mut rng = TestRng(5);
         for seed in [1, 2, 3, 4] {
             let (enc, ids) = grown(seed);
             let long = LongPieces::build(&enc);
             for len in [65usize, 200, 1000] {
                 for alphabet in [&b"ab"[..], b"abcd", b"abcdx"] {
-                    let piece: Vec<u8> = (0..len)
-                        .map(|_| {
-                            state = state
-                                .wrapping_mul(6364136223846793005)
-                                .wrapping_add(1442695040888963407);
-                            alphabet[(state >> 33) as usize % alphabet.len()]
-                        })
-                        .collect();
+                    let piece = rng.bytes(len, alphabet);
                     let mut ours = Vec::new();
                     assert!(long.encode(&enc, &piece, &mut ours));
                     assert_eq!(ours, naive(&ids, &piece), "piece {:?}", String::from_utf8_lossy(&piece));

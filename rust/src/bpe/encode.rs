@@ -993,6 +993,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpe::TestRng;
 
     /// 256 bytes plus merges a+b, ab+c, b+c, a+a, aa+aa, in that rank order.
     fn tiny() -> Encoder {
@@ -1046,17 +1047,10 @@ mod tests {
     #[test]
     fn scan_and_heap_agree_with_the_naive_merge() {
         let enc = tiny();
-        let mut state = 12345u64;
+        let mut rng = TestRng(12345);
         for len in [2usize, 5, 17, 63, 64, 65, 200, 1000] {
             for _ in 0..20 {
-                let piece: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state = state
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        b"aabc"[(state >> 33) as usize % 4]
-                    })
-                    .collect();
+                let piece = rng.bytes(len, b"aabc");
                 assert_merge_is_naive(&enc, &piece);
             }
         }
@@ -1068,13 +1062,8 @@ mod tests {
     /// merge over every pair. (The backtracking walk assumes a trained vocabulary.)
     #[test]
     fn own_splits_alone_give_the_naive_merge() {
-        let mut state = 2024u64;
-        let mut next = |m: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % m
-        };
+        let mut rng = TestRng(2024);
+        let mut next = |m: usize| rng.below(m);
         for _ in 0..20 {
             let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
             let alphabet = b"abcd";
@@ -1113,17 +1102,10 @@ mod tests {
     fn backtracking_agrees_with_the_heap_merge() {
         let enc = tiny();
         let long = LongPieces::build(&enc);
-        let mut state = 99u64;
+        let mut rng = TestRng(99);
         for len in [1usize, 2, 3, 10, 65, 300, 5000] {
             for alphabet in [&b"a"[..], b"ab", b"abc", b"aabcx"] {
-                let piece: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state = state
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        alphabet[(state >> 33) as usize % alphabet.len()]
-                    })
-                    .collect();
+                let piece = rng.bytes(len, alphabet);
                 let (mut heap, mut backtracked) = (Vec::new(), Vec::new());
                 enc.merge_heap(&piece, NONE, &mut heap);
                 assert!(long.encode(&enc, &piece, &mut backtracked));
@@ -1135,12 +1117,10 @@ mod tests {
     #[test]
     fn word_cache_hits_equal_misses_and_stay_bounded() {
         let enc = tiny();
-        let mut state = 7u64;
+        let mut rng = TestRng(7);
         let words: Vec<String> = (0..3000)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                let state = rng.step();
                 let len = 1 + (state >> 58) as usize % 40;
                 (0..len)
                     .map(|i| ['a', 'b', 'c', 'x'][state.rotate_right((2 * i + 3) as u32) as usize % 4])
