@@ -1,7 +1,7 @@
 //! Profiling harness (not a benchmark): encodes a text file with a tiktoken rank file the
 //! way the encode suite's first-sight rounds do, each round on a fresh thread (so an empty
 //! word cache) warmed on the file's last 64 KB, then timing two 64 KB documents; all of
-//! the file in turn.
+//! the file in turn. FRESH=1 loads a new encoder for every round, as the suite does.
 //! `cargo run --release --example encode_profile -- RANKS.tiktoken cl100k|o200k TEXT [ROUNDS]`
 
 use fastgpt::bpe::vocab::parse_tiktoken;
@@ -14,10 +14,33 @@ fn cpu_time() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// With PERF_CTL set to the control fifo of `perf record --control fifo:PATH -D -1`, only
+/// the timed encodes are recorded.
+fn perf_control(command: &[u8]) {
+    use std::io::Write;
+    if let Ok(path) = std::env::var("PERF_CTL") {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .write_all(command)
+            .unwrap();
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let ranks = parse_tiktoken(&std::fs::read(&args[1]).unwrap(), &args[1]).unwrap();
-    let enc = Encoder::from_ranks(ranks, &args[2], vec![]).unwrap();
+    let load = || {
+        Encoder::from_ranks(
+            parse_tiktoken(&std::fs::read(&args[1]).unwrap(), &args[1]).unwrap(),
+            &args[2],
+            vec![],
+        )
+        .unwrap()
+    };
+    // FRESH: a new encoder per round, as the suite loads one (its tables just built).
+    let fresh = std::env::var("FRESH").is_ok();
+    let mut enc = Some(load());
     let text = std::fs::read_to_string(&args[3]).unwrap();
     let rounds: usize = args.get(4).map_or(1, |r| r.parse().unwrap());
     let mut cut = text.len() - (64 << 10);
@@ -39,6 +62,11 @@ fn main() {
         let (mut secs, mut tokens) = (0.0, 0);
         // Two documents (128 KB) per fresh thread, as in one round of the suite.
         for pair in docs.chunks(2) {
+            if fresh {
+                drop(enc.take()); // the old one goes first, as in the suite
+                enc = Some(load());
+            }
+            let enc = enc.as_ref().unwrap();
             let (s, n) = std::thread::scope(|s| {
                 s.spawn(|| {
                     enc.encode_ordinary(warm);
@@ -47,9 +75,12 @@ fn main() {
                             enc.encode_ordinary(d);
                         }
                     }
+                    perf_control(b"enable\n");
                     let t = cpu_time();
                     let n: usize = pair.iter().map(|d| enc.encode_ordinary(d).len()).sum();
-                    (cpu_time() - t, n)
+                    let t = cpu_time() - t;
+                    perf_control(b"disable\n");
+                    (t, n)
                 })
                 .join()
                 .unwrap()

@@ -8,6 +8,7 @@
 //! in tiktoken's model, and a heap with lazy deletion, O(n log n), in Hugging Face's.
 
 use crate::bpe::backtrack::LongPieces;
+use crate::bpe::keytable::KeyTable;
 use crate::error::{Error, Result};
 use crate::split::Splitter;
 use crate::Rank;
@@ -21,6 +22,8 @@ use std::sync::{Mutex, OnceLock};
 
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
+/// Pieces found ahead of the one being encoded, whose table slots are being fetched.
+const LOOKAHEAD: usize = 8;
 const NONE: u32 = u32::MAX;
 /// Ids below this have their pairwise merges in `Encoder::low`.
 const LOW: u32 = 256;
@@ -155,16 +158,18 @@ impl BatchCache {
 }
 
 /// Pieces and their ids, kept across calls by each thread for each of the last few encoders
-/// it used: every piece of up to 15 bytes (nearly every word), and the longer ones, up to
-/// `SCAN_LIMIT` bytes, that are not one token. Bounded: at most `WORD_CACHE_PIECES` pieces,
+/// it used: the pieces up to `SCAN_LIMIT` bytes that are not found whole in the vocabulary
+/// (all of them when merges decide even a whole token's ids, as in Hugging Face's model
+/// without `ignore_merges`). Bounded: at most `WORD_CACHE_PIECES` pieces,
 /// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
 /// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so callers
 /// on many threads (free-threaded Python) never lock one; a batch's workers share only
 /// what `BatchCache` holds.
 #[derive(Default)]
 struct WordCache {
-    /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`.
-    map: FxHashMap<u128, (u32, u32)>,
+    /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`
+    /// (`pack`ed).
+    map: KeyTable,
     /// Longer pieces → the range of their ids in `ids`.
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     long_bytes: usize,
@@ -217,6 +222,16 @@ fn word_key(bytes: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
+#[inline]
+fn pack((a, b): (u32, u32)) -> u64 {
+    a as u64 | (b as u64) << 32
+}
+
+#[inline]
+fn unpack(v: u64) -> (u32, u32) {
+    (v as u32, (v >> 32) as u32)
+}
+
 impl WordCache {
     fn take(encoder: u64) -> WordCache {
         Self::try_take(encoder).unwrap_or_default()
@@ -263,7 +278,7 @@ impl WordCache {
     /// Appends the ids of the piece `key` to `out` if it is cached.
     #[inline]
     fn get(&self, key: u128, out: &mut Vec<Rank>) -> bool {
-        self.map.get(&key).map(|&v| self.emit(v, out)).is_some()
+        self.map.get(key).map(|v| self.emit(unpack(v), out)).is_some()
     }
 
     /// The value to store for `ids`, or `None` when the cache is full. A full cache keeps
@@ -289,7 +304,7 @@ impl WordCache {
     #[inline]
     fn insert(&mut self, key: u128, ids: &[Rank]) {
         if let Some(v) = self.value(0, ids) {
-            self.map.insert(key, v);
+            self.map.insert(key, pack(v));
         }
     }
 
@@ -307,8 +322,9 @@ impl WordCache {
 
     /// Adds the pieces of `other` that this cache lacks, within this cache's caps.
     fn absorb(&mut self, other: &WordCache) {
-        for (&key, &(a, b)) in &other.map {
-            if !self.map.contains_key(&key) {
+        for (key, v) in other.map.iter() {
+            let (a, b) = unpack(v);
+            if self.map.get(key).is_none() {
                 match b {
                     NONE => self.insert(key, &[a]),
                     _ => self.insert(key, &other.ids[a as usize..b as usize]),
@@ -337,7 +353,7 @@ pub struct Encoder {
     encoder: FxHashMap<Vec<u8>, Rank>,
     /// The tokens of up to 15 bytes again, keyed by `word_key`: hashing and comparing one
     /// integer instead of a byte string behind a pointer.
-    short: FxHashMap<u128, Rank>,
+    short: KeyTable,
     /// id → bytes for regular and special tokens; `None` for unused ids.
     decoder: Vec<Option<Box<[u8]>>>,
     merges: FxHashMap<u64, Merge>,
@@ -450,8 +466,8 @@ impl Encoder {
     /// sight of 128 KB of text measured 7-20% faster right after.
     fn warm_tables(&self) {
         let mut sum = 0u64;
-        for (&key, &id) in &self.short {
-            sum = sum.wrapping_add(key as u64 ^ id as u64);
+        for (key, id) in self.short.iter() {
+            sum = sum.wrapping_add(key as u64 ^ id);
         }
         for (&key, merge) in &self.merges {
             sum = sum.wrapping_add(key ^ merge.id as u64);
@@ -529,7 +545,15 @@ impl Encoder {
         };
         Ok(Encoder {
             splitter,
-            short: encoder.iter().filter_map(|(b, &id)| Some((word_key(b)?, id))).collect(),
+            short: {
+                let mut short = KeyTable::with_capacity(encoder.len());
+                for (bytes, &id) in &encoder {
+                    if let Some(key) = word_key(bytes) {
+                        short.insert(key, id as u64);
+                    }
+                }
+                short
+            },
             encoder,
             decoder,
             merges: FxHashMap::default(),
@@ -633,57 +657,93 @@ impl Encoder {
         out
     }
 
+    /// Pieces wait in a ring of `LOOKAHEAD` after the splitter finds them, while the
+    /// table slots they will be looked up in are fetched, so that the cache misses of
+    /// several pieces overlap instead of each waiting for the one before.
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         let all = text.as_bytes();
+        let mut ring = [(0usize, 0usize, None::<u128>); LOOKAHEAD];
+        let mut waiting = 0;
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
-            // One or two bytes (punctuation, spaces, short words): a byte's token, or the
-            // merge of two (in tiktoken's model every two-byte token is one), straight from
-            // `byte_ids` and the dense table of low merges, cheaper than the word cache and
-            // never filling it. An explicit merge list may lack a two-byte token's merge,
-            // which whole-piece lookup (`ignore_merges`) still finds.
-            match *bytes {
-                [b] => return out.push(self.byte_ids[b as usize]),
-                [x, y] => {
-                    let (a, b) = (self.byte_ids[x as usize], self.byte_ids[y as usize]);
-                    let id = match self.pair(a, b).id {
-                        NONE if self.direct_lookup && self.merge_list.is_some() => self.token_id(bytes).unwrap_or(NONE),
-                        id => id,
-                    };
-                    match id {
-                        NONE => out.extend_from_slice(&[a, b]),
-                        id => out.push(id),
-                    }
-                    return;
-                }
-                _ => {}
+            let start = bytes.as_ptr() as usize - all.as_ptr() as usize;
+            let key = if bytes.len() > 2 {
+                word_key_within(all, bytes)
+            } else {
+                None
+            };
+            if let Some(key) = key {
+                self.short.prefetch(key);
+                cache.words.map.prefetch(key);
             }
-            if let Some(key) = word_key_within(all, bytes) {
-                if cache.words.get(key, out) || cache.seed_get(key, out) {
-                    return;
-                }
-                let from = out.len();
-                match self.short.get(&key).copied().filter(|_| self.direct_lookup) {
-                    Some(id) => out.push(id),
-                    None => self.merge_new(bytes, Some(key), cache, out),
-                }
-                return cache.words.insert(key, &out[from..]);
+            let slot = &mut ring[waiting % LOOKAHEAD];
+            if waiting >= LOOKAHEAD {
+                let (from, len, key) = *slot;
+                self.encode_piece(&all[from..from + len], key, cache, out);
             }
+            *slot = (start, bytes.len(), key);
+            waiting += 1;
+        });
+        for i in waiting.saturating_sub(LOOKAHEAD)..waiting {
+            let (from, len, key) = ring[i % LOOKAHEAD];
+            self.encode_piece(&all[from..from + len], key, cache, out);
+        }
+    }
+
+    /// Appends the ids of the piece `bytes` (`key` its `word_key` when it has 3 to 15
+    /// bytes).
+    #[inline(always)]
+    fn encode_piece(&self, bytes: &[u8], key: Option<u128>, cache: &mut MergeCache, out: &mut Vec<Rank>) {
+        // One or two bytes (punctuation, spaces, short words): a byte's token, or the
+        // merge of two (in tiktoken's model every two-byte token is one), straight from
+        // `byte_ids` and the dense table of low merges, cheaper than the word cache and
+        // never filling it. An explicit merge list may lack a two-byte token's merge,
+        // which whole-piece lookup (`ignore_merges`) still finds.
+        match *bytes {
+            [b] => return out.push(self.byte_ids[b as usize]),
+            [x, y] => {
+                let (a, b) = (self.byte_ids[x as usize], self.byte_ids[y as usize]);
+                let id = match self.pair(a, b).id {
+                    NONE if self.direct_lookup && self.merge_list.is_some() => self.token_id(bytes).unwrap_or(NONE),
+                    id => id,
+                };
+                match id {
+                    NONE => out.extend_from_slice(&[a, b]),
+                    id => out.push(id),
+                }
+                return;
+            }
+            _ => {}
+        }
+        if let Some(key) = key {
+            // A whole token (most words) is found in the vocabulary's table, never
+            // filling the word cache, which keeps the pieces of several tokens.
             if self.direct_lookup {
-                if let Some(id) = self.token_id(bytes) {
-                    return out.push(id);
+                if let Some(id) = self.short.get(key) {
+                    return out.push(id as Rank);
                 }
             }
-            if bytes.len() > SCAN_LIMIT {
-                return self.merge_long(bytes, out);
-            }
-            if cache.words.get_long(bytes, out) {
+            if cache.words.get(key, out) || cache.seed_get(key, out) {
                 return;
             }
             let from = out.len();
-            self.merge_new(bytes, None, cache, out);
-            cache.words.insert_long(bytes, &out[from..]);
-        });
+            self.merge_new(bytes, Some(key), cache, out);
+            return cache.words.insert(key, &out[from..]);
+        }
+        if self.direct_lookup {
+            if let Some(id) = self.token_id(bytes) {
+                return out.push(id);
+            }
+        }
+        if bytes.len() > SCAN_LIMIT {
+            return self.merge_long(bytes, out);
+        }
+        if cache.words.get_long(bytes, out) {
+            return;
+        }
+        let from = out.len();
+        self.merge_new(bytes, None, cache, out);
+        cache.words.insert_long(bytes, &out[from..]);
     }
 
     /// BPE on a piece this thread has not cached (`key` its `word_key`, `None` over 15
@@ -864,7 +924,7 @@ impl Encoder {
     #[inline]
     pub(crate) fn token_id(&self, piece: &[u8]) -> Option<Rank> {
         match word_key(piece) {
-            Some(key) => self.short.get(&key).copied(),
+            Some(key) => self.short.get(key).map(|id| id as Rank),
             None => self.encoder.get(piece).copied(),
         }
     }
@@ -1146,7 +1206,7 @@ mod tests {
         assert_ne!(other.id, enc.id);
         // The cap: a full cache keeps what it has instead of growing.
         let mut full = WordCache::default();
-        for i in 0..(WORD_CACHE_PIECES + 10) as u128 {
+        for i in 1..(WORD_CACHE_PIECES + 10) as u128 {
             full.insert(i, &[1, 2, 3]);
             full.insert_long(&[b'x'; 40], &[4, 5]);
             assert!(full.len() <= WORD_CACHE_PIECES && full.ids.len() <= WORD_CACHE_IDS);
@@ -1212,7 +1272,7 @@ mod tests {
         let mut merged = WordCache::default();
         merged.absorb(&learned);
         assert_eq!(merged.len(), learned.len());
-        for (&key, _) in learned.map.iter().take(50) {
+        for (key, _) in learned.map.iter().take(50) {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             assert!(learned.get(key, &mut a) && merged.get(key, &mut b));
             assert_eq!(a, b);
@@ -1235,7 +1295,7 @@ mod tests {
         assert!(other.shared_get(b"xab7cab", word_key(b"xab7cab"), &mut out));
         assert!(other.shared_get(&[b'y'; 40], None, &mut out));
         assert_eq!(out, [1, 2, 3, 4]);
-        for i in 0..(2 * WORD_CACHE_PIECES) as u128 {
+        for i in 1..(2 * WORD_CACHE_PIECES) as u128 {
             let mut shard = shared.shard(b"", Some(i));
             shard.insert(i, &[1, 2]);
             assert!(shard.len() <= WORD_CACHE_PIECES / BATCH_SHARDS);

@@ -3,6 +3,7 @@
 
 pub(crate) mod backtrack;
 pub mod encode;
+mod keytable;
 pub mod train;
 pub mod vocab;
 
