@@ -21,3 +21,163 @@ pub fn keep_large_allocations_mapped() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
+
+/// Types for which all-zero bytes are a valid value.
+///
+/// # Safety
+/// Implement only for plain data whose every field is valid when zero.
+pub(crate) unsafe trait Zeroable: Copy {}
+
+/// A 2 MB huge page, the unit transparent huge pages come in on x86-64 Linux.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// A boxed slice that starts zeroed; from 2 MB up, on Linux, it is a mapping of its own,
+/// aligned to 2 MB and advised for transparent huge pages before it is first touched.
+///
+/// The lookup tables of encoding are megabytes probed at random. On 4 KB pages nearly every
+/// probe of a table that is not in the CPU's caches also misses the TLB and walks the page
+/// table; on 2 MB pages the whole table takes a few TLB entries. Taken from malloc, the
+/// memory could be pages the process already touched, which the advice cannot change.
+/// Where the kernel declines (THP off), these are ordinary pages.
+pub(crate) struct ZeroedSlice<T: Zeroable> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    /// The mapping's length, or 0 when the memory came from the global allocator.
+    mapped: usize,
+}
+
+// SAFETY: it owns its elements like a Box<[T]>.
+unsafe impl<T: Zeroable + Send> Send for ZeroedSlice<T> {}
+// SAFETY: shared access only gives out &[T].
+unsafe impl<T: Zeroable + Sync> Sync for ZeroedSlice<T> {}
+
+impl<T: Zeroable> ZeroedSlice<T> {
+    pub(crate) fn new(len: usize) -> Self {
+        let layout = Self::layout(len);
+        if layout.size() == 0 {
+            return ZeroedSlice {
+                ptr: std::ptr::NonNull::dangling(),
+                len,
+                mapped: 0,
+            };
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if layout.size() >= HUGE_PAGE {
+            if let Some((ptr, mapped)) = map_huge(layout.size()) {
+                return ZeroedSlice {
+                    ptr: ptr.cast(),
+                    len,
+                    mapped,
+                };
+            }
+        }
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(ptr.cast()).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        ZeroedSlice { ptr, len, mapped: 0 }
+    }
+}
+
+impl<T: Zeroable> ZeroedSlice<T> {
+    /// Cache-line aligned, so that slots of a power-of-two size never straddle two lines.
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::array::<T>(len)
+            .and_then(|layout| layout.align_to(64))
+            .expect("table size overflows")
+    }
+}
+
+/// A fresh anonymous mapping of at least `size` bytes, aligned to 2 MB, advised for huge
+/// pages; `None` if the system refuses the mapping.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn map_huge(size: usize) -> Option<(std::ptr::NonNull<u8>, usize)> {
+    let size = size.next_multiple_of(HUGE_PAGE);
+    // SAFETY: a private anonymous mapping touches no existing memory; the excess around the
+    // aligned part is unmapped, and the advice only concerns the mapping made here.
+    unsafe {
+        let raw = libc::mmap(
+            std::ptr::null_mut(),
+            size + HUGE_PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let start = raw as usize;
+        let aligned = start.next_multiple_of(HUGE_PAGE);
+        if aligned > start {
+            libc::munmap(raw, aligned - start);
+        }
+        let end = start + size + HUGE_PAGE;
+        if end > aligned + size {
+            libc::munmap((aligned + size) as *mut libc::c_void, end - aligned - size);
+        }
+        libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+        Some((std::ptr::NonNull::new(aligned as *mut u8)?, size))
+    }
+}
+
+impl<T: Zeroable> std::ops::Deref for ZeroedSlice<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` holds `len` initialized (zeroed, then written) elements.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> std::ops::DerefMut for ZeroedSlice<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for Deref, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> Drop for ZeroedSlice<T> {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if self.mapped > 0 {
+            // SAFETY: the mapping made in `map_huge`, of this length, unmapped once.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped) };
+            return;
+        }
+        let layout = Self::layout(self.len);
+        if layout.size() > 0 {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy)]
+    struct Pair(u64, u64);
+    // SAFETY: two integers.
+    unsafe impl Zeroable for Pair {}
+
+    #[test]
+    fn zeroed_slices_small_and_huge() {
+        for len in [0, 1, 1000, (5 << 20) / 16] {
+            let mut slice = ZeroedSlice::<Pair>::new(len);
+            assert_eq!(slice.len(), len);
+            assert!(slice.iter().all(|p| p.0 == 0 && p.1 == 0));
+            for (i, p) in slice.iter_mut().enumerate() {
+                *p = Pair(i as u64, !(i as u64));
+            }
+            assert!(slice.iter().enumerate().all(|(i, p)| p.0 == i as u64 && p.1 == !(i as u64)));
+            if len > 0 {
+                assert_eq!(slice.as_ptr() as usize % 64, 0, "cache-line aligned");
+            }
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            if len * 16 >= HUGE_PAGE {
+                assert!(slice.mapped >= len * 16);
+                assert_eq!(slice.as_ptr() as usize % HUGE_PAGE, 0, "aligned to a huge page");
+            }
+        }
+    }
+}

@@ -6,23 +6,29 @@
 //! other work has pushed the tables out of the CPU's caches, each lookup is a miss to main
 //! memory, and one piece's misses would wait for the previous piece's. The encoder fetches
 //! the slots of a few pieces ahead of the one it encodes, so that their misses overlap;
-//! hashbrown's maps do not say where a key lives.
+//! hashbrown's maps do not say where a key lives, and read a control byte before the bucket
+//! it points to: two misses, one after the other, where this reads one line.
 //!
 //! Linear probing in slots of one key and one value, at most half full: a lookup nearly
 //! always reads one line. Key 0 marks an empty slot: a `word_key` holds a length of at
-//! least 1.
+//! least 1. Tables from 2 MB up are on huge pages (`ZeroedSlice`).
 
-/// 32 bytes, aligned: two slots to a cache line, none across two.
-#[derive(Clone, Copy, Default)]
+use crate::memory::{Zeroable, ZeroedSlice};
+
+/// 32 bytes, in a cache-aligned table: two slots to a line, none across two.
+#[derive(Clone, Copy)]
 #[repr(C, align(32))]
 struct Slot {
     key: u128,
     value: u64,
 }
 
-#[derive(Clone)]
+// SAFETY: a zero key and value is an empty slot.
+unsafe impl Zeroable for Slot {}
+
 pub(crate) struct KeyTable {
-    slots: Box<[Slot]>,
+    /// On huge pages from 2 MB up (the vocabulary's table, a full word cache).
+    slots: ZeroedSlice<Slot>,
     /// `64 - log2(slots.len())`: a key's home slot is the top bits of its hash.
     shift: u32,
     len: usize,
@@ -41,7 +47,7 @@ impl KeyTable {
     pub(crate) fn with_capacity(n: usize) -> Self {
         let slots = (2 * n).next_power_of_two().max(MIN_SLOTS);
         KeyTable {
-            slots: vec![Slot::default(); slots].into_boxed_slice(),
+            slots: ZeroedSlice::new(slots),
             shift: 64 - slots.trailing_zeros(),
             len: 0,
         }
