@@ -87,6 +87,36 @@ impl<T: Zeroable> ZeroedSlice<T> {
     }
 }
 
+/// An allocator for hash tables that gives blocks of 2 MB and more as `ZeroedSlice` does:
+/// mappings of their own, advised for huge pages (elsewhere than Linux, the global
+/// allocator's).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HugeAlloc;
+
+// SAFETY: blocks come from the global allocator or from `map_huge`, and each goes back the
+// way it came: the layout's size, which `deallocate` receives unchanged, decides.
+unsafe impl allocator_api2::alloc::Allocator for HugeAlloc {
+    fn allocate(&self, layout: std::alloc::Layout) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE {
+            let (ptr, mapped) = map_huge(layout.size()).ok_or(allocator_api2::alloc::AllocError)?;
+            return Ok(std::ptr::NonNull::slice_from_raw_parts(ptr, mapped));
+        }
+        allocator_api2::alloc::Global.allocate(layout)
+    }
+
+    unsafe fn deallocate(&self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE {
+            // SAFETY: a mapping from `map_huge` of this size rounded up to huge pages.
+            unsafe { libc::munmap(ptr.as_ptr().cast(), layout.size().next_multiple_of(HUGE_PAGE)) };
+            return;
+        }
+        // SAFETY: allocated by `Global` with this layout, as the caller guarantees.
+        unsafe { allocator_api2::alloc::Global.deallocate(ptr, layout) }
+    }
+}
+
 /// A fresh anonymous mapping of at least `size` bytes, aligned to 2 MB, advised for huge
 /// pages; `None` if the system refuses the mapping.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
