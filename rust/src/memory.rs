@@ -96,7 +96,10 @@ pub(crate) struct HugeAlloc;
 // SAFETY: blocks come from the global allocator or from `map_huge`, and each goes back the
 // way it came: the layout's size, which `deallocate` receives unchanged, decides.
 unsafe impl allocator_api2::alloc::Allocator for HugeAlloc {
-    fn allocate(&self, layout: std::alloc::Layout) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+    fn allocate(
+        &self,
+        layout: std::alloc::Layout,
+    ) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         if layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE {
             let (ptr, mapped) = map_huge(layout.size()).ok_or(allocator_api2::alloc::AllocError)?;
@@ -199,7 +202,10 @@ mod tests {
             for (i, p) in slice.iter_mut().enumerate() {
                 *p = Pair(i as u64, !(i as u64));
             }
-            assert!(slice.iter().enumerate().all(|(i, p)| p.0 == i as u64 && p.1 == !(i as u64)));
+            assert!(slice
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.0 == i as u64 && p.1 == !(i as u64)));
             if len > 0 {
                 assert_eq!(slice.as_ptr() as usize % 64, 0, "cache-line aligned");
             }

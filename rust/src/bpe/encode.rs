@@ -9,8 +9,8 @@
 
 use crate::bpe::backtrack::LongPieces;
 use crate::bpe::keytable::KeyTable;
-use crate::memory::HugeAlloc;
 use crate::error::{Error, Result};
+use crate::memory::HugeAlloc;
 use crate::split::Splitter;
 use crate::Rank;
 use rayon::prelude::*;
