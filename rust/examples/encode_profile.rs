@@ -1,7 +1,8 @@
 //! Profiling harness (not a benchmark): encodes a text file with a tiktoken rank file the
 //! way the encode suite's first-sight rounds do, each round on a fresh thread (so an empty
 //! word cache) warmed on the file's last 64 KB, then timing two 64 KB documents; all of
-//! the file in turn. FRESH=1 loads a new encoder for every round, as the suite does.
+//! the file in turn. FRESH=1 loads a new encoder for every round, as the suite does;
+//! EVICT=1 reads 64 MB before each timed encode, as a gc.collect() in between would.
 //! `cargo run --release --example encode_profile -- RANKS.tiktoken cl100k|o200k TEXT [ROUNDS]`
 
 use fastgpt::bpe::vocab::parse_tiktoken;
@@ -74,6 +75,12 @@ fn main() {
                         for d in pair {
                             enc.encode_ordinary(d);
                         }
+                    }
+                    if std::env::var("EVICT").is_ok() {
+                        // What other work between encodes (a Python gc.collect()) does to
+                        // the CPU's caches: 64 MB read through.
+                        let junk = vec![1u8; 64 << 20];
+                        std::hint::black_box(junk.iter().map(|&b| b as u64).sum::<u64>());
                     }
                     perf_control(b"enable\n");
                     let t = cpu_time();
