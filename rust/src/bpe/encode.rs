@@ -166,7 +166,7 @@ impl BatchCache {
 /// (all of them when merges decide even a whole token's ids, as in Hugging Face's model
 /// without `ignore_merges`). Bounded: at most `WORD_CACHE_PIECES` pieces,
 /// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
-/// long pieces (about 3 MB in all); once full it keeps what it has. Per thread, so callers
+/// long pieces (about 5 MB in all); once full it keeps what it has. Per thread, so callers
 /// on many threads (free-threaded Python) never lock one; a batch's workers share only
 /// what `BatchCache` holds.
 #[derive(Default)]
