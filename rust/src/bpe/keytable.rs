@@ -69,11 +69,12 @@ impl KeyTable {
         let mut i = self.home(key);
         loop {
             let slot = &self.slots[i];
-            if slot.key == key {
-                return Some(slot.value);
-            }
+            // Empty first: key 0 (the empty piece's `word_key`) is in no table.
             if slot.key == 0 {
                 return None;
+            }
+            if slot.key == key {
+                return Some(slot.value);
             }
             i = (i + 1) & mask;
         }
@@ -147,6 +148,7 @@ mod tests {
             assert_eq!(table.get(probe), reference.get(&probe).copied());
         }
         assert_eq!(table.len(), reference.len());
+        assert_eq!(table.get(0), None, "key 0 marks empty slots");
         assert!(2 * table.len() <= table.slots.len());
         let mut all: Vec<_> = table.iter().collect();
         all.sort();
