@@ -90,10 +90,10 @@ impl PyEncoder {
                 // The ints of the next ids are fetched ahead, in two steps (the table's slot,
                 // then the int it points to), so that their cache misses overlap.
                 if let Some(&ahead) = ids.get(i + 2 * PREFETCH_IDS) {
-                    prefetch(self.ints.as_ptr().add(ahead as usize));
+                    crate::memory::prefetch(self.ints.as_ptr().add(ahead as usize));
                 }
                 if let Some(&near) = ids.get(i + PREFETCH_IDS) {
-                    prefetch(self.ints[near as usize].load(Ordering::Relaxed));
+                    crate::memory::prefetch(self.ints[near as usize].load(Ordering::Relaxed));
                 }
                 // Steals the reference; a failure leaves the rest NULL, which the list's
                 // deallocation skips.
@@ -106,18 +106,6 @@ impl PyEncoder {
 
 /// How many ids ahead `to_list` fetches the ints.
 const PREFETCH_IDS: usize = 8;
-
-/// Asks the CPU to bring the line at `p` into its caches; any address (null too) is safe.
-#[inline]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing and never faults.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 impl Drop for PyEncoder {
     fn drop(&mut self) {

@@ -362,7 +362,7 @@ pub struct Encoder {
     decoder: Vec<Option<Box<[u8]>>>,
     /// On huge pages (`HugeAlloc`): megabytes probed at random, often not in the CPU's
     /// caches. A lookup of a pair that does not merge (most) is answered by the control
-    /// bytes alone, a tenth of the table, which stay in cache better than the buckets.
+    /// bytes alone, a sixteenth of the table, which stay in cache better than the buckets.
     merges: MergeMap,
     /// The merges of two ids below `LOW` again, in a dense table (512 KB, cache-resident):
     /// every piece's first merges are of two bytes, whose ids are low in trained vocabularies.

@@ -83,14 +83,7 @@ impl KeyTable {
     /// Asks the CPU to bring `key`'s home slot into its caches; no effect on the table.
     #[inline]
     pub(crate) fn prefetch(&self, key: u128) {
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            // SAFETY: `home` is an index into `slots`; a prefetch reads nothing.
-            let slot = self.slots.as_ptr().add(self.home(key));
-            std::arch::x86_64::_mm_prefetch(slot.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = key;
+        crate::memory::prefetch(self.slots.as_ptr().wrapping_add(self.home(key)));
     }
 
     /// Sets `key`'s value; key 0 (which marks empty slots) is refused.
