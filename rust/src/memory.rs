@@ -44,8 +44,8 @@ pub(crate) unsafe trait Zeroable: Copy {}
 /// A 2 MB huge page, the unit transparent huge pages come in on x86-64 Linux.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// A boxed slice that starts zeroed; from 2 MB up, on Linux, it is a mapping of its own,
-/// aligned to 2 MB and advised for transparent huge pages before it is first touched.
+/// A boxed slice that starts zeroed, from `HugeAlloc`: from 2 MB up, on Linux, a mapping of
+/// its own, aligned to 2 MB and advised for transparent huge pages before it is first touched.
 ///
 /// The lookup tables of encoding are megabytes probed at random. On 4 KB pages nearly every
 /// probe of a table that is not in the CPU's caches also misses the TLB and walks the page
@@ -55,8 +55,6 @@ const HUGE_PAGE: usize = 2 << 20;
 pub(crate) struct ZeroedSlice<T: Zeroable> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
-    /// The mapping's length, or 0 when the memory came from the global allocator.
-    mapped: usize,
 }
 
 // SAFETY: it owns its elements like a Box<[T]>.
@@ -66,32 +64,18 @@ unsafe impl<T: Zeroable + Sync> Sync for ZeroedSlice<T> {}
 
 impl<T: Zeroable> ZeroedSlice<T> {
     pub(crate) fn new(len: usize) -> Self {
+        use allocator_api2::alloc::Allocator;
         let layout = Self::layout(len);
         if layout.size() == 0 {
-            return ZeroedSlice {
-                ptr: std::ptr::NonNull::dangling(),
-                len,
-                mapped: 0,
-            };
+            let ptr = std::ptr::NonNull::dangling();
+            return ZeroedSlice { ptr, len };
         }
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if layout.size() >= HUGE_PAGE {
-            if let Some((ptr, mapped)) = map_huge(layout.size()) {
-                return ZeroedSlice {
-                    ptr: ptr.cast(),
-                    len,
-                    mapped,
-                };
-            }
+        match HugeAlloc.allocate_zeroed(layout) {
+            Ok(block) => ZeroedSlice { ptr: block.cast(), len },
+            Err(_) => std::alloc::handle_alloc_error(layout),
         }
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(ptr.cast()).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        ZeroedSlice { ptr, len, mapped: 0 }
     }
-}
 
-impl<T: Zeroable> ZeroedSlice<T> {
     /// Cache-line aligned, so that slots of a power-of-two size never straddle two lines.
     fn layout(len: usize) -> std::alloc::Layout {
         std::alloc::Layout::array::<T>(len)
@@ -100,30 +84,47 @@ impl<T: Zeroable> ZeroedSlice<T> {
     }
 }
 
-/// An allocator for hash tables that gives blocks of 2 MB and more as `ZeroedSlice` does:
-/// mappings of their own, advised for huge pages (elsewhere than Linux, the global
-/// allocator's).
+/// The allocator of the tables that encoding probes at random (`ZeroedSlice`, and hash maps
+/// through allocator-api2): blocks of 2 MB and more are mappings of their own, advised for
+/// huge pages (elsewhere than Linux, the global allocator's).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct HugeAlloc;
 
+impl HugeAlloc {
+    /// Whether a block of this layout is a mapping of its own.
+    fn maps(layout: std::alloc::Layout) -> bool {
+        cfg!(all(target_os = "linux", target_env = "gnu")) && layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE
+    }
+}
+
 // SAFETY: blocks come from the global allocator or from `map_huge`, and each goes back the
-// way it came: the layout's size, which `deallocate` receives unchanged, decides.
+// way it came: the layout, which `deallocate` receives unchanged, decides (`maps`).
 unsafe impl allocator_api2::alloc::Allocator for HugeAlloc {
     fn allocate(
         &self,
         layout: std::alloc::Layout,
     ) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE {
+        if Self::maps(layout) {
             let (ptr, mapped) = map_huge(layout.size()).ok_or(allocator_api2::alloc::AllocError)?;
             return Ok(std::ptr::NonNull::slice_from_raw_parts(ptr, mapped));
         }
         allocator_api2::alloc::Global.allocate(layout)
     }
 
+    fn allocate_zeroed(
+        &self,
+        layout: std::alloc::Layout,
+    ) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        if Self::maps(layout) {
+            return self.allocate(layout); // a fresh anonymous mapping reads as zeros
+        }
+        allocator_api2::alloc::Global.allocate_zeroed(layout)
+    }
+
     unsafe fn deallocate(&self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE {
+        if Self::maps(layout) {
             // SAFETY: a mapping from `map_huge` of this size rounded up to huge pages.
             unsafe { libc::munmap(ptr.as_ptr().cast(), layout.size().next_multiple_of(HUGE_PAGE)) };
             return;
@@ -183,16 +184,11 @@ impl<T: Zeroable> std::ops::DerefMut for ZeroedSlice<T> {
 
 impl<T: Zeroable> Drop for ZeroedSlice<T> {
     fn drop(&mut self) {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if self.mapped > 0 {
-            // SAFETY: the mapping made in `map_huge`, of this length, unmapped once.
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped) };
-            return;
-        }
+        use allocator_api2::alloc::Allocator;
         let layout = Self::layout(self.len);
         if layout.size() > 0 {
-            // SAFETY: allocated in `new` with this layout.
-            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
+            // SAFETY: allocated in `new` by `HugeAlloc` with this layout.
+            unsafe { HugeAlloc.deallocate(self.ptr.cast(), layout) };
         }
     }
 }
@@ -224,7 +220,10 @@ mod tests {
             }
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             if len * 16 >= HUGE_PAGE {
-                assert!(slice.mapped >= len * 16);
+                assert!(
+                    HugeAlloc::maps(ZeroedSlice::<Pair>::layout(len)),
+                    "a mapping of its own"
+                );
                 assert_eq!(slice.as_ptr() as usize % HUGE_PAGE, 0, "aligned to a huge page");
             }
         }
