@@ -15,18 +15,26 @@ fn cpu_time() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// With PERF_CTL set to the control fifo of `perf record --control fifo:PATH -D -1`, only
-/// the timed encodes are recorded.
+/// With PERF_CTL and PERF_ACK set to the fifos of `perf record --control
+/// fifo:CTL,ACK -D -1`, only the timed encodes are recorded (each command waits for
+/// perf's acknowledgement, so that the window is exact).
 fn perf_control(command: &[u8]) {
-    use std::io::Write;
-    if let Ok(path) = std::env::var("PERF_CTL") {
+    use std::io::{Read, Write};
+    if let (Ok(ctl), Ok(ack)) = (std::env::var("PERF_CTL"), std::env::var("PERF_ACK")) {
         std::fs::OpenOptions::new()
             .write(true)
-            .open(path)
+            .open(ctl)
             .unwrap()
             .write_all(command)
             .unwrap();
+        let mut reply = [0u8; 5];
+        std::fs::File::open(ack).unwrap().read_exact(&mut reply).unwrap();
     }
+}
+
+#[inline(never)]
+fn evict(junk: &[u8]) {
+    std::hint::black_box(junk.iter().map(|&b| b as u64).sum::<u64>());
 }
 
 fn main() {
@@ -59,6 +67,9 @@ fn main() {
         docs.push(&body[start..end]);
         start = end;
     }
+    // 64 MB read through before each timed encode under EVICT (allocated once, so that
+    // page faults stay out of a profile).
+    let junk = vec![1u8; if std::env::var("EVICT").is_ok() { 64 << 20 } else { 0 }];
     for _ in 0..rounds {
         let (mut secs, mut tokens) = (0.0, 0);
         // Two documents (128 KB) per fresh thread, as in one round of the suite.
@@ -76,12 +87,9 @@ fn main() {
                             enc.encode_ordinary(d);
                         }
                     }
-                    if std::env::var("EVICT").is_ok() {
-                        // What other work between encodes (a Python gc.collect()) does to
-                        // the CPU's caches: 64 MB read through.
-                        let junk = vec![1u8; 64 << 20];
-                        std::hint::black_box(junk.iter().map(|&b| b as u64).sum::<u64>());
-                    }
+                    // What other work between encodes (a Python gc.collect()) does to the
+                    // CPU's caches.
+                    evict(&junk);
                     perf_control(b"enable\n");
                     let t = cpu_time();
                     let n: usize = pair.iter().map(|d| enc.encode_ordinary(d).len()).sum();

@@ -10,7 +10,6 @@
 use crate::bpe::backtrack::LongPieces;
 use crate::bpe::keytable::KeyTable;
 use crate::error::{Error, Result};
-use crate::memory::HugeAlloc;
 use crate::split::Splitter;
 use crate::Rank;
 use rayon::prelude::*;
@@ -39,13 +38,69 @@ struct Merge {
     id: Rank,
 }
 
+/// Two ids in one key, never 0 (which marks `KeyTable`'s empty slots): ids are below 2^31.
 #[inline]
 fn pair_key(a: Rank, b: Rank) -> u64 {
-    ((a as u64) << 32) | b as u64
+    !(((a as u64) << 32) | b as u64)
 }
 
-/// Pair key → merge.
-type MergeMap = hashbrown::HashMap<u64, Merge, rustc_hash::FxBuildHasher, HugeAlloc>;
+#[inline]
+fn unpair(key: u64) -> (Rank, Rank) {
+    ((!key >> 32) as Rank, !key as Rank)
+}
+
+/// A bit per hash of the pairs that merge: a pair whose bit is clear does not, and most
+/// pairs a long piece's merges look up do not. At 8 bits per pair (128 KB for cl100k),
+/// small enough to stay in the CPU's caches where the table of merges does not; about one
+/// pair in ten that does not merge finds its bit set, and is looked up in the table.
+struct PairFilter {
+    bits: Box<[u64]>,
+    shift: u32,
+}
+
+impl PairFilter {
+    fn new(keys: impl ExactSizeIterator<Item = u64>) -> Self {
+        let n = (8 * keys.len()).next_power_of_two().max(1 << 12);
+        let mut filter = PairFilter {
+            bits: vec![0; n / 64].into_boxed_slice(),
+            shift: 64 - n.trailing_zeros(),
+        };
+        for key in keys {
+            let bit = filter.bit(key);
+            filter.bits[bit / 64] |= 1 << (bit % 64);
+        }
+        filter
+    }
+
+    #[inline]
+    fn bit(&self, key: u64) -> usize {
+        (key.wrapping_mul(0xFF51_AFD7_ED55_8CCD) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn prefetch(&self, key: u64) {
+        crate::memory::prefetch(self.bits.as_ptr().wrapping_add(self.bit(key) / 64));
+    }
+
+    #[inline]
+    fn may_merge(&self, key: u64) -> bool {
+        let bit = self.bit(key);
+        self.bits[bit / 64] >> (bit % 64) & 1 == 1
+    }
+}
+
+impl Merge {
+    #[inline]
+    fn packed(self) -> u64 {
+        pack((self.priority, self.id))
+    }
+
+    #[inline]
+    fn unpacked(v: u64) -> Self {
+        let (priority, id) = unpack(v);
+        Merge { priority, id }
+    }
+}
 
 /// Which special tokens `encode` may emit; text matching any other one is encoded as text.
 pub enum Allowed<'a> {
@@ -60,6 +115,130 @@ pub enum Allowed<'a> {
 struct MergeCache<'b> {
     words: WordCache,
     batch: Option<&'b BatchCache>,
+    pending: Pending,
+}
+
+/// Words of up to 15 bytes met for the first time, whose merges wait to be done together
+/// (`Encoder::merge_pending`), and where their ids go in the output.
+///
+/// One word's merges are a chain of lookups in tables of megabytes, each waiting for the
+/// one before: on text not seen before, with the tables out of the CPU's caches, about a
+/// microsecond a word, half the time of encoding English prose. Merged in lockstep, the
+/// lookups of all the words waiting are fetched at once, so their misses overlap.
+#[derive(Default)]
+struct Pending {
+    words: Vec<NewWord>,
+    /// (position in the output, index in `words`), in output order: a word seen twice
+    /// before the merges are done is merged once.
+    holes: Vec<(usize, u32)>,
+}
+
+/// Words merged together at most (32 at most: `merge_words` keeps a bit per word); then
+/// their ids are put in place.
+const PENDING_WORDS: usize = 16;
+
+/// A new word's BPE in progress.
+#[derive(Clone, Copy)]
+struct NewWord {
+    key: u128,
+    scan: Scan<16>,
+    /// Where its last merge was made: the pairs on each side of it are new.
+    at: usize,
+}
+
+impl NewWord {
+    fn ids(&self) -> &[Rank] {
+        &self.scan.ids[..self.scan.n]
+    }
+}
+
+/// BPE on up to `N` ids by scanning: the best merge is the leftmost of lowest priority.
+#[derive(Clone, Copy)]
+struct Scan<const N: usize> {
+    ids: [Rank; N],
+    /// Per adjacent pair: the priority of its merge (`NONE` for no merge).
+    prio: [u32; N],
+    /// Per adjacent pair: the id its merge makes.
+    made: [Rank; N],
+    n: usize,
+}
+
+impl<const N: usize> Scan<N> {
+    /// The bytes of `piece` (at most `N`) as ids, no pair priced yet.
+    #[inline(always)]
+    fn new(encoder: &Encoder, piece: &[u8]) -> Self {
+        let mut scan = Scan {
+            ids: [0; N],
+            prio: [NONE; N],
+            made: [NONE; N],
+            n: piece.len(),
+        };
+        for (slot, &b) in scan.ids.iter_mut().zip(piece) {
+            *slot = encoder.byte_ids[b as usize];
+        }
+        scan
+    }
+
+    /// Prices the pair starting at `j` (merges of priority `limit` and above do not count).
+    #[inline(always)]
+    fn price(&mut self, encoder: &Encoder, j: usize, limit: u32) {
+        let m = encoder.pair(self.ids[j], self.ids[j + 1]);
+        (self.prio[j], self.made[j]) = if m.priority < limit {
+            (m.priority, m.id)
+        } else {
+            (NONE, NONE)
+        };
+    }
+
+    #[inline(always)]
+    fn price_all(&mut self, encoder: &Encoder, limit: u32) {
+        for j in 0..self.n.saturating_sub(1) {
+            self.price(encoder, j, limit);
+        }
+    }
+
+    /// Makes the best merge and returns where, or `None` if no pair merges. The pairs on
+    /// each side of it, `at - 1` and `at`, are left to price.
+    #[inline(always)]
+    fn step(&mut self) -> Option<usize> {
+        let n = self.n;
+        let (mut best, mut at) = (NONE, 0);
+        for (j, &p) in self.prio[..n.saturating_sub(1)].iter().enumerate() {
+            if p < best {
+                best = p;
+                at = j;
+            }
+        }
+        if best == NONE {
+            return None;
+        }
+        self.ids[at] = self.made[at];
+        self.ids.copy_within(at + 2..n, at + 1);
+        self.prio.copy_within(at + 1..n - 1, at);
+        self.made.copy_within(at + 1..n - 1, at);
+        self.n -= 1;
+        Some(at)
+    }
+
+    /// Prices the pairs that the merge at `at` made.
+    #[inline(always)]
+    fn price_around(&mut self, encoder: &Encoder, at: usize, limit: u32) {
+        if at > 0 {
+            self.price(encoder, at - 1, limit);
+        }
+        if at + 1 < self.n {
+            self.price(encoder, at, limit);
+        }
+    }
+
+    #[inline(always)]
+    fn run(mut self, encoder: &Encoder, limit: u32, out: &mut Vec<Rank>) {
+        self.price_all(encoder, limit);
+        while let Some(at) = self.step() {
+            self.price_around(encoder, at, limit);
+        }
+        out.extend_from_slice(&self.ids[..self.n]);
+    }
 }
 
 impl<'b> MergeCache<'b> {
@@ -67,6 +246,7 @@ impl<'b> MergeCache<'b> {
         MergeCache {
             words: WordCache::take(encoder),
             batch,
+            pending: Pending::default(),
         }
     }
 
@@ -360,10 +540,11 @@ pub struct Encoder {
     short: KeyTable,
     /// id → bytes for regular and special tokens; `None` for unused ids.
     decoder: Vec<Option<Box<[u8]>>>,
-    /// On huge pages (`HugeAlloc`): megabytes probed at random, often not in the CPU's
-    /// caches. A lookup of a pair that does not merge (most) is answered by the control
-    /// bytes alone, a sixteenth of the table, which stay in cache better than the buckets.
-    merges: MergeMap,
+    /// Pair key → merge (`Merge::packed`): megabytes probed at random, often not in the
+    /// CPU's caches, whose slots new words' merges prefetch.
+    merges: KeyTable<u64>,
+    /// Which pairs of `merges` may merge, answering most lookups of pairs that do not.
+    filter: PairFilter,
     /// The merges of two ids below `LOW` again, in a dense table (512 KB, cache-resident):
     /// every piece's first merges are of two bytes, whose ids are low in trained vocabularies.
     low: Box<[Merge]>,
@@ -429,7 +610,13 @@ impl Encoder {
             })
             .map(|(_, id)| id)
             .collect();
-        own.extend(encoder.merges.iter().filter(|(_, m)| late.contains(&m.id)));
+        own.extend(
+            encoder
+                .merges
+                .iter()
+                .map(|(key, v)| (key, Merge::unpacked(v)))
+                .filter(|(_, m)| late.contains(&m.id)),
+        );
         encoder.set_merges(own);
         let _ = encoder.long_pieces.set(Some(long));
         encoder.warm_tables();
@@ -476,8 +663,8 @@ impl Encoder {
         for (key, id) in self.short.iter() {
             sum = sum.wrapping_add(key as u64 ^ id);
         }
-        for (&key, merge) in &self.merges {
-            sum = sum.wrapping_add(key ^ merge.id as u64);
+        for (key, merge) in self.merges.iter() {
+            sum = sum.wrapping_add(key ^ merge);
         }
         for merge in self.low.iter() {
             sum = sum.wrapping_add(merge.id as u64);
@@ -563,7 +750,8 @@ impl Encoder {
             },
             encoder,
             decoder,
-            merges: MergeMap::with_hasher_in(Default::default(), HugeAlloc),
+            merges: KeyTable::default(),
+            filter: PairFilter::new(std::iter::empty()),
             low: Box::new([]),
             merge_list: None,
             byte_ids,
@@ -577,15 +765,16 @@ impl Encoder {
 
     fn set_merges(&mut self, merges: FxHashMap<u64, Merge>) {
         let mut low = vec![NO_MERGE; (LOW * LOW) as usize].into_boxed_slice();
+        let mut table = KeyTable::with_capacity(merges.len());
         for (&key, &m) in &merges {
-            let (a, b) = ((key >> 32) as u32, key as u32);
+            let (a, b) = unpair(key);
             if a < LOW && b < LOW {
                 low[(a * LOW + b) as usize] = m;
             }
+            table.insert(key, m.packed());
         }
         self.low = low;
-        let mut table = MergeMap::with_capacity_and_hasher_in(merges.len(), Default::default(), HugeAlloc);
-        table.extend(merges);
+        self.filter = PairFilter::new(merges.keys().copied());
         self.merges = table;
     }
 
@@ -595,7 +784,23 @@ impl Encoder {
         if a < LOW && b < LOW {
             return self.low[(a * LOW + b) as usize];
         }
-        self.merges.get(&pair_key(a, b)).copied().unwrap_or(NO_MERGE)
+        let key = pair_key(a, b);
+        if !self.filter.may_merge(key) {
+            return NO_MERGE;
+        }
+        self.merges.get(key).map_or(NO_MERGE, Merge::unpacked)
+    }
+
+    /// Asks the CPU to bring the merge of `a` and `b` into its caches.
+    #[inline]
+    fn prefetch_pair(&self, a: Rank, b: Rank) {
+        if a < LOW && b < LOW {
+            crate::memory::prefetch(self.low.as_ptr().wrapping_add((a * LOW + b) as usize));
+        } else {
+            let key = pair_key(a, b);
+            self.filter.prefetch(key);
+            self.merges.prefetch(key);
+        }
     }
 
     pub fn splitter(&self) -> &Splitter {
@@ -648,12 +853,12 @@ impl Encoder {
                 self.direct_lookup
                     && list.iter().enumerate().all(|(p, &(a, b))| {
                         self.merges
-                            .get(&pair_key(a, b))
-                            .is_some_and(|m| m.priority as usize == p)
+                            .get(pair_key(a, b))
+                            .is_some_and(|m| Merge::unpacked(m).priority as usize == p)
                     })
                     && list
                         .windows(2)
-                        .all(|w| self.merges[&pair_key(w[0].0, w[0].1)].id < self.merges[&pair_key(w[1].0, w[1].1)].id)
+                        .all(|w| self.pair(w[0].0, w[0].1).id < self.pair(w[1].0, w[1].1).id)
             }
         }
     }
@@ -697,6 +902,126 @@ impl Encoder {
             let (from, len, key) = ring[i % LOOKAHEAD];
             self.encode_piece(&all[from..from + len], key, cache, out);
         }
+        self.merge_pending(cache, out);
+    }
+
+    /// Leaves a hole in `out` for the ids of `bytes`, a piece of 3 to 15 bytes (`key` its
+    /// `word_key`) that no cache has, to be filled when it is merged with others.
+    #[inline]
+    fn defer(&self, bytes: &[u8], key: u128, cache: &mut MergeCache, out: &mut Vec<Rank>) {
+        let pending = &mut cache.pending;
+        let word = match pending.words.iter().position(|w| w.key == key) {
+            Some(i) => i,
+            None => {
+                let word = NewWord {
+                    key,
+                    scan: Scan::new(self, bytes),
+                    at: 0,
+                };
+                for w in word.scan.ids[..bytes.len()].windows(2) {
+                    self.prefetch_pair(w[0], w[1]);
+                }
+                pending.words.push(word);
+                pending.words.len() - 1
+            }
+        };
+        pending.holes.push((out.len(), word as u32));
+        if pending.words.len() == PENDING_WORDS || pending.holes.len() == 4 * PENDING_WORDS {
+            self.merge_pending(cache, out);
+        }
+    }
+
+    /// Merges the words waiting in `cache.pending` (or takes them from a batch's other
+    /// workers), caches them, and puts their ids in their holes in `out`.
+    fn merge_pending(&self, cache: &mut MergeCache, out: &mut Vec<Rank>) {
+        if cache.pending.words.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut cache.pending);
+        // A bit per word still to merge.
+        let mut merging = u32::MAX >> (32 - pending.words.len());
+        if cache.batch.is_some() {
+            let mut shared = Vec::new();
+            for (i, word) in pending.words.iter_mut().enumerate() {
+                shared.clear();
+                if cache.shared_get(&[], Some(word.key), &mut shared) {
+                    word.scan.n = shared.len();
+                    word.scan.ids[..shared.len()].copy_from_slice(&shared);
+                    merging &= !(1 << i);
+                }
+            }
+        }
+        self.merge_words(&mut pending.words, merging);
+        if cache.batch.is_some() {
+            for (i, word) in pending.words.iter().enumerate() {
+                if merging >> i & 1 == 1 {
+                    cache.share(&[], Some(word.key), word.ids());
+                }
+            }
+        }
+        for word in &pending.words {
+            cache.words.insert(word.key, word.ids());
+        }
+        // Fill the holes from the last: each part of `out` after a hole moves right by the
+        // ids of the holes before it.
+        let extra: usize = pending
+            .holes
+            .iter()
+            .map(|&(_, w)| pending.words[w as usize].scan.n)
+            .sum();
+        let mut end = out.len();
+        out.resize(end + extra, 0);
+        let mut shift = extra;
+        for &(at, w) in pending.holes.iter().rev() {
+            out.copy_within(at..end, at + shift);
+            let ids = pending.words[w as usize].ids();
+            shift -= ids.len();
+            out[at + shift..at + shift + ids.len()].copy_from_slice(ids);
+            end = at;
+        }
+        pending.words.clear();
+        pending.holes.clear();
+        cache.pending = pending;
+    }
+
+    /// BPE on the words whose bits are set in `live`, in lockstep: each round makes the
+    /// best merge of every word still merging and fetches the merges of the new pairs,
+    /// then prices them, so that the lookups of all the words overlap.
+    fn merge_words(&self, words: &mut [NewWord], mut live: u32) {
+        let each = |mut bits: u32| {
+            std::iter::from_fn(move || {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits.wrapping_sub(1);
+                (i < 32).then_some(i)
+            })
+        };
+        for i in each(live) {
+            words[i].scan.price_all(self, NONE);
+        }
+        while live != 0 {
+            for i in each(live) {
+                let w = &mut words[i];
+                let Some(at) = w.scan.step() else {
+                    live &= !(1 << i);
+                    continue;
+                };
+                w.at = at;
+                let ids = &w.scan.ids;
+                if at > 0 {
+                    self.prefetch_pair(ids[at - 1], ids[at]);
+                }
+                if at + 1 < w.scan.n {
+                    self.prefetch_pair(ids[at], ids[at + 1]);
+                }
+                if w.scan.n == 1 {
+                    live &= !(1 << i);
+                }
+            }
+            for i in each(live) {
+                let w = &mut words[i];
+                w.scan.price_around(self, w.at, NONE);
+            }
+        }
     }
 
     /// Appends the ids of the piece `bytes` (`key` its `word_key` when it has 3 to 15
@@ -735,9 +1060,7 @@ impl Encoder {
             if cache.words.get(key, out) || cache.seed_get(key, out) {
                 return;
             }
-            let from = out.len();
-            self.merge_new(bytes, Some(key), cache, out);
-            return cache.words.insert(key, &out[from..]);
+            return self.defer(bytes, key, cache, out);
         }
         if self.direct_lookup {
             if let Some(id) = self.token_id(bytes) {
@@ -954,50 +1277,7 @@ impl Encoder {
     }
 
     fn merge_scan(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
-        let mut ids = [0 as Rank; SCAN_LIMIT];
-        // Per adjacent pair: the priority of its merge (NONE if none, or not below `limit`)
-        // and the id it makes, so a merge costs no second lookup.
-        let mut prio = [NONE; SCAN_LIMIT];
-        let mut made = [NONE; SCAN_LIMIT];
-        let mut n = piece.len();
-        for (slot, &b) in ids.iter_mut().zip(piece) {
-            *slot = self.byte_ids[b as usize];
-        }
-        let price = |a: Rank, b: Rank| {
-            let m = self.pair(a, b);
-            if m.priority < limit {
-                (m.priority, m.id)
-            } else {
-                (NONE, NONE)
-            }
-        };
-        for i in 0..n - 1 {
-            (prio[i], made[i]) = price(ids[i], ids[i + 1]);
-        }
-        while n > 1 {
-            let (mut best, mut i) = (NONE, 0);
-            for (j, &p) in prio[..n - 1].iter().enumerate() {
-                if p < best {
-                    best = p;
-                    i = j;
-                }
-            }
-            if best == NONE {
-                break;
-            }
-            ids[i] = made[i];
-            ids.copy_within(i + 2..n, i + 1);
-            prio.copy_within(i + 1..n - 1, i);
-            made.copy_within(i + 1..n - 1, i);
-            n -= 1;
-            if i > 0 {
-                (prio[i - 1], made[i - 1]) = price(ids[i - 1], ids[i]);
-            }
-            if i + 1 < n {
-                (prio[i], made[i]) = price(ids[i], ids[i + 1]);
-            }
-        }
-        out.extend_from_slice(&ids[..n]);
+        Scan::<SCAN_LIMIT>::new(self, piece).run(self, limit, out)
     }
 
     fn merge_heap(&self, piece: &[u8], limit: u32, out: &mut Vec<Rank>) {
@@ -1164,6 +1444,44 @@ mod tests {
                     assert_merge_is_naive(&enc, &piece);
                 }
             }
+        }
+    }
+
+    /// New words are merged in lockstep, many at a time, and their ids put in place after
+    /// the pieces that follow them: the ids equal the naive merge of each piece in turn,
+    /// with words seen twice before their merge, more new words than one round holds, and
+    /// a batch's workers sharing what they merged.
+    #[test]
+    fn words_merged_together_equal_each_merged_alone() {
+        let enc = tiny();
+        let mut rng = TestRng(31);
+        let mut words: Vec<String> = (0..3 * PENDING_WORDS)
+            .map(|_| {
+                let len = 2 + rng.below(14);
+                String::from_utf8(rng.bytes(len, b"aabc")).unwrap()
+            })
+            .collect();
+        words.push("ab".repeat(20));
+        let texts: Vec<String> = (0..8)
+            .map(|_| {
+                (0..200)
+                    .map(|_| words[rng.below(words.len())].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let expect = |text: &str| {
+            let mut ids = Vec::new();
+            enc.splitter()
+                .for_each_piece(text, |piece| ids.extend(naive(&enc, piece.as_bytes())));
+            ids
+        };
+        for text in &texts {
+            assert_eq!(enc.encode_ordinary(text), expect(text));
+        }
+        let batch = enc.encode_batch_threads(&texts, &Allowed::None, Some(2));
+        for (text, ids) in texts.iter().zip(batch) {
+            assert_eq!(ids, expect(text));
         }
     }
 
