@@ -4,10 +4,12 @@ the same real vocabularies: equal results and equal exception types. Also the re
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import hypothesis
@@ -104,6 +106,25 @@ def test_properties(pair):
     assert ours.is_special_token(np.int64(theirs.eot_token)) and not ours.is_special_token(np.uint32(5))
     with pytest.raises(TypeError):  # tiktoken: AssertionError
         ours.is_special_token("5")
+
+
+def test_lists_of_ids_hold_one_reference_per_item(pair):
+    """Lists of ids are filled in place with shared ints (one reference taken per item):
+    the counts rise by exactly the items held and fall back when the lists go."""
+    ours, theirs = pair
+    text = "the cat sat on the mat, the end " * 50
+    ids = ours.encode_ordinary(text)
+    assert ids == theirs.encode_ordinary(text)
+    the = ids[0]  # "the": an int of the tokenizer's own (CPython shares those up to 256)
+    assert the > 256
+    before = sys.getrefcount(the)
+    lists = [ours.encode_ordinary(text) for _ in range(10)] + ours.encode_batch([text] * 10)
+    count = sum(ids.count(the) for ids in lists)
+    assert sys.getrefcount(the) == before + count
+    assert all(ids == lists[0] and isinstance(ids, list) for ids in lists)
+    del lists
+    gc.collect()
+    assert sys.getrefcount(the) == before
 
 
 @pytest.mark.parametrize("text", TEXTS)

@@ -79,13 +79,14 @@ impl PyEncoder {
                 }
             };
         }
-        unsafe { ffi::Py_IncRef(int) };
+        unsafe { incref(int) };
         Ok(int)
     }
 
     fn to_list<'py>(&self, py: Python<'py>, ids: &[Rank]) -> PyResult<Bound<'py, PyList>> {
         unsafe {
             let list = Bound::from_owned_ptr_or_err(py, ffi::PyList_New(ids.len() as ffi::Py_ssize_t))?;
+            let items = list_items(py, list.as_ptr());
             for (i, &id) in ids.iter().enumerate() {
                 // The ints of the next ids are fetched ahead, in two steps (the table's slot,
                 // then the int it points to), so that their cache misses overlap.
@@ -95,9 +96,15 @@ impl PyEncoder {
                 if let Some(&near) = ids.get(i + PREFETCH_IDS) {
                     crate::memory::prefetch(self.ints[near as usize].load(Ordering::Relaxed));
                 }
-                // Steals the reference; a failure leaves the rest NULL, which the list's
-                // deallocation skips.
-                ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, self.int(py, id)?);
+                // The list takes the reference; a failure leaves the rest NULL, which the
+                // list's deallocation skips.
+                let int = self.int(py, id)?;
+                match items {
+                    Some(items) => *items.add(i) = int,
+                    None => {
+                        ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, int);
+                    }
+                }
             }
             Ok(list.cast_into_unchecked())
         }
@@ -106,6 +113,50 @@ impl PyEncoder {
 
 /// How many ids ahead `to_list` fetches the ints.
 const PREFETCH_IDS: usize = 8;
+
+/// A new reference to `object`, as the `Py_INCREF` of the limited API before 3.12 made one
+/// (this module is built for the stable ABI from 3.10: `abi3-py310`, never free-threaded):
+/// one add in place, where `Py_IncRef` is a call into the interpreter per token. CPython
+/// 3.12 and later keep accepting it, immortal objects included, for such modules.
+///
+/// # Safety
+/// `object` is a live object and the GIL is held.
+#[inline(always)]
+unsafe fn incref(object: *mut ffi::PyObject) {
+    unsafe { *object.cast::<ffi::Py_ssize_t>() += 1 };
+}
+
+/// The item array of `list`, a new list, when this interpreter lays lists out as CPython
+/// does (the variable-size object header, then the pointer to the items), which is checked
+/// once on a real list; else `None`, and items are set through `PyList_SetItem`. Writing
+/// the array directly saves a call per token (`PyList_SET_ITEM` is not in the limited API).
+///
+/// # Safety
+/// `list` is a list object and the GIL is held.
+unsafe fn list_items(_py: Python<'_>, list: *mut ffi::PyObject) -> Option<*mut *mut ffi::PyObject> {
+    static OFFSET: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let offset = (*OFFSET.get_or_init(|| {
+        let offset = std::mem::size_of::<ffi::PyVarObject>();
+        // SAFETY: a list of one item made here; the word read at `offset` lies within any
+        // list object (header plus item pointer).
+        unsafe {
+            let probe = ffi::PyList_New(1);
+            if probe.is_null() {
+                ffi::PyErr_Clear();
+                return None;
+            }
+            let item = ffi::PyLong_FromLong(1_234_567);
+            let found = !item.is_null()
+                && ffi::PyList_SetItem(probe, 0, item) == 0
+                && *(*probe.cast::<u8>().add(offset).cast::<*const *mut ffi::PyObject>()) == item;
+            ffi::PyErr_Clear();
+            ffi::Py_DecRef(probe);
+            found.then_some(offset)
+        }
+    }))?;
+    // SAFETY: as checked above, the word at `offset` of a list is its item array.
+    Some(unsafe { *list.cast::<u8>().add(offset).cast::<*mut *mut ffi::PyObject>() })
+}
 
 impl Drop for PyEncoder {
     fn drop(&mut self) {
