@@ -277,12 +277,15 @@ impl PyEncoder {
         text: &str,
         allowed_special: Option<FxHashSet<String>>,
         allow_all: bool,
-    ) -> Bound<'py, PyBytes> {
-        let bytes: Vec<u8> = py.detach(|| {
-            let ids = self.inner.encode(text, &allowed(allow_all, &allowed_special));
-            ids.iter().flat_map(|id| id.to_le_bytes()).collect()
-        });
-        PyBytes::new(py, &bytes)
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = py.detach(|| self.inner.encode(text, &allowed(allow_all, &allowed_special)));
+        // Written straight into the bytes object (a plain copy on little-endian machines).
+        PyBytes::new_with(py, 4 * ids.len(), |buffer| {
+            for (bytes, id) in buffer.chunks_exact_mut(4).zip(&ids) {
+                bytes.copy_from_slice(&id.to_le_bytes());
+            }
+            Ok(())
+        })
     }
 
     #[pyo3(signature = (texts, allowed_special=None, allow_all=false, num_threads=None))]
