@@ -462,7 +462,15 @@ impl WordCache {
     /// Appends the ids of the piece `key` to `out` if it is cached.
     #[inline]
     fn get(&self, key: u128, out: &mut Vec<Rank>) -> bool {
-        self.map.get(key).map(|v| self.emit(unpack(v), out)).is_some()
+        self.get_hashed(key, KeyTable::hash(key), out)
+    }
+
+    #[inline]
+    fn get_hashed(&self, key: u128, hash: u64, out: &mut Vec<Rank>) -> bool {
+        self.map
+            .get_hashed(key, hash)
+            .map(|v| self.emit(unpack(v), out))
+            .is_some()
     }
 
     /// The value to store for `ids`, or `None` when the cache is full. A full cache keeps
@@ -876,7 +884,7 @@ impl Encoder {
     /// several pieces overlap instead of each waiting for the one before.
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         let all = text.as_bytes();
-        let mut ring = [(0usize, 0usize, None::<u128>); LOOKAHEAD];
+        let mut ring = [(0usize, 0usize, None::<(u128, u64)>); LOOKAHEAD];
         let mut waiting = 0;
         self.splitter.for_each_piece(text, |piece| {
             let bytes = piece.as_bytes();
@@ -886,9 +894,11 @@ impl Encoder {
             } else {
                 None
             };
-            if let Some(key) = key {
-                self.short.prefetch(key);
-                cache.words.map.prefetch(key);
+            // With its hash, computed once for both tables.
+            let key = key.map(|key| (key, KeyTable::hash(key)));
+            if let Some((_, hash)) = key {
+                self.short.prefetch_hashed(hash);
+                cache.words.map.prefetch_hashed(hash);
             }
             let slot = &mut ring[waiting % LOOKAHEAD];
             if waiting >= LOOKAHEAD {
@@ -1024,10 +1034,10 @@ impl Encoder {
         }
     }
 
-    /// Appends the ids of the piece `bytes` (`key` its `word_key` when it has 3 to 15
-    /// bytes).
+    /// Appends the ids of the piece `bytes` (`key` its `word_key` and that key's
+    /// `KeyTable::hash`, when it has 3 to 15 bytes).
     #[inline(always)]
-    fn encode_piece(&self, bytes: &[u8], key: Option<u128>, cache: &mut MergeCache, out: &mut Vec<Rank>) {
+    fn encode_piece(&self, bytes: &[u8], key: Option<(u128, u64)>, cache: &mut MergeCache, out: &mut Vec<Rank>) {
         // One or two bytes (punctuation, spaces, short words): a byte's token, or the
         // merge of two (in tiktoken's model every two-byte token is one), straight from
         // `byte_ids` and the dense table of low merges, cheaper than the word cache and
@@ -1049,15 +1059,15 @@ impl Encoder {
             }
             _ => {}
         }
-        if let Some(key) = key {
+        if let Some((key, hash)) = key {
             // A whole token (most words) is found in the vocabulary's table, never
             // filling the word cache, which keeps the pieces of several tokens.
             if self.direct_lookup {
-                if let Some(id) = self.short.get(key) {
+                if let Some(id) = self.short.get_hashed(key, hash) {
                     return out.push(id as Rank);
                 }
             }
-            if cache.words.get(key, out) || cache.seed_get(key, out) {
+            if cache.words.get_hashed(key, hash, out) || cache.seed_get(key, out) {
                 return;
             }
             return self.defer(bytes, key, cache, out);

@@ -75,9 +75,16 @@ impl<K: Key> KeyTable<K> {
         }
     }
 
+    /// `key`'s hash, the same in every table: a caller that looks a key up in two tables,
+    /// or prefetches before it looks, computes it once (`get_hashed`, `prefetch_hashed`).
+    #[inline]
+    pub(crate) fn hash(key: K) -> u64 {
+        key.fold().wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
     #[inline]
     fn home(&self, key: K) -> usize {
-        (key.fold().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        (Self::hash(key) >> self.shift) as usize
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -86,8 +93,14 @@ impl<K: Key> KeyTable<K> {
 
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<u64> {
+        self.get_hashed(key, Self::hash(key))
+    }
+
+    /// `get` of a key whose `hash` is known.
+    #[inline]
+    pub(crate) fn get_hashed(&self, key: K, hash: u64) -> Option<u64> {
         let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
+        let mut i = (hash >> self.shift) as usize;
         loop {
             let slot = &self.slots[i];
             // Empty first: key 0 (the empty piece's `word_key`) is in no table.
@@ -104,7 +117,13 @@ impl<K: Key> KeyTable<K> {
     /// Asks the CPU to bring `key`'s home slot into its caches; no effect on the table.
     #[inline]
     pub(crate) fn prefetch(&self, key: K) {
-        crate::memory::prefetch(self.slots.as_ptr().wrapping_add(self.home(key)));
+        self.prefetch_hashed(Self::hash(key));
+    }
+
+    /// `prefetch` of a key by its `hash`.
+    #[inline]
+    pub(crate) fn prefetch_hashed(&self, hash: u64) {
+        crate::memory::prefetch(self.slots.as_ptr().wrapping_add((hash >> self.shift) as usize));
     }
 
     /// Sets `key`'s value; key 0 (which marks empty slots) is refused.
