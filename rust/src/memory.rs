@@ -42,10 +42,11 @@ pub(crate) fn prefetch<T>(p: *const T) {
 pub(crate) unsafe trait Zeroable: Copy {}
 
 /// A 2 MB huge page, the unit transparent huge pages come in on x86-64 Linux.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const HUGE_PAGE: usize = 2 << 20;
 
-/// A boxed slice that starts zeroed, from `HugeAlloc`: from 2 MB up, on Linux, a mapping of
-/// its own, aligned to 2 MB and advised for transparent huge pages before it is first touched.
+/// A boxed slice that starts zeroed: from 2 MB up, on Linux, a mapping of its own, aligned
+/// to 2 MB and advised for transparent huge pages before it is first touched.
 ///
 /// The lookup tables of encoding are megabytes probed at random. On 4 KB pages nearly every
 /// probe of a table that is not in the CPU's caches also misses the TLB and walks the page
@@ -64,15 +65,23 @@ unsafe impl<T: Zeroable + Sync> Sync for ZeroedSlice<T> {}
 
 impl<T: Zeroable> ZeroedSlice<T> {
     pub(crate) fn new(len: usize) -> Self {
-        use allocator_api2::alloc::Allocator;
         let layout = Self::layout(len);
         if layout.size() == 0 {
             let ptr = std::ptr::NonNull::dangling();
             return ZeroedSlice { ptr, len };
         }
-        match HugeAlloc.allocate_zeroed(layout) {
-            Ok(block) => ZeroedSlice { ptr: block.cast(), len },
-            Err(_) => std::alloc::handle_alloc_error(layout),
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if Self::maps(layout) {
+            // A fresh anonymous mapping reads as zeros.
+            return match map_huge(layout.size()) {
+                Some(ptr) => ZeroedSlice { ptr: ptr.cast(), len },
+                None => std::alloc::handle_alloc_error(layout),
+            };
+        }
+        // SAFETY: the layout's size is not zero.
+        match std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }) {
+            Some(ptr) => ZeroedSlice { ptr: ptr.cast(), len },
+            None => std::alloc::handle_alloc_error(layout),
         }
     }
 
@@ -82,62 +91,19 @@ impl<T: Zeroable> ZeroedSlice<T> {
             .and_then(|layout| layout.align_to(64))
             .expect("table size overflows")
     }
-}
 
-/// The allocator of the tables that encoding probes at random (`ZeroedSlice`, and hash maps
-/// through allocator-api2): blocks of 2 MB and more are mappings of their own, advised for
-/// huge pages (elsewhere than Linux, the global allocator's).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct HugeAlloc;
-
-impl HugeAlloc {
-    /// Whether a block of this layout is a mapping of its own.
+    /// Whether a slice of this layout is a mapping of its own (else from the global
+    /// allocator): the layout, the same when it is freed, decides.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn maps(layout: std::alloc::Layout) -> bool {
-        cfg!(all(target_os = "linux", target_env = "gnu")) && layout.size() >= HUGE_PAGE && layout.align() <= HUGE_PAGE
+        layout.size() >= HUGE_PAGE
     }
 }
 
-// SAFETY: blocks come from the global allocator or from `map_huge`, and each goes back the
-// way it came: the layout, which `deallocate` receives unchanged, decides (`maps`).
-unsafe impl allocator_api2::alloc::Allocator for HugeAlloc {
-    fn allocate(
-        &self,
-        layout: std::alloc::Layout,
-    ) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if Self::maps(layout) {
-            let (ptr, mapped) = map_huge(layout.size()).ok_or(allocator_api2::alloc::AllocError)?;
-            return Ok(std::ptr::NonNull::slice_from_raw_parts(ptr, mapped));
-        }
-        allocator_api2::alloc::Global.allocate(layout)
-    }
-
-    fn allocate_zeroed(
-        &self,
-        layout: std::alloc::Layout,
-    ) -> Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        if Self::maps(layout) {
-            return self.allocate(layout); // a fresh anonymous mapping reads as zeros
-        }
-        allocator_api2::alloc::Global.allocate_zeroed(layout)
-    }
-
-    unsafe fn deallocate(&self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if Self::maps(layout) {
-            // SAFETY: a mapping from `map_huge` of this size rounded up to huge pages.
-            unsafe { libc::munmap(ptr.as_ptr().cast(), layout.size().next_multiple_of(HUGE_PAGE)) };
-            return;
-        }
-        // SAFETY: allocated by `Global` with this layout, as the caller guarantees.
-        unsafe { allocator_api2::alloc::Global.deallocate(ptr, layout) }
-    }
-}
-
-/// A fresh anonymous mapping of at least `size` bytes, aligned to 2 MB, advised for huge
-/// pages; `None` if the system refuses the mapping.
+/// A fresh anonymous mapping of `size` bytes rounded up to huge pages, aligned to 2 MB,
+/// advised for huge pages; `None` if the system refuses the mapping.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn map_huge(size: usize) -> Option<(std::ptr::NonNull<u8>, usize)> {
+fn map_huge(size: usize) -> Option<std::ptr::NonNull<u8>> {
     let size = size.next_multiple_of(HUGE_PAGE);
     // SAFETY: a private anonymous mapping touches no existing memory; the excess around the
     // aligned part is unmapped, and the advice only concerns the mapping made here.
@@ -163,7 +129,7 @@ fn map_huge(size: usize) -> Option<(std::ptr::NonNull<u8>, usize)> {
             libc::munmap((aligned + size) as *mut libc::c_void, end - aligned - size);
         }
         libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
-        Some((std::ptr::NonNull::new(aligned as *mut u8)?, size))
+        std::ptr::NonNull::new(aligned as *mut u8)
     }
 }
 
@@ -184,12 +150,18 @@ impl<T: Zeroable> std::ops::DerefMut for ZeroedSlice<T> {
 
 impl<T: Zeroable> Drop for ZeroedSlice<T> {
     fn drop(&mut self) {
-        use allocator_api2::alloc::Allocator;
         let layout = Self::layout(self.len);
-        if layout.size() > 0 {
-            // SAFETY: allocated in `new` by `HugeAlloc` with this layout.
-            unsafe { HugeAlloc.deallocate(self.ptr.cast(), layout) };
+        if layout.size() == 0 {
+            return;
         }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if Self::maps(layout) {
+            // SAFETY: a mapping from `map_huge` of this size rounded up to huge pages.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), layout.size().next_multiple_of(HUGE_PAGE)) };
+            return;
+        }
+        // SAFETY: allocated in `new` by the global allocator with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
     }
 }
 
@@ -221,7 +193,7 @@ mod tests {
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             if len * 16 >= HUGE_PAGE {
                 assert!(
-                    HugeAlloc::maps(ZeroedSlice::<Pair>::layout(len)),
+                    ZeroedSlice::<Pair>::maps(ZeroedSlice::<Pair>::layout(len)),
                     "a mapping of its own"
                 );
                 assert_eq!(slice.as_ptr() as usize % HUGE_PAGE, 0, "aligned to a huge page");
