@@ -214,18 +214,47 @@ fn pair_hash(a: Rank, b: Rank) -> u64 {
     ((a as u64) << 32 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Whether encoding the bytes of tokens `a` then `b` with the merges ranked below `limit`
+/// gives back `[a, b]`. Walking down the right spine of `a`'s merge tree and the left spine
+/// of `b`'s, latest-made token first, no merge across the two may come before the merge
+/// that ends that state (ties go to the leftmost pair, as in BPE). `parts` gives a token's
+/// two parts ((t, t) for a single byte); `merges_below(x, y, limit, leaves)` says whether
+/// `x` and `y` (both single bytes when `leaves`) merge with a priority below `limit`.
+#[inline(always)]
+pub(crate) fn compatible(
+    mut a: Rank,
+    mut b: Rank,
+    mut limit: u32,
+    parts: impl Fn(Rank) -> (Rank, Rank),
+    merges_below: impl Fn(Rank, Rank, u32, bool) -> bool,
+) -> bool {
+    let (mut pa, mut pb) = (parts(a), parts(b));
+    loop {
+        let (a_leaf, b_leaf) = (pa.0 == a, pb.0 == b);
+        if merges_below(a, b, limit, a_leaf && b_leaf) {
+            return false;
+        }
+        if a_leaf && b_leaf {
+            return true;
+        }
+        if !a_leaf && (b_leaf || a > b) {
+            limit = a;
+            a = pa.1;
+            pa = parts(a);
+        } else {
+            // On equal ranks the merge across is left of `b`'s own and goes first.
+            limit = b + 1;
+            b = pb.0;
+            pb = parts(b);
+        }
+    }
+}
+
 impl LongPieces {
-    pub(crate) fn build(encoder: &Encoder) -> LongPieces {
+    /// The tables for `encoder`, whose tokens' own splits are `parts` (`splits::Splits`).
+    pub(crate) fn build(encoder: &Encoder, parts: &[(Rank, Rank)]) -> LongPieces {
         let n = encoder.n_vocab();
         let ranks = encoder.ranks();
-        // Each token's split is BPE on its own bytes: independent, so spread over the pool.
-        let splits: Vec<Option<(Rank, Rank)>> = ranks
-            .par_iter()
-            .map(|&(bytes, id)| match bytes.len() {
-                1 => Some((id, id)),
-                _ => encoder.split_of(bytes, id),
-            })
-            .collect();
         let unused = Token {
             len: 0,
             shorter: NONE,
@@ -236,10 +265,11 @@ impl LongPieces {
         let mut tokens = vec![unused; n];
         let mut reachable: Vec<(&[u8], Rank)> = Vec::with_capacity(ranks.len());
         let mut pair_list: Vec<(Rank, Rank)> = Vec::with_capacity(ranks.len());
-        for (&(bytes, id), s) in ranks.iter().zip(splits) {
+        for &(bytes, id) in &ranks {
             let token = &mut tokens[id as usize];
             token.len = bytes.len() as u32;
-            if let Some((left, right)) = s {
+            let (left, right) = parts[id as usize];
+            if left != NONE {
                 (token.left, token.right) = (left, right);
                 reachable.push((bytes, id));
                 if left != id {
@@ -309,15 +339,6 @@ impl LongPieces {
         }
     }
 
-    /// Each token BPE reaches from its own bytes (not single bytes), with its two parts.
-    pub(crate) fn splits(&self) -> impl Iterator<Item = (Rank, Rank, Rank)> + '_ {
-        (0..self.tokens.len() as Rank).filter_map(|id| match self.tokens[id as usize] {
-            Token { left: NONE, .. } => None,
-            Token { left, .. } if left == id => None,
-            Token { left, right, .. } => Some((id, left, right)),
-        })
-    }
-
     /// Whether `a` and `b` merge with a priority below `limit` (the filter first).
     #[inline(always)]
     fn merges_below(&self, encoder: &Encoder, a: Rank, b: Rank, limit: u32) -> bool {
@@ -325,36 +346,20 @@ impl LongPieces {
         self.pairs[h >> 6] >> (h & 63) & 1 == 1 && encoder.merge_rank(a, b).is_some_and(|r| r < limit)
     }
 
-    /// Whether encoding the bytes of `a` then `b` gives back `[a, b]`: walking down the
-    /// right spine of `a`'s merge tree and the left spine of `b`'s, latest-made token
-    /// first, no merge across the two may come before the merge that ends that state
-    /// (ties go to the leftmost pair, as in BPE).
+    /// Whether encoding the bytes of `a` then `b` gives back `[a, b]` (see `compatible`).
     #[inline]
-    fn compatible(&self, encoder: &Encoder, mut a: Rank, mut b: Rank) -> bool {
-        let mut limit = NONE;
-        let (mut ta, mut tb) = (self.tokens[a as usize], self.tokens[b as usize]);
-        loop {
-            let (a_leaf, b_leaf) = (ta.left == a, tb.left == b);
-            if a_leaf && b_leaf && self.byte_table {
-                return self.byte_merges[(a as usize) << 8 | b as usize] >= limit;
-            }
-            if ta.partners & class_bit(b) != 0 && self.merges_below(encoder, a, b, limit) {
-                return false;
-            }
-            if a_leaf && b_leaf {
-                return true;
-            }
-            if !a_leaf && (b_leaf || a > b) {
-                limit = a;
-                a = ta.right;
-                ta = self.tokens[a as usize];
+    fn compatible(&self, encoder: &Encoder, a: Rank, b: Rank) -> bool {
+        let part = |t: Rank| {
+            let t = self.tokens[t as usize];
+            (t.left, t.right)
+        };
+        compatible(a, b, NONE, part, |a, b, limit, leaves| {
+            if leaves && self.byte_table {
+                self.byte_merges[(a as usize) << 8 | b as usize] < limit
             } else {
-                // On equal ranks the merge across is left of `b`'s own and goes first.
-                limit = b + 1;
-                b = tb.left;
-                tb = self.tokens[b as usize];
+                self.tokens[a as usize].partners & class_bit(b) != 0 && self.merges_below(encoder, a, b, limit)
             }
-        }
+        })
     }
 
     /// Appends the BPE encoding of `text` to `out`; `false` (with `out` unchanged) if the
@@ -458,7 +463,7 @@ mod tests {
     fn filters_keep_every_merge_the_encoder_knows() {
         for seed in [1, 2, 3] {
             let (enc, _) = grown(seed);
-            let long = LongPieces::build(&enc);
+            let long = enc.long_pieces.as_ref().unwrap();
             assert!(long.byte_table);
             let reachable: Vec<Rank> = (0..enc.n_vocab() as Rank)
                 .filter(|&t| long.tokens[t as usize].left != NONE)
@@ -487,7 +492,7 @@ mod tests {
         let mut rng = TestRng(5);
         for seed in [1, 2, 3, 4] {
             let (enc, ids) = grown(seed);
-            let long = LongPieces::build(&enc);
+            let long = enc.long_pieces.as_ref().unwrap();
             for len in [65usize, 200, 1000] {
                 for alphabet in [&b"ab"[..], b"abcd", b"abcdx"] {
                     let piece = rng.bytes(len, alphabet);

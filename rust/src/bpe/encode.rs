@@ -9,16 +9,16 @@
 
 use crate::bpe::backtrack::LongPieces;
 use crate::bpe::keytable::KeyTable;
+use crate::bpe::splits::own_splits;
 use crate::error::{Error, Result};
 use crate::split::Splitter;
 use crate::Rank;
-use rayon::prelude::*;
 use regex_automata::meta::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
@@ -40,7 +40,7 @@ struct Merge {
 
 /// Two ids in one key, never 0 (which marks `KeyTable`'s empty slots): ids are below 2^31.
 #[inline]
-fn pair_key(a: Rank, b: Rank) -> u64 {
+pub(crate) fn pair_key(a: Rank, b: Rank) -> u64 {
     !(((a as u64) << 32) | b as u64)
 }
 
@@ -565,7 +565,7 @@ pub struct Encoder {
     special_regex: Option<Regex>,
     /// The linear-time encoder of long pieces: built at load in tiktoken's model; never
     /// for an explicit merge list (Hugging Face's), which leaves long pieces to the heap.
-    long_pieces: OnceLock<Option<LongPieces>>,
+    pub(crate) long_pieces: Option<LongPieces>,
     /// Names this encoder's per-thread word caches.
     id: u64,
 }
@@ -574,59 +574,24 @@ impl Encoder {
     /// tiktoken's model: a token's rank is its id and the priority of any merge making it.
     pub fn from_ranks(ranks: Vec<(Vec<u8>, Rank)>, pattern: &str, specials: Vec<(String, Rank)>) -> Result<Self> {
         let mut encoder = Self::new(ranks, pattern, specials, true)?;
-        // Every split of every token into two tokens, on all cores. Most prefixes are not
-        // tokens: the suffix is looked up only for those that are.
-        let pairs: Vec<(u64, Merge)> = encoder
-            .encoder
-            .par_iter()
-            .flat_map_iter(|(bytes, &id)| {
-                let encoder = &encoder;
-                (1..bytes.len()).filter_map(move |k| {
-                    let a = encoder.token_id(&bytes[..k])?;
-                    let b = encoder.token_id(&bytes[k..])?;
-                    Some((pair_key(a, b), Merge { priority: id, id }))
-                })
-            })
-            .collect();
-        let merges: FxHashMap<u64, Merge> = pairs.into_iter().collect();
-        encoder.set_merges(merges);
-        // The long-piece tables are built here, at load, so the first long piece costs no
-        // more than any other (about 70 ms for cl100k, 180 ms for o200k on one core; load
-        // and all stays under tiktoken's own load time).
-        let long = LongPieces::build(&encoder);
         // Of all the pairs whose bytes join into a token, only the last merge of BPE on
         // the token's own bytes ever makes it in a text: until a token forms, the merges
         // inside its span are those of its bytes alone (a neighbour taking one of its bytes
-        // means it never forms). That is the split above for nearly every token; a token
-        // that its bytes reach only through a part ranked after it (a few) keeps every
-        // pair that makes it. So the map holds 200,000 pairs for o200k, not 446,000: more
-        // of it stays in cache for the lookups that are most of the time of merging.
-        let mut own: FxHashMap<u64, Merge> = long
-            .splits()
-            .map(|(id, a, b)| (pair_key(a, b), Merge { priority: id, id }))
-            .collect();
-        let split: FxHashSet<Rank> = own.values().map(|m| m.id).collect();
-        let late: FxHashSet<Rank> = encoder
-            .ranks()
-            .into_par_iter()
-            .filter(|&(bytes, id)| {
-                let mut parts = Vec::new();
-                if bytes.len() > 1 && !split.contains(&id) {
-                    encoder.merge(bytes, NONE, &mut parts);
-                }
-                parts == [id]
-            })
-            .map(|(_, id)| id)
-            .collect();
-        own.extend(
-            encoder
+        // means it never forms). So the map holds each token's split (200,000 pairs for
+        // o200k, not the 446,000 whose bytes join into a token) and more of it stays in
+        // cache for the lookups that are most of the time of merging. A token that its
+        // bytes reach only through a part ranked after it keeps every pair that makes it.
+        let splits = own_splits(&encoder);
+        encoder.set_merges(
+            splits
                 .merges
-                .iter()
-                .map(|(key, v)| (key, Merge::unpacked(v)))
-                .filter(|(_, m)| late.contains(&m.id)),
+                .into_iter()
+                .map(|(key, id)| (key, Merge { priority: id, id }))
+                .collect(),
         );
-        encoder.set_merges(own);
-        let _ = encoder.long_pieces.set(Some(long));
+        // The long-piece tables are built here, at load, so the first long piece costs no
+        // more than any other.
+        encoder.long_pieces = Some(LongPieces::build(&encoder, &splits.parts));
         encoder.warm_tables();
         Ok(encoder)
     }
@@ -766,7 +731,7 @@ impl Encoder {
             direct_lookup,
             specials: special_map,
             special_regex,
-            long_pieces: OnceLock::new(),
+            long_pieces: None,
             id: NEXT_ENCODER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
@@ -1237,10 +1202,11 @@ impl Encoder {
 
     /// BPE on a long piece: linear-time backtracking where the vocabulary allows it.
     fn merge_long(&self, piece: &[u8], out: &mut Vec<Rank>) {
-        let long = self
+        if !self
             .long_pieces
-            .get_or_init(|| self.merge_list.is_none().then(|| LongPieces::build(self)));
-        if !long.as_ref().is_some_and(|long| long.encode(self, piece, out)) {
+            .as_ref()
+            .is_some_and(|long| long.encode(self, piece, out))
+        {
             self.merge(piece, NONE, out);
         }
     }
@@ -1498,7 +1464,7 @@ mod tests {
     #[test]
     fn backtracking_agrees_with_the_heap_merge() {
         let enc = tiny();
-        let long = LongPieces::build(&enc);
+        let long = enc.long_pieces.as_ref().unwrap();
         let mut rng = TestRng(99);
         for len in [1usize, 2, 3, 10, 65, 300, 5000] {
             for alphabet in [&b"a"[..], b"ab", b"abc", b"aabcx"] {

@@ -4,6 +4,7 @@
 pub(crate) mod backtrack;
 pub mod encode;
 mod keytable;
+mod splits;
 pub mod train;
 pub mod vocab;
 
