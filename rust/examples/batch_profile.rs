@@ -9,11 +9,12 @@ use fastgpt::{Allowed, Encoder};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let ranks = parse_tiktoken(&std::fs::read(&args[1]).unwrap(), &args[1]).unwrap();
+    let ranks = std::fs::read(&args[1]).unwrap();
+    let load = || Encoder::from_tokens(parse_tiktoken(&ranks, &args[1]).unwrap(), &args[2], vec![]).unwrap();
     let docs_text = std::fs::read_to_string(&args[3]).unwrap();
     let docs: Vec<&str> = docs_text.split('\0').collect();
     let warm = std::fs::read_to_string(&args[4]).unwrap();
-    let enc0 = Encoder::from_ranks(ranks.clone(), &args[2], vec![]).unwrap();
+    let enc0 = load();
     for _ in 0..5 {
         let start = std::time::Instant::now();
         let n: usize = docs.iter().map(|d| enc0.encode_ordinary(d).len()).sum();
@@ -31,7 +32,7 @@ fn main() {
     }
     for _ in 0..3 {
         for threads in [1, 2] {
-            let enc = Encoder::from_ranks(ranks.clone(), &args[2], vec![]).unwrap();
+            let enc = load();
             enc.encode_ordinary(&warm);
             let start = std::time::Instant::now();
             let out = enc.encode_batch_threads(&docs, &Allowed::None, Some(threads));

@@ -40,7 +40,7 @@ fn evict(junk: &[u8]) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let load = || {
-        Encoder::from_ranks(
+        Encoder::from_tokens(
             parse_tiktoken(&std::fs::read(&args[1]).unwrap(), &args[1]).unwrap(),
             &args[2],
             vec![],

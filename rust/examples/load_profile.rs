@@ -1,5 +1,5 @@
 //! Profiling harness (not a benchmark) for loading a tiktoken rank file: times
-//! `parse_tiktoken` and `Encoder::from_ranks` separately, wall clock, median of the rounds.
+//! `parse_tiktoken` and `Encoder::from_tokens` separately, wall clock, median of the rounds.
 //! `cargo run --release --example load_profile -- RANKS.tiktoken cl100k|o200k [ROUNDS]`
 
 use fastgpt::bpe::vocab::parse_tiktoken;
@@ -18,15 +18,15 @@ fn main() {
     let (mut parse, mut build) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let t = Instant::now();
-        let ranks = parse_tiktoken(&data, &args[1]).expect("ranks");
+        let tokens = parse_tiktoken(&data, &args[1]).expect("rank file");
         parse.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let encoder = Encoder::from_ranks(ranks, &args[2], vec![]).expect("encoder");
+        let encoder = Encoder::from_tokens(tokens, &args[2], vec![]).expect("encoder");
         build.push(t.elapsed().as_secs_f64());
         drop(encoder);
     }
     println!(
-        "parse {:.1} ms, from_ranks {:.1} ms",
+        "parse {:.1} ms, from_tokens {:.1} ms",
         median(parse) * 1e3,
         median(build) * 1e3
     );

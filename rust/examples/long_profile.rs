@@ -43,7 +43,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let ranks = parse_tiktoken(&std::fs::read(&args[1]).unwrap(), &args[1]).unwrap();
     let t = std::time::Instant::now();
-    let enc = Encoder::from_ranks(ranks, &args[2], vec![]).unwrap();
+    let enc = Encoder::from_tokens(ranks, &args[2], vec![]).unwrap();
     eprintln!("load {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
     let rounds: u64 = args.get(4).map_or(5, |r| r.parse().unwrap());
     let (mut secs, mut bytes, mut best) = (0.0, 0, 0.0f64);

@@ -184,7 +184,7 @@ impl PyEncoder {
     ) -> PyResult<Self> {
         let inner = py
             .detach(|| {
-                vocab::parse_tiktoken(data, source).and_then(|ranks| Encoder::from_ranks(ranks, pattern, specials))
+                vocab::parse_tiktoken(data, source).and_then(|tokens| Encoder::from_tokens(tokens, pattern, specials))
             })
             .map_err(to_py)?;
         Ok(PyEncoder::new(inner))

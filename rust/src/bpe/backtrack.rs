@@ -10,8 +10,9 @@
 //! the code here is our own.) Tests check it against the heap-based merge.
 
 use crate::bpe::encode::Encoder;
+use crate::bpe::splits::Splits;
+use crate::bpe::tokens::NO_TOKEN;
 use crate::Rank;
-use rayon::prelude::*;
 
 const NONE: u32 = u32::MAX;
 
@@ -251,8 +252,8 @@ pub(crate) fn compatible(
 }
 
 impl LongPieces {
-    /// The tables for `encoder`, whose tokens' own splits are `parts` (`splits::Splits`).
-    pub(crate) fn build(encoder: &Encoder, parts: &[(Rank, Rank)]) -> LongPieces {
+    /// The tables for `encoder`, whose tokens' own splits are `splits`.
+    pub(crate) fn build(encoder: &Encoder, splits: &Splits) -> LongPieces {
         let n = encoder.n_vocab();
         let ranks = encoder.ranks();
         let unused = Token {
@@ -268,7 +269,7 @@ impl LongPieces {
         for &(bytes, id) in &ranks {
             let token = &mut tokens[id as usize];
             token.len = bytes.len() as u32;
-            let (left, right) = parts[id as usize];
+            let (left, right) = splits.parts[id as usize];
             if left != NONE {
                 (token.left, token.right) = (left, right);
                 reachable.push((bytes, id));
@@ -280,29 +281,18 @@ impl LongPieces {
                 // may keep any pair that makes it (see `Encoder::from_ranks`), so the
                 // filter holds them all. With the splits above, that covers every pair
                 // the encoder's map can hold, whatever else it drops.
-                for k in 1..bytes.len() {
-                    if let (Some(a), Some(b)) = (encoder.token_id(&bytes[..k]), encoder.token_id(&bytes[k..])) {
-                        pair_list.push((a, b));
-                    }
-                }
+                let made = splits.prefixes.of(id).iter().filter(|&&(_, b)| b != NO_TOKEN);
+                pair_list.extend(made);
             }
         }
-        let shorter_of: Vec<(Rank, Rank)> = reachable
-            .par_iter()
-            .map(|&(bytes, id)| {
-                let shorter = (1..bytes.len())
-                    .rev()
-                    .find_map(|k| {
-                        encoder
-                            .token_id(&bytes[..k])
-                            .filter(|&t| tokens[t as usize].left != NONE)
-                    })
-                    .unwrap_or(NONE);
-                (id, shorter)
-            })
-            .collect();
-        for (id, s) in shorter_of {
-            tokens[id as usize].shorter = s;
+        for &(_, id) in &reachable {
+            tokens[id as usize].shorter = splits
+                .prefixes
+                .of(id)
+                .iter()
+                .map(|&(a, _)| a)
+                .find(|&a| splits.parts[a as usize].0 != NONE)
+                .unwrap_or(NONE);
         }
         let bits = (pair_list.len() * FILTER_BITS_PER_PAIR)
             .next_power_of_two()

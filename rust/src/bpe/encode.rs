@@ -10,6 +10,7 @@
 use crate::bpe::backtrack::LongPieces;
 use crate::bpe::keytable::KeyTable;
 use crate::bpe::splits::own_splits;
+use crate::bpe::tokens::Tokens;
 use crate::error::{Error, Result};
 use crate::split::Splitter;
 use crate::Rank;
@@ -396,7 +397,7 @@ fn word_key_within(text: &[u8], piece: &[u8]) -> Option<u128> {
 
 /// Up to 15 bytes and their length packed into one integer; `None` for longer pieces.
 #[inline]
-fn word_key(bytes: &[u8]) -> Option<u128> {
+pub(crate) fn word_key(bytes: &[u8]) -> Option<u128> {
     if bytes.len() > 15 {
         return None;
     }
@@ -542,12 +543,13 @@ impl WordCache {
 /// A BPE vocabulary with its pre-tokenizer and special tokens.
 pub struct Encoder {
     splitter: Splitter,
-    encoder: FxHashMap<Vec<u8>, Rank>,
-    /// The tokens of up to 15 bytes again, keyed by `word_key`: hashing and comparing one
-    /// integer instead of a byte string behind a pointer.
-    short: KeyTable,
-    /// id → bytes for regular and special tokens; `None` for unused ids.
-    decoder: Vec<Option<Box<[u8]>>>,
+    /// The regular tokens; pieces of up to 15 bytes are looked up in `tokens.short`,
+    /// hashing and comparing one integer instead of a byte string behind a pointer.
+    tokens: Tokens,
+    /// The special tokens' bytes by id.
+    special_bytes: FxHashMap<Rank, Box<[u8]>>,
+    /// One past the largest id, special tokens included.
+    n_vocab: usize,
     /// Pair key → merge (`Merge::packed`): megabytes probed at random, often not in the
     /// CPU's caches, whose slots new words' merges prefetch.
     merges: KeyTable<u64>,
@@ -571,9 +573,14 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// tiktoken's model: a token's rank is its id and the priority of any merge making it.
+    /// tiktoken's model from (token bytes, rank) pairs (`from_tokens`).
     pub fn from_ranks(ranks: Vec<(Vec<u8>, Rank)>, pattern: &str, specials: Vec<(String, Rank)>) -> Result<Self> {
-        let mut encoder = Self::new(ranks, pattern, specials, true)?;
+        Self::from_tokens(Tokens::from_pairs(ranks)?, pattern, specials)
+    }
+
+    /// tiktoken's model: a token's rank is its id and the priority of any merge making it.
+    pub fn from_tokens(tokens: Tokens, pattern: &str, specials: Vec<(String, Rank)>) -> Result<Self> {
+        let mut encoder = Self::new(tokens, pattern, specials, true)?;
         // Of all the pairs whose bytes join into a token, only the last merge of BPE on
         // the token's own bytes ever makes it in a text: until a token forms, the merges
         // inside its span are those of its bytes alone (a neighbour taking one of its bytes
@@ -585,13 +592,13 @@ impl Encoder {
         encoder.set_merges(
             splits
                 .merges
-                .into_iter()
-                .map(|(key, id)| (key, Merge { priority: id, id }))
+                .iter()
+                .map(|(&key, &id)| (key, Merge { priority: id, id }))
                 .collect(),
         );
         // The long-piece tables are built here, at load, so the first long piece costs no
         // more than any other.
-        encoder.long_pieces = Some(LongPieces::build(&encoder, &splits.parts));
+        encoder.long_pieces = Some(LongPieces::build(&encoder, &splits));
         encoder.warm_tables();
         Ok(encoder)
     }
@@ -605,11 +612,11 @@ impl Encoder {
         specials: Vec<(String, Rank)>,
         direct_lookup: bool,
     ) -> Result<Self> {
-        let mut encoder = Self::new(vocab, pattern, specials, direct_lookup)?;
+        let mut encoder = Self::new(Tokens::from_pairs(vocab)?, pattern, specials, direct_lookup)?;
         let mut map = FxHashMap::default();
         for (priority, &(a, b)) in merges.iter().enumerate() {
             let joined = [encoder.token_bytes(a)?, encoder.token_bytes(b)?].concat();
-            let Some(&id) = encoder.encoder.get(&joined) else {
+            let Some(id) = encoder.token_id(&joined) else {
                 return Err(Error::Invalid(format!(
                     "merge {priority} ({a} {b}) makes {:?}, which is not in the vocabulary",
                     String::from_utf8_lossy(&joined)
@@ -633,7 +640,7 @@ impl Encoder {
     /// sight of 128 KB of text measured 7-20% faster right after.
     fn warm_tables(&self) {
         let mut sum = 0u64;
-        for (key, id) in self.short.iter() {
+        for (key, id) in self.tokens.short.iter() {
             sum = sum.wrapping_add(key as u64 ^ id);
         }
         for (key, merge) in self.merges.iter() {
@@ -645,60 +652,36 @@ impl Encoder {
         std::hint::black_box(sum);
     }
 
-    fn new(
-        vocab: Vec<(Vec<u8>, Rank)>,
-        pattern: &str,
-        specials: Vec<(String, Rank)>,
-        direct_lookup: bool,
-    ) -> Result<Self> {
+    fn new(tokens: Tokens, pattern: &str, specials: Vec<(String, Rank)>, direct_lookup: bool) -> Result<Self> {
         let splitter = Splitter::new(pattern)?;
-        let max_id = vocab
-            .iter()
-            .map(|(_, r)| *r)
-            .chain(specials.iter().map(|(_, r)| *r))
-            .max()
-            .unwrap_or(0);
-        // Ids index a table; a stray huge id must be an error, not a giant allocation.
-        let count = vocab.len() + specials.len();
-        if max_id as usize >= 2 * count + (1 << 16) {
-            return Err(Error::Invalid(format!(
-                "token id {max_id} is far beyond the {count} tokens given (ids must be dense)"
-            )));
-        }
-        let mut decoder: Vec<Option<Box<[u8]>>> = vec![None; max_id as usize + 1];
-        let mut encoder = FxHashMap::default();
-        encoder.reserve(vocab.len());
-        for (bytes, id) in vocab {
-            if bytes.is_empty() {
-                return Err(Error::Invalid(format!("token {id} is empty")));
-            }
-            if decoder[id as usize].is_some() {
-                return Err(Error::Invalid(format!("token id {id} appears twice")));
-            }
-            decoder[id as usize] = Some(bytes.clone().into_boxed_slice());
-            if let Some(other) = encoder.insert(bytes, id) {
-                return Err(Error::Invalid(format!("tokens {other} and {id} have the same bytes")));
-            }
-        }
         let mut byte_ids = [0; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
-            *slot = *encoder.get(&[b as u8][..]).ok_or_else(|| {
+            *slot = tokens.id(&[b as u8]).ok_or_else(|| {
                 Error::Invalid(format!(
                     "the vocabulary has no token for the single byte {b:#04x}; byte-level BPE needs all 256"
                 ))
             })?;
         }
+        let mut n_vocab = tokens.id_bound();
         let mut special_map = FxHashMap::default();
+        let mut special_bytes = FxHashMap::default();
         for (text, id) in specials {
             if text.is_empty() {
                 return Err(Error::Invalid(format!("special token {id} is an empty string")));
             }
-            if decoder[id as usize].is_some() {
+            if tokens.get(id).is_some() || special_bytes.contains_key(&id) {
                 return Err(Error::Invalid(format!(
                     "special token {text:?} has id {id}, which is already taken"
                 )));
             }
-            decoder[id as usize] = Some(text.as_bytes().into());
+            if id as usize >= 2 * (tokens.id_bound() + special_map.len()) + (1 << 16) {
+                return Err(Error::Invalid(format!(
+                    "special token {text:?} has id {id}, far beyond the {} tokens (ids must be dense)",
+                    tokens.len()
+                )));
+            }
+            n_vocab = n_vocab.max(id as usize + 1);
+            special_bytes.insert(id, text.as_bytes().into());
             special_map.insert(text, id);
         }
         let special_regex = if special_map.is_empty() {
@@ -712,17 +695,9 @@ impl Encoder {
         };
         Ok(Encoder {
             splitter,
-            short: {
-                let mut short = KeyTable::with_capacity(encoder.len());
-                for (bytes, &id) in &encoder {
-                    if let Some(key) = word_key(bytes) {
-                        short.insert(key, id as u64);
-                    }
-                }
-                short
-            },
-            encoder,
-            decoder,
+            tokens,
+            special_bytes,
+            n_vocab,
             merges: KeyTable::default(),
             filter: PairFilter::new(std::iter::empty()),
             low: Box::new([]),
@@ -782,7 +757,11 @@ impl Encoder {
 
     /// One more than the largest id, regular or special (tiktoken's `n_vocab`).
     pub fn n_vocab(&self) -> usize {
-        self.decoder.len()
+        self.n_vocab
+    }
+
+    pub(crate) fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     pub fn special_tokens(&self) -> &FxHashMap<String, Rank> {
@@ -790,17 +769,19 @@ impl Encoder {
     }
 
     pub fn token_bytes(&self, id: Rank) -> Result<&[u8]> {
-        match self.decoder.get(id as usize) {
-            Some(Some(bytes)) => Ok(bytes),
-            _ => Err(Error::UnknownToken(id)),
+        match self.tokens.get(id) {
+            Some(bytes) => Ok(bytes),
+            None => self
+                .special_bytes
+                .get(&id)
+                .map(|b| &b[..])
+                .ok_or(Error::UnknownToken(id)),
         }
     }
 
     /// The regular tokens with their ids (no special tokens), in id order.
     pub fn ranks(&self) -> Vec<(&[u8], Rank)> {
-        let mut ranks: Vec<(&[u8], Rank)> = self.encoder.iter().map(|(b, &r)| (b.as_slice(), r)).collect();
-        ranks.sort_unstable_by_key(|&(_, r)| r);
-        ranks
+        self.tokens.iter().collect()
     }
 
     /// The merges in priority order. For a tiktoken vocabulary, each token's merge is the
@@ -862,7 +843,7 @@ impl Encoder {
             // With its hash, computed once for both tables.
             let key = key.map(|key| (key, KeyTable::hash(key)));
             if let Some((_, hash)) = key {
-                self.short.prefetch_hashed(hash);
+                self.tokens.short.prefetch_hashed(hash);
                 cache.words.map.prefetch_hashed(hash);
             }
             let slot = &mut ring[waiting % LOOKAHEAD];
@@ -1028,7 +1009,7 @@ impl Encoder {
             // A whole token (most words) is found in the vocabulary's table, never
             // filling the word cache, which keeps the pieces of several tokens.
             if self.direct_lookup {
-                if let Some(id) = self.short.get_hashed(key, hash) {
+                if let Some(id) = self.tokens.short.get_hashed(key, hash) {
                     return out.push(id as Rank);
                 }
             }
@@ -1231,10 +1212,7 @@ impl Encoder {
     /// The id of the token whose bytes are `piece`, if there is one.
     #[inline]
     pub(crate) fn token_id(&self, piece: &[u8]) -> Option<Rank> {
-        match word_key(piece) {
-            Some(key) => self.short.get(key).map(|id| id as Rank),
-            None => self.encoder.get(piece).copied(),
-        }
+        self.tokens.id(piece)
     }
 
     /// BPE on `piece` using merges of priority below `limit`.
@@ -1342,23 +1320,22 @@ mod tests {
     /// tiktoken's algorithm, transcribed naively: merge the lowest-ranked adjacent pair of
     /// byte ranges, leftmost first, until no concatenation is in the vocabulary.
     fn naive(enc: &Encoder, piece: &[u8]) -> Vec<Rank> {
-        if let Some(&id) = enc.encoder.get(piece) {
+        if let Some(id) = enc.token_id(piece) {
             return vec![id];
         }
         let mut parts: Vec<Vec<u8>> = piece.iter().map(|&b| vec![b]).collect();
         loop {
             let best = (0..parts.len().saturating_sub(1))
                 .filter_map(|i| {
-                    enc.encoder
-                        .get(&[parts[i].clone(), parts[i + 1].clone()].concat())
-                        .map(|&r| (r, i))
+                    enc.token_id(&[parts[i].clone(), parts[i + 1].clone()].concat())
+                        .map(|r| (r, i))
                 })
                 .min();
             let Some((_, i)) = best else { break };
             let right = parts.remove(i + 1);
             parts[i].extend(right);
         }
-        parts.iter().map(|p| enc.encoder[p]).collect()
+        parts.iter().map(|p| enc.token_id(p).unwrap()).collect()
     }
 
     #[test]

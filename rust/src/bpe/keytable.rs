@@ -128,6 +128,15 @@ impl<K: Key> KeyTable<K> {
 
     /// Sets `key`'s value; key 0 (which marks empty slots) is refused.
     pub(crate) fn insert(&mut self, key: K, value: u64) {
+        self.put(key, value, true);
+    }
+
+    /// Sets `key`'s value unless it has one, which is returned (and kept).
+    pub(crate) fn insert_new(&mut self, key: K, value: u64) -> Option<u64> {
+        self.put(key, value, false)
+    }
+
+    fn put(&mut self, key: K, value: u64, replace: bool) -> Option<u64> {
         assert!(key != K::default(), "key 0 marks an empty slot");
         if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
@@ -137,13 +146,16 @@ impl<K: Key> KeyTable<K> {
         loop {
             let slot = &mut self.slots[i];
             if slot.key == key {
-                slot.value = value;
-                return;
+                let old = slot.value;
+                if replace {
+                    slot.value = value;
+                }
+                return Some(old);
             }
             if slot.key == K::default() {
                 *slot = Slot { key, value };
                 self.len += 1;
-                return;
+                return None;
             }
             i = (i + 1) & mask;
         }
@@ -177,8 +189,13 @@ mod tests {
         for _ in 0..20_000 {
             let k = key(&mut rng);
             let value = rng.below(1 << 30) as u64;
-            table.insert(k, value);
-            reference.insert(k, value);
+            if rng.below(2) == 0 {
+                table.insert(k, value);
+                reference.insert(k, value);
+            } else {
+                assert_eq!(table.insert_new(k, value), reference.get(&k).copied());
+                reference.entry(k).or_insert(value);
+            }
             let probe = key(&mut rng);
             assert_eq!(table.get(probe), reference.get(&probe).copied());
         }

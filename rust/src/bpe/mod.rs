@@ -5,6 +5,7 @@ pub(crate) mod backtrack;
 pub mod encode;
 mod keytable;
 mod splits;
+pub mod tokens;
 pub mod train;
 pub mod vocab;
 

@@ -12,84 +12,129 @@
 
 use crate::bpe::backtrack::compatible;
 use crate::bpe::encode::{pair_key as key, Encoder};
+use crate::bpe::tokens::NO_TOKEN;
 use crate::Rank;
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 const NONE: Rank = Rank::MAX;
 
-/// What loading needs: each token's two parts, (id, id) for single bytes, NONE for ids
-/// that BPE does not reach from their own bytes; and the pairs the encoder keeps.
+/// What loading needs: each token's two parts ((id, id) for single bytes, NONE for ids
+/// that BPE does not reach from their own bytes), the pairs the encoder keeps, and each
+/// token's prefix pairs (`Tokens::prefix_pairs`).
 pub(crate) struct Splits {
     pub(crate) parts: Vec<(Rank, Rank)>,
     /// Pair key (`pair_key`) → the token the pair makes, whose id is its priority.
     pub(crate) merges: FxHashMap<u64, Rank>,
+    pub(crate) prefixes: PrefixPairs,
+}
+
+/// Every token's prefix pairs (`Tokens::prefix_pairs`), by id.
+pub(crate) struct PrefixPairs {
+    /// Token `id`'s are `pairs[starts[id]..starts[id + 1]]`.
+    pairs: Vec<(Rank, Rank)>,
+    starts: Vec<u32>,
+}
+
+impl PrefixPairs {
+    /// Each token that is a proper prefix of token `id`, longest first, with the token
+    /// that is the rest (`NO_TOKEN` if none).
+    pub(crate) fn of(&self, id: Rank) -> &[(Rank, Rank)] {
+        &self.pairs[self.starts[id as usize] as usize..self.starts[id as usize + 1] as usize]
+    }
 }
 
 pub(crate) fn own_splits(encoder: &Encoder) -> Splits {
     let ranks = encoder.ranks();
-    // A token's candidates, each a prefix and the rest that are both earlier tokens: hash
-    // lookups only, independent per token, so spread over the pool. Longest prefix first.
-    let candidates: Vec<Vec<(Rank, Rank)>> = ranks
-        .par_iter()
-        .map(|&(bytes, id)| {
-            (1..bytes.len())
-                .rev()
-                .filter_map(|k| {
-                    let a = encoder.token_id(&bytes[..k]).filter(|&a| a < id)?;
-                    let b = encoder.token_id(&bytes[k..]).filter(|&b| b < id)?;
-                    Some((a, b))
-                })
-                .collect()
-        })
-        .collect();
-    let mut merges = FxHashMap::default();
+    let mut splits = Splits {
+        parts: Vec::new(),
+        merges: FxHashMap::default(),
+        prefixes: all_prefix_pairs(encoder, &ranks),
+    };
+    // Every pair of each late token found so far.
+    let mut late_pairs = FxHashMap::default();
     let mut late_ids = FxHashSet::default();
     loop {
-        let parts = splits_in_rank_order(encoder.n_vocab(), &ranks, &candidates, &mut merges);
+        splits.merges.clone_from(&late_pairs);
+        splits.parts = splits_in_rank_order(encoder.n_vocab(), &ranks, &mut splits);
         // A late token is unreachable above, yet tiktoken's own algorithm makes it: all its
         // pairs join the map and the splits are found again with them (for vocabularies
         // not trained as BPE; a few rounds at most).
-        let late: Vec<(&[u8], Rank)> = ranks
+        let late: Vec<Rank> = ranks
             .par_iter()
             .filter(|&&(bytes, id)| {
-                parts[id as usize].0 == NONE
+                splits.parts[id as usize].0 == NONE
                     && bytes.len() > 1
                     && !late_ids.contains(&id)
                     && tiktoken_merge(encoder, bytes) == [id]
             })
-            .copied()
+            .map(|&(_, id)| id)
             .collect();
         if late.is_empty() {
-            return Splits { parts, merges };
+            return splits;
         }
-        for (bytes, id) in late {
+        for id in late {
             late_ids.insert(id);
-            for k in 1..bytes.len() {
-                if let (Some(a), Some(b)) = (encoder.token_id(&bytes[..k]), encoder.token_id(&bytes[k..])) {
-                    merges.insert(key(a, b), id);
+            for &(a, b) in splits.prefixes.of(id) {
+                if b != NO_TOKEN {
+                    late_pairs.insert(key(a, b), id);
                 }
             }
         }
     }
 }
 
-/// One pass in rank order. `merges` comes in holding the late tokens' pairs found so far
-/// and goes out with every split added.
-fn splits_in_rank_order(
-    n: usize,
-    ranks: &[(&[u8], Rank)],
-    candidates: &[Vec<(Rank, Rank)>],
-    merges: &mut FxHashMap<u64, Rank>,
-) -> Vec<(Rank, Rank)> {
+const CHUNK: usize = 4096;
+
+/// Every token's prefix pairs, found in parallel chunks (hash lookups only) and laid out
+/// by id.
+fn all_prefix_pairs(encoder: &Encoder, ranks: &[(&[u8], Rank)]) -> PrefixPairs {
+    let chunks: Vec<(Vec<_>, Vec<u32>)> = ranks
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut pairs = Vec::with_capacity(chunk.len() * 4);
+            let counts = chunk
+                .iter()
+                .map(|&(bytes, _)| {
+                    let before = pairs.len();
+                    if bytes.len() > 1 {
+                        encoder.tokens().prefix_pairs(bytes, &mut pairs);
+                    }
+                    (pairs.len() - before) as u32
+                })
+                .collect();
+            (pairs, counts)
+        })
+        .collect();
+    let mut starts = vec![0u32; encoder.n_vocab() + 1];
+    let mut pairs = Vec::with_capacity(chunks.iter().map(|(p, _)| p.len()).sum());
+    for ((chunk_pairs, counts), chunk) in chunks.into_iter().zip(ranks.chunks(CHUNK)) {
+        pairs.extend_from_slice(&chunk_pairs);
+        for (&(_, id), count) in chunk.iter().zip(counts) {
+            starts[id as usize + 1] = count;
+        }
+    }
+    // The chunks are in id order: counts by id summed up are the starts.
+    for i in 0..encoder.n_vocab() {
+        starts[i + 1] += starts[i];
+    }
+    PrefixPairs { pairs, starts }
+}
+
+/// One pass in rank order. `splits.merges` comes in holding the late tokens' pairs found
+/// so far and goes out with every split added.
+fn splits_in_rank_order(n: usize, ranks: &[(&[u8], Rank)], splits: &mut Splits) -> Vec<(Rank, Rank)> {
     let mut parts = vec![(NONE, NONE); n];
-    for (&(bytes, id), pairs) in ranks.iter().zip(candidates) {
+    for &(bytes, id) in ranks {
         if bytes.len() == 1 {
             parts[id as usize] = (id, id);
             continue;
         }
-        let reached = pairs.iter().copied().find(|&(a, b)| {
-            parts[a as usize].0 != NONE
+        let merges = &splits.merges;
+        let reached = splits.prefixes.of(id).iter().copied().find(|&(a, b)| {
+            a < id
+                && b < id
+                && parts[a as usize].0 != NONE
                 && parts[b as usize].0 != NONE
                 && compatible(
                     a,
@@ -101,7 +146,7 @@ fn splits_in_rank_order(
         });
         if let Some((a, b)) = reached {
             parts[id as usize] = (a, b);
-            merges.insert(key(a, b), id);
+            splits.merges.insert(key(a, b), id);
         }
     }
     parts
