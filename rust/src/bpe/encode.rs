@@ -128,28 +128,55 @@ struct MergeCache<'b> {
 /// lookups of all the words waiting are fetched at once, so their misses overlap.
 #[derive(Default)]
 struct Pending {
-    words: Vec<NewWord>,
-    /// (position in the output, index in `words`), in output order: a word seen twice
-    /// before the merges are done is merged once.
+    words: Vec<NewWord<u128, 16>>,
+    /// Words of 16 to `SCAN_LIMIT` bytes (in scripts of two or more bytes a character,
+    /// many words are): each makes more merges, so overlapping them pays more.
+    long_words: Vec<NewWord<LongKey, SCAN_LIMIT>>,
+    /// (position in the output, index in `words`, or in `long_words` with `LONG_HOLE`
+    /// set), in output order: a word seen twice before the merges are done is merged once.
     holes: Vec<(usize, u32)>,
 }
+
+const LONG_HOLE: u32 = 1 << 31;
 
 /// Words merged together at most (32 at most: `merge_words` keeps a bit per word); then
 /// their ids are put in place.
 const PENDING_WORDS: usize = 16;
 
-/// A new word's BPE in progress.
+/// A new word's BPE in progress; `key` names it in the word cache.
 #[derive(Clone, Copy)]
-struct NewWord {
-    key: u128,
-    scan: Scan<16>,
+struct NewWord<K, const N: usize> {
+    key: K,
+    scan: Scan<N>,
     /// Where its last merge was made: the pairs on each side of it are new.
     at: usize,
 }
 
-impl NewWord {
+impl<K, const N: usize> NewWord<K, N> {
     fn ids(&self) -> &[Rank] {
         &self.scan.ids[..self.scan.n]
+    }
+}
+
+/// The bytes of a word of 16 to `SCAN_LIMIT` bytes, its key in the word cache's long map.
+#[derive(Clone, Copy, PartialEq)]
+struct LongKey {
+    len: usize,
+    bytes: [u8; SCAN_LIMIT],
+}
+
+impl LongKey {
+    fn new(piece: &[u8]) -> Self {
+        let mut bytes = [0; SCAN_LIMIT];
+        bytes[..piece.len()].copy_from_slice(piece);
+        LongKey {
+            len: piece.len(),
+            bytes,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -861,89 +888,119 @@ impl Encoder {
         self.merge_pending(cache, out);
     }
 
-    /// Leaves a hole in `out` for the ids of `bytes`, a piece of 3 to 15 bytes (`key` its
-    /// `word_key`) that no cache has, to be filled when it is merged with others.
+    /// Leaves a hole in `out` for the ids of `bytes`, a piece of 3 to `SCAN_LIMIT` bytes
+    /// (`key` its `word_key`, `None` over 15 bytes) that no cache has, to be filled when it
+    /// is merged with others.
     #[inline]
-    fn defer(&self, bytes: &[u8], key: u128, cache: &mut MergeCache, out: &mut Vec<Rank>) {
+    fn defer(&self, bytes: &[u8], key: Option<u128>, cache: &mut MergeCache, out: &mut Vec<Rank>) {
         let pending = &mut cache.pending;
-        let word = match pending.words.iter().position(|w| w.key == key) {
-            Some(i) => i,
-            None => {
-                let word = NewWord {
-                    key,
-                    scan: Scan::new(self, bytes),
-                    at: 0,
-                };
-                for w in word.scan.ids[..bytes.len()].windows(2) {
-                    self.prefetch_pair(w[0], w[1]);
-                }
-                pending.words.push(word);
-                pending.words.len() - 1
-            }
+        let hole = match key {
+            Some(key) => self.pending_word(&mut pending.words, key, bytes),
+            None => self.pending_word(&mut pending.long_words, LongKey::new(bytes), bytes) | LONG_HOLE,
         };
-        pending.holes.push((out.len(), word as u32));
-        if pending.words.len() == PENDING_WORDS || pending.holes.len() == 4 * PENDING_WORDS {
+        pending.holes.push((out.len(), hole));
+        if pending.words.len() == PENDING_WORDS
+            || pending.long_words.len() == PENDING_WORDS
+            || pending.holes.len() == 4 * PENDING_WORDS
+        {
             self.merge_pending(cache, out);
         }
+    }
+
+    /// The index in `words` of the word `key`, added (its first pairs' merges fetched)
+    /// unless it is there.
+    #[inline(always)]
+    fn pending_word<K: PartialEq, const N: usize>(&self, words: &mut Vec<NewWord<K, N>>, key: K, bytes: &[u8]) -> u32 {
+        if let Some(i) = words.iter().position(|w| w.key == key) {
+            return i as u32;
+        }
+        let word = NewWord {
+            key,
+            scan: Scan::new(self, bytes),
+            at: 0,
+        };
+        for w in word.scan.ids[..bytes.len()].windows(2) {
+            self.prefetch_pair(w[0], w[1]);
+        }
+        words.push(word);
+        words.len() as u32 - 1
     }
 
     /// Merges the words waiting in `cache.pending` (or takes them from a batch's other
     /// workers), caches them, and puts their ids in their holes in `out`.
     fn merge_pending(&self, cache: &mut MergeCache, out: &mut Vec<Rank>) {
-        if cache.pending.words.is_empty() {
+        if cache.pending.holes.is_empty() {
             return;
         }
         let mut pending = std::mem::take(&mut cache.pending);
+        self.merge_and_cache(&mut pending.words, cache, |key| (&[], Some(*key)));
+        self.merge_and_cache(&mut pending.long_words, cache, |key| (key.bytes(), None));
+        // Fill the holes from the last: each part of `out` after a hole moves right by the
+        // ids of the holes before it.
+        let ids_of = |hole: u32| match hole & LONG_HOLE {
+            0 => pending.words[hole as usize].ids(),
+            _ => pending.long_words[(hole & !LONG_HOLE) as usize].ids(),
+        };
+        let extra: usize = pending.holes.iter().map(|&(_, w)| ids_of(w).len()).sum();
+        let mut end = out.len();
+        out.resize(end + extra, 0);
+        let mut shift = extra;
+        for &(at, w) in pending.holes.iter().rev() {
+            out.copy_within(at..end, at + shift);
+            let ids = ids_of(w);
+            shift -= ids.len();
+            out[at + shift..at + shift + ids.len()].copy_from_slice(ids);
+            end = at;
+        }
+        pending.words.clear();
+        pending.long_words.clear();
+        pending.holes.clear();
+        cache.pending = pending;
+    }
+
+    /// Merges `words` (those a batch's other workers have not) and adds them to the word
+    /// cache; `name` gives a word's bytes and `word_key` as the caches take them.
+    #[inline(always)]
+    fn merge_and_cache<K, const N: usize>(
+        &self,
+        words: &mut [NewWord<K, N>],
+        cache: &mut MergeCache,
+        name: impl Fn(&K) -> (&[u8], Option<u128>),
+    ) {
+        if words.is_empty() {
+            return;
+        }
         // A bit per word still to merge.
-        let mut merging = u32::MAX >> (32 - pending.words.len());
+        let mut merging = u32::MAX >> (32 - words.len());
         if cache.batch.is_some() {
             let mut shared = Vec::new();
-            for (i, word) in pending.words.iter_mut().enumerate() {
+            for (i, word) in words.iter_mut().enumerate() {
                 shared.clear();
-                if cache.shared_get(&[], Some(word.key), &mut shared) {
+                let (bytes, key) = name(&word.key);
+                if cache.shared_get(bytes, key, &mut shared) {
                     word.scan.n = shared.len();
                     word.scan.ids[..shared.len()].copy_from_slice(&shared);
                     merging &= !(1 << i);
                 }
             }
         }
-        self.merge_words(&mut pending.words, merging);
-        if cache.batch.is_some() {
-            for (i, word) in pending.words.iter().enumerate() {
-                if merging >> i & 1 == 1 {
-                    cache.share(&[], Some(word.key), word.ids());
-                }
+        self.merge_words(words, merging);
+        for (i, word) in words.iter().enumerate() {
+            let (bytes, key) = name(&word.key);
+            if merging >> i & 1 == 1 {
+                cache.share(bytes, key, word.ids());
+            }
+            match key {
+                Some(key) => cache.words.insert(key, word.ids()),
+                None => cache.words.insert_long(bytes, word.ids()),
             }
         }
-        for word in &pending.words {
-            cache.words.insert(word.key, word.ids());
-        }
-        // Fill the holes from the last: each part of `out` after a hole moves right by the
-        // ids of the holes before it.
-        let extra: usize = pending
-            .holes
-            .iter()
-            .map(|&(_, w)| pending.words[w as usize].scan.n)
-            .sum();
-        let mut end = out.len();
-        out.resize(end + extra, 0);
-        let mut shift = extra;
-        for &(at, w) in pending.holes.iter().rev() {
-            out.copy_within(at..end, at + shift);
-            let ids = pending.words[w as usize].ids();
-            shift -= ids.len();
-            out[at + shift..at + shift + ids.len()].copy_from_slice(ids);
-            end = at;
-        }
-        pending.words.clear();
-        pending.holes.clear();
-        cache.pending = pending;
     }
 
     /// BPE on the words whose bits are set in `live`, in lockstep: each round makes the
     /// best merge of every word still merging and fetches the merges of the new pairs,
     /// then prices them, so that the lookups of all the words overlap.
-    fn merge_words(&self, words: &mut [NewWord], mut live: u32) {
+    fn merge_words<K, const N: usize>(&self, words: &mut [NewWord<K, N>], mut live: u32) {
         let each = |mut bits: u32| {
             std::iter::from_fn(move || {
                 let i = bits.trailing_zeros() as usize;
@@ -1016,7 +1073,7 @@ impl Encoder {
             if cache.words.get_hashed(key, hash, out) || cache.seed_get(key, out) {
                 return;
             }
-            return self.defer(bytes, key, cache, out);
+            return self.defer(bytes, Some(key), cache, out);
         }
         if self.direct_lookup {
             if let Some(id) = self.token_id(bytes) {
@@ -1026,24 +1083,9 @@ impl Encoder {
         if bytes.len() > SCAN_LIMIT {
             return self.merge_long(bytes, out);
         }
-        if cache.words.get_long(bytes, out) {
-            return;
+        if !cache.words.get_long(bytes, out) {
+            self.defer(bytes, None, cache, out);
         }
-        let from = out.len();
-        self.merge_new(bytes, None, cache, out);
-        cache.words.insert_long(bytes, &out[from..]);
-    }
-
-    /// BPE on a piece this thread has not cached (`key` its `word_key`, `None` over 15
-    /// bytes): in a batch, taken from the caller or another worker where one has it.
-    #[inline]
-    fn merge_new(&self, bytes: &[u8], key: Option<u128>, cache: &MergeCache, out: &mut Vec<Rank>) {
-        if cache.shared_get(bytes, key, out) {
-            return;
-        }
-        let from = out.len();
-        self.merge(bytes, NONE, out);
-        cache.share(bytes, key, &out[from..]);
     }
 
     /// Encodes `text`, emitting the allowed special tokens where their text appears; the
@@ -1402,19 +1444,24 @@ mod tests {
 
     /// New words are merged in lockstep, many at a time, and their ids put in place after
     /// the pieces that follow them: the ids equal the naive merge of each piece in turn,
-    /// with words seen twice before their merge, more new words than one round holds, and
-    /// a batch's workers sharing what they merged.
+    /// with words of up to 15 bytes and longer ones interleaved, words seen twice before
+    /// their merge, more new words of either kind than one round holds, and a batch's
+    /// workers sharing what they merged.
     #[test]
     fn words_merged_together_equal_each_merged_alone() {
         let enc = tiny();
         let mut rng = TestRng(31);
-        let mut words: Vec<String> = (0..3 * PENDING_WORDS)
-            .map(|_| {
-                let len = 2 + rng.below(14);
+        let mut words: Vec<String> = (0..6 * PENDING_WORDS)
+            .map(|i| {
+                let len = if i % 2 == 0 {
+                    2 + rng.below(14)
+                } else {
+                    16 + rng.below(SCAN_LIMIT - 15)
+                };
                 String::from_utf8(rng.bytes(len, b"aabc")).unwrap()
             })
             .collect();
-        words.push("ab".repeat(20));
+        words.push("ab".repeat(40));
         let texts: Vec<String> = (0..8)
             .map(|_| {
                 (0..200)
