@@ -184,12 +184,14 @@ impl LongKey {
 #[derive(Clone, Copy)]
 struct Scan<const N: usize> {
     ids: [Rank; N],
-    /// Per adjacent pair: the priority of its merge (`NONE` for no merge).
-    prio: [u32; N],
-    /// Per adjacent pair: the id its merge makes.
-    made: [Rank; N],
+    /// Per adjacent pair: the priority of its merge in the high half, the id it makes in
+    /// the low half (`UNPRICED` for no merge). The lowest is the best merge: equal
+    /// priorities are merges of the same pair, into the same id.
+    merges: [u64; N],
     n: usize,
 }
+
+const UNPRICED: u64 = u64::MAX;
 
 impl<const N: usize> Scan<N> {
     /// The bytes of `piece` (at most `N`) as ids, no pair priced yet.
@@ -197,8 +199,7 @@ impl<const N: usize> Scan<N> {
     fn new(encoder: &Encoder, piece: &[u8]) -> Self {
         let mut scan = Scan {
             ids: [0; N],
-            prio: [NONE; N],
-            made: [NONE; N],
+            merges: [UNPRICED; N],
             n: piece.len(),
         };
         for (slot, &b) in scan.ids.iter_mut().zip(piece) {
@@ -211,10 +212,10 @@ impl<const N: usize> Scan<N> {
     #[inline(always)]
     fn price(&mut self, encoder: &Encoder, j: usize, limit: u32) {
         let m = encoder.pair(self.ids[j], self.ids[j + 1]);
-        (self.prio[j], self.made[j]) = if m.priority < limit {
-            (m.priority, m.id)
+        self.merges[j] = if m.priority < limit {
+            (m.priority as u64) << 32 | m.id as u64
         } else {
-            (NONE, NONE)
+            UNPRICED
         };
     }
 
@@ -230,20 +231,19 @@ impl<const N: usize> Scan<N> {
     #[inline(always)]
     fn step(&mut self) -> Option<usize> {
         let n = self.n;
-        let (mut best, mut at) = (NONE, 0);
-        for (j, &p) in self.prio[..n.saturating_sub(1)].iter().enumerate() {
-            if p < best {
-                best = p;
+        let (mut best, mut at) = (UNPRICED, 0);
+        for (j, &m) in self.merges[..n.saturating_sub(1)].iter().enumerate() {
+            if m < best {
+                best = m;
                 at = j;
             }
         }
-        if best == NONE {
+        if best == UNPRICED {
             return None;
         }
-        self.ids[at] = self.made[at];
+        self.ids[at] = best as Rank;
         self.ids.copy_within(at + 2..n, at + 1);
-        self.prio.copy_within(at + 1..n - 1, at);
-        self.made.copy_within(at + 1..n - 1, at);
+        self.merges.copy_within(at + 1..n - 1, at);
         self.n -= 1;
         Some(at)
     }
