@@ -180,42 +180,66 @@ impl LongKey {
     }
 }
 
-/// BPE on up to `N` ids by scanning: the best merge is the leftmost of lowest priority.
+/// BPE on up to `N` ids (`N` a multiple of 8, at most 64) by scanning: the best merge is
+/// the leftmost of lowest priority. The symbols are a linked list over the positions of
+/// their first bytes, so a merge moves nothing; each live symbol with a right neighbour has
+/// a key, its pair's priority above its position, so the lowest key is the best merge,
+/// leftmost on ties, and is found by a branch-free minimum in strides of 8.
 #[derive(Clone, Copy)]
 struct Scan<const N: usize> {
+    /// The id of the symbol at each live position; once merging is done, the ids in order
+    /// in `ids[..n]` (`compact`).
     ids: [Rank; N],
-    /// Per adjacent pair: the priority of its merge in the high half, the id it makes in
-    /// the low half (`UNPRICED` for no merge). The lowest is the best merge: equal
-    /// priorities are merges of the same pair, into the same id.
-    merges: [u64; N],
+    /// Per live position: `priority << POSITION_BITS | position` of the merge with the
+    /// next symbol, `NO_KEY` for none.
+    keys: [u32; N],
+    /// Per live position: the id that merge makes.
+    made: [Rank; N],
+    next: [u8; N],
+    /// `prev[0]` is 255: past any position.
+    prev: [u8; N],
+    /// Positions (bytes) in all; after `compact`, ids.
     n: usize,
+    live: usize,
 }
 
-const UNPRICED: u64 = u64::MAX;
+const POSITION_BITS: u32 = 6;
+const NO_KEY: u32 = u32::MAX;
+/// Merge priorities (and so tiktoken's ids) stay below this, leaving room for a position in
+/// a key (and a key below `NO_KEY`): 67 million, far more than any vocabulary's.
+const MAX_PRIORITY: u32 = (1 << (32 - POSITION_BITS)) - 1;
 
 impl<const N: usize> Scan<N> {
     /// The bytes of `piece` (at most `N`) as ids, no pair priced yet.
     #[inline(always)]
     fn new(encoder: &Encoder, piece: &[u8]) -> Self {
+        const { assert!(N.is_multiple_of(8) && N <= 1 << POSITION_BITS) };
         let mut scan = Scan {
             ids: [0; N],
-            merges: [UNPRICED; N],
+            keys: [NO_KEY; N],
+            made: [0; N],
+            next: [0; N],
+            prev: [0; N],
             n: piece.len(),
+            live: piece.len(),
         };
-        for (slot, &b) in scan.ids.iter_mut().zip(piece) {
-            *slot = encoder.byte_ids[b as usize];
+        for (i, &b) in piece.iter().enumerate() {
+            scan.ids[i] = encoder.byte_ids[b as usize];
+            scan.next[i] = i as u8 + 1;
+            scan.prev[i] = (i as u8).wrapping_sub(1);
         }
         scan
     }
 
-    /// Prices the pair starting at `j` (merges of priority `limit` and above do not count).
+    /// Prices the pair starting at the live position `j` (merges of priority `limit` and
+    /// above do not count).
     #[inline(always)]
     fn price(&mut self, encoder: &Encoder, j: usize, limit: u32) {
-        let m = encoder.pair(self.ids[j], self.ids[j + 1]);
-        self.merges[j] = if m.priority < limit {
-            (m.priority as u64) << 32 | m.id as u64
+        let m = encoder.pair(self.ids[j], self.ids[self.next[j] as usize]);
+        (self.keys[j], self.made[j]) = if m.priority < limit {
+            (m.priority << POSITION_BITS | j as u32, m.id)
         } else {
-            UNPRICED
+            (NO_KEY, NONE)
         };
     }
 
@@ -226,37 +250,63 @@ impl<const N: usize> Scan<N> {
         }
     }
 
+    /// The live positions before and after the live position `i`, if any.
+    #[inline(always)]
+    fn neighbours(&self, i: usize) -> (Option<usize>, Option<usize>) {
+        let (left, right) = (self.prev[i] as usize, self.next[i] as usize);
+        ((left < self.n).then_some(left), (right < self.n).then_some(right))
+    }
+
     /// Makes the best merge and returns where, or `None` if no pair merges. The pairs on
-    /// each side of it, `at - 1` and `at`, are left to price.
+    /// each side of it are left to price (`price_around`).
     #[inline(always)]
     fn step(&mut self) -> Option<usize> {
-        let n = self.n;
-        let (mut best, mut at) = (UNPRICED, 0);
-        for (j, &m) in self.merges[..n.saturating_sub(1)].iter().enumerate() {
-            if m < best {
-                best = m;
-                at = j;
+        let mut lowest = [NO_KEY; 8];
+        for keys in self.keys[..self.n.saturating_sub(1).next_multiple_of(8)].chunks_exact(8) {
+            for (low, &key) in lowest.iter_mut().zip(keys) {
+                *low = (*low).min(key);
             }
         }
-        if best == UNPRICED {
+        let best = lowest.iter().fold(NO_KEY, |a, &b| a.min(b));
+        if best == NO_KEY {
             return None;
         }
-        self.ids[at] = best as Rank;
-        self.ids.copy_within(at + 2..n, at + 1);
-        self.merges.copy_within(at + 1..n - 1, at);
-        self.n -= 1;
+        let at = (best & ((1 << POSITION_BITS) - 1)) as usize;
+        let gone = self.next[at] as usize;
+        let right = self.next[gone];
+        self.ids[at] = self.made[at];
+        self.next[at] = right;
+        if (right as usize) < self.n {
+            self.prev[right as usize] = at as u8;
+        }
+        self.keys[gone] = NO_KEY;
+        self.keys[at] = NO_KEY;
+        self.live -= 1;
         Some(at)
     }
 
     /// Prices the pairs that the merge at `at` made.
     #[inline(always)]
     fn price_around(&mut self, encoder: &Encoder, at: usize, limit: u32) {
-        if at > 0 {
-            self.price(encoder, at - 1, limit);
+        let (left, right) = self.neighbours(at);
+        if let Some(left) = left {
+            self.price(encoder, left, limit);
         }
-        if at + 1 < self.n {
+        if right.is_some() {
             self.price(encoder, at, limit);
         }
+    }
+
+    /// Puts the live ids in order at the front: `ids[..n]`.
+    #[inline(always)]
+    fn compact(&mut self) {
+        let (mut at, mut k) = (0, 0);
+        while at < self.n {
+            self.ids[k] = self.ids[at];
+            k += 1;
+            at = self.next[at] as usize;
+        }
+        self.n = k;
     }
 
     #[inline(always)]
@@ -265,6 +315,7 @@ impl<const N: usize> Scan<N> {
         while let Some(at) = self.step() {
             self.price_around(encoder, at, limit);
         }
+        self.compact();
         out.extend_from_slice(&self.ids[..self.n]);
     }
 }
@@ -639,6 +690,12 @@ impl Encoder {
         specials: Vec<(String, Rank)>,
         direct_lookup: bool,
     ) -> Result<Self> {
+        if merges.len() >= MAX_PRIORITY as usize {
+            return Err(Error::Invalid(format!(
+                "{} merges: at most {MAX_PRIORITY} are supported",
+                merges.len()
+            )));
+        }
         let mut encoder = Self::new(Tokens::from_pairs(vocab)?, pattern, specials, direct_lookup)?;
         let mut map = FxHashMap::default();
         for (priority, &(a, b)) in merges.iter().enumerate() {
@@ -680,6 +737,13 @@ impl Encoder {
     }
 
     fn new(tokens: Tokens, pattern: &str, specials: Vec<(String, Rank)>, direct_lookup: bool) -> Result<Self> {
+        // A token's id is the priority of its merges in tiktoken's model.
+        if tokens.id_bound() >= MAX_PRIORITY as usize {
+            return Err(Error::Invalid(format!(
+                "token ids up to {}: at most {MAX_PRIORITY} tokens are supported",
+                tokens.id_bound() - 1
+            )));
+        }
         let splitter = Splitter::new(pattern)?;
         let mut byte_ids = [0; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
@@ -1020,18 +1084,21 @@ impl Encoder {
             for i in each(live) {
                 let w = &mut words[i];
                 let Some(at) = w.scan.step() else {
+                    w.scan.compact();
                     live &= !(1 << i);
                     continue;
                 };
                 w.at = at;
+                let (left, right) = w.scan.neighbours(at);
                 let ids = &w.scan.ids;
-                if at > 0 {
-                    self.prefetch_pair(ids[at - 1], ids[at]);
+                if let Some(left) = left {
+                    self.prefetch_pair(ids[left], ids[at]);
                 }
-                if at + 1 < w.scan.n {
-                    self.prefetch_pair(ids[at], ids[at + 1]);
+                if let Some(right) = right {
+                    self.prefetch_pair(ids[at], ids[right]);
                 }
-                if w.scan.n == 1 {
+                if w.scan.live == 1 {
+                    w.scan.compact();
                     live &= !(1 << i);
                 }
             }
