@@ -128,16 +128,63 @@ struct MergeCache<'b> {
 /// lookups of all the words waiting are fetched at once, so their misses overlap.
 #[derive(Default)]
 struct Pending {
-    words: Vec<NewWord<u128, 16>>,
+    words: Waiting<u128, 16>,
     /// Words of 16 to `SCAN_LIMIT` bytes (in scripts of two or more bytes a character,
     /// many words are): each makes more merges, so overlapping them pays more.
-    long_words: Vec<NewWord<LongKey, SCAN_LIMIT>>,
+    long_words: Waiting<LongKey, SCAN_LIMIT>,
     /// (position in the output, index in `words`, or in `long_words` with `LONG_HOLE`
     /// set), in output order: a word seen twice before the merges are done is merged once.
     holes: Vec<(usize, u32)>,
 }
 
 const LONG_HOLE: u32 = 1 << 31;
+
+/// Words waiting for their merges, in slots reused from one round to the next: a word is
+/// set up in place, only as far as its length, not built whole and copied in.
+struct Waiting<K, const N: usize> {
+    slots: Vec<NewWord<K, N>>,
+    len: usize,
+}
+
+impl<K, const N: usize> Default for Waiting<K, N> {
+    fn default() -> Self {
+        Waiting {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: PartialEq + Copy, const N: usize> Waiting<K, N> {
+    fn words(&mut self) -> &mut [NewWord<K, N>] {
+        &mut self.slots[..self.len]
+    }
+
+    fn ids(&self, i: usize) -> &[Rank] {
+        self.slots[..self.len][i].ids()
+    }
+
+    /// The index of the word `key` of `bytes`, added unless it is there.
+    #[inline(always)]
+    fn find_or_add(&mut self, encoder: &Encoder, key: K, bytes: &[u8]) -> u32 {
+        if let Some(i) = self.slots[..self.len].iter().position(|w| w.key == key) {
+            return i as u32;
+        }
+        if self.len == self.slots.len() {
+            self.slots.push(NewWord {
+                key,
+                scan: Scan::new(encoder, bytes),
+                at: 0,
+            });
+        } else {
+            let word = &mut self.slots[self.len];
+            word.key = key;
+            word.scan.reset(encoder, bytes);
+        }
+        self.len += 1;
+        self.len as u32 - 1
+    }
+}
 
 /// Words merged together at most (32 at most: `merge_words` keeps a bit per word); then
 /// their ids are put in place.
@@ -220,15 +267,25 @@ impl<const N: usize> Scan<N> {
             made: [0; N],
             next: [0; N],
             prev: [0; N],
-            n: piece.len(),
-            live: piece.len(),
+            n: 0,
+            live: 0,
         };
-        for (i, &b) in piece.iter().enumerate() {
-            scan.ids[i] = encoder.byte_ids[b as usize];
-            scan.next[i] = i as u8 + 1;
-            scan.prev[i] = (i as u8).wrapping_sub(1);
-        }
+        scan.reset(encoder, piece);
         scan
+    }
+
+    /// `new`, in place: only what a piece of this length reads is set.
+    #[inline(always)]
+    fn reset(&mut self, encoder: &Encoder, piece: &[u8]) {
+        let n = piece.len();
+        (self.n, self.live) = (n, n);
+        for (i, &b) in piece.iter().enumerate() {
+            self.ids[i] = encoder.byte_ids[b as usize];
+            self.next[i] = i as u8 + 1;
+            self.prev[i] = (i as u8).wrapping_sub(1);
+        }
+        // Every key that `step` reads: those of the pairs, and the rest of their strides.
+        self.keys[..n.saturating_sub(1).next_multiple_of(8)].fill(NO_KEY);
     }
 
     /// Prices the pair starting at the live position `j` (merges of priority `limit` and
@@ -963,8 +1020,8 @@ impl Encoder {
             None => self.pending_word(&mut pending.long_words, LongKey::new(bytes), bytes) | LONG_HOLE,
         };
         pending.holes.push((out.len(), hole));
-        if pending.words.len() == PENDING_WORDS
-            || pending.long_words.len() == PENDING_WORDS
+        if pending.words.len == PENDING_WORDS
+            || pending.long_words.len == PENDING_WORDS
             || pending.holes.len() == 4 * PENDING_WORDS
         {
             self.merge_pending(cache, out);
@@ -974,25 +1031,25 @@ impl Encoder {
     /// The index in `words` of the word `key`, added (its first pairs' merges fetched)
     /// unless it is there.
     #[inline(always)]
-    fn pending_word<K: PartialEq, const N: usize>(&self, words: &mut Vec<NewWord<K, N>>, key: K, bytes: &[u8]) -> u32 {
-        if let Some(i) = words.iter().position(|w| w.key == key) {
-            return i as u32;
-        }
-        let word = NewWord {
-            key,
-            scan: Scan::new(self, bytes),
-            at: 0,
-        };
-        // A pair of bytes' merge is in the dense table of low ids, which stays in cache
-        // (prefetching it measured 20% slower on random letters); in a vocabulary whose
-        // bytes have higher ids, it is in the large table.
-        for w in word.scan.ids[..bytes.len()].windows(2) {
-            if w[0] >= LOW || w[1] >= LOW {
-                self.prefetch_pair(w[0], w[1]);
+    fn pending_word<K: PartialEq + Copy, const N: usize>(
+        &self,
+        words: &mut Waiting<K, N>,
+        key: K,
+        bytes: &[u8],
+    ) -> u32 {
+        let before = words.len;
+        let i = words.find_or_add(self, key, bytes);
+        if words.len > before {
+            // A pair of bytes' merge is in the dense table of low ids, which stays in
+            // cache (prefetching it measured 20% slower on random letters); in a
+            // vocabulary whose bytes have higher ids, it is in the large table.
+            for w in words.slots[i as usize].scan.ids[..bytes.len()].windows(2) {
+                if w[0] >= LOW || w[1] >= LOW {
+                    self.prefetch_pair(w[0], w[1]);
+                }
             }
         }
-        words.push(word);
-        words.len() as u32 - 1
+        i
     }
 
     /// Merges the words waiting in `cache.pending` (or takes them from a batch's other
@@ -1002,13 +1059,13 @@ impl Encoder {
             return;
         }
         let mut pending = std::mem::take(&mut cache.pending);
-        self.merge_and_cache(&mut pending.words, cache, |key| (&[], Some(*key)));
-        self.merge_and_cache(&mut pending.long_words, cache, |key| (key.bytes(), None));
+        self.merge_and_cache(pending.words.words(), cache, |key| (&[], Some(*key)));
+        self.merge_and_cache(pending.long_words.words(), cache, |key| (key.bytes(), None));
         // Fill the holes from the last: each part of `out` after a hole moves right by the
         // ids of the holes before it.
         let ids_of = |hole: u32| match hole & LONG_HOLE {
-            0 => pending.words[hole as usize].ids(),
-            _ => pending.long_words[(hole & !LONG_HOLE) as usize].ids(),
+            0 => pending.words.ids(hole as usize),
+            _ => pending.long_words.ids((hole & !LONG_HOLE) as usize),
         };
         let extra: usize = pending.holes.iter().map(|&(_, w)| ids_of(w).len()).sum();
         let mut end = out.len();
@@ -1021,8 +1078,8 @@ impl Encoder {
             out[at + shift..at + shift + ids.len()].copy_from_slice(ids);
             end = at;
         }
-        pending.words.clear();
-        pending.long_words.clear();
+        pending.words.len = 0;
+        pending.long_words.len = 0;
         pending.holes.clear();
         cache.pending = pending;
     }
