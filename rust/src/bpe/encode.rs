@@ -522,12 +522,15 @@ fn word_key_within(text: &[u8], piece: &[u8]) -> Option<u128> {
     }
     let start = piece.as_ptr() as usize - text.as_ptr() as usize;
     match text.get(start..start + 16) {
-        Some(chunk) => {
-            let loaded = u128::from_le_bytes(chunk.try_into().unwrap());
-            Some(loaded & ((1u128 << (8 * len)) - 1) | (len as u128) << 120)
-        }
+        Some(chunk) => Some(prefix_key(u128::from_le_bytes(chunk.try_into().unwrap()), len)),
         None => word_key(piece),
     }
+}
+
+/// `word_key` of the first `len` (at most 15) of the 16 bytes `loaded` (little-endian).
+#[inline(always)]
+pub(crate) fn prefix_key(loaded: u128, len: usize) -> u128 {
+    loaded & ((1u128 << (8 * len)) - 1) | (len as u128) << 120
 }
 
 /// Up to 15 bytes and their length packed into one integer; `None` for longer pieces.

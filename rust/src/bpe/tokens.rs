@@ -5,7 +5,7 @@
 //! allocations; a boxed byte string per token, in a map of them, took longer to build
 //! (and to free) than most of the encoder's tables.
 
-use crate::bpe::encode::word_key;
+use crate::bpe::encode::{prefix_key, word_key};
 use crate::bpe::keytable::KeyTable;
 use crate::error::{Error, Result};
 use crate::Rank;
@@ -131,7 +131,7 @@ impl Tokens {
         let word = u128::from_le_bytes(word);
         for (k, slot) in keys[..short].iter_mut().enumerate() {
             let len = k + 1;
-            let key = word & ((1u128 << (8 * len)) - 1) | (len as u128) << 120;
+            let key = prefix_key(word, len);
             let hash = KeyTable::hash(key);
             self.short.prefetch_hashed(hash);
             *slot = (key, hash);
