@@ -122,6 +122,7 @@ impl Tokens {
     /// is the rest of `bytes` (`NO_TOKEN` if the rest is none), appended to `out`. The
     /// lookups' table slots are all prefetched before any is read, so that their misses
     /// overlap: at load this runs for every token, against tables of many megabytes.
+    /// `bytes` has at least 2 bytes.
     pub(crate) fn prefix_pairs(&self, bytes: &[u8], out: &mut Vec<(Rank, Rank)>) {
         let n = bytes.len();
         let mut keys = [(0u128, 0u64); 15];
@@ -147,29 +148,14 @@ impl Tokens {
                 out.push((a as Rank, (key >> 120) as Rank));
             }
         }
-        // The rests, each looked up by the same two steps.
-        let mut rests = [(0u128, 0u64); 15];
-        let mut m = 0;
+        // The rests: every slot fetched first, then each looked up.
         for &(_, len) in &out[start..] {
             if let Some(key) = word_key(&bytes[len as usize..]) {
-                let hash = KeyTable::hash(key);
-                self.short.prefetch_hashed(hash);
-                if m < rests.len() {
-                    rests[m] = (key, hash);
-                    m += 1;
-                }
+                self.short.prefetch(key);
             }
         }
-        let mut i = 0;
         for pair in &mut out[start..] {
-            let rest = &bytes[pair.1 as usize..];
-            pair.1 = if rest.len() <= 15 && i < m {
-                i += 1;
-                let (key, hash) = rests[i - 1];
-                self.short.get_hashed(key, hash).map_or(NO_TOKEN, |b| b as Rank)
-            } else {
-                self.id(rest).unwrap_or(NO_TOKEN)
-            };
+            pair.1 = self.id(&bytes[pair.1 as usize..]).unwrap_or(NO_TOKEN);
         }
     }
 
