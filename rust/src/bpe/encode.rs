@@ -731,8 +731,7 @@ impl Encoder {
             splits
                 .merges
                 .iter()
-                .map(|(&key, &id)| (key, Merge { priority: id, id }))
-                .collect(),
+                .map(|(&key, &id)| (key, Merge { priority: id, id })),
         );
         // The long-piece tables are built here, at load, so the first long piece costs no
         // more than any other.
@@ -771,7 +770,7 @@ impl Encoder {
                 id,
             });
         }
-        encoder.set_merges(map);
+        encoder.set_merges(map.iter().map(|(&key, &m)| (key, m)));
         encoder.merge_list = Some(merges);
         encoder.warm_tables();
         Ok(encoder)
@@ -862,10 +861,11 @@ impl Encoder {
         })
     }
 
-    fn set_merges(&mut self, merges: FxHashMap<u64, Merge>) {
+    /// The tables of the pairs that merge: `merges` gives each pair's key and merge once.
+    fn set_merges(&mut self, merges: impl ExactSizeIterator<Item = (u64, Merge)> + Clone) {
         let mut low = vec![NO_MERGE; (LOW * LOW) as usize].into_boxed_slice();
         let mut table = KeyTable::with_capacity(merges.len());
-        for (&key, &m) in &merges {
+        for (key, m) in merges.clone() {
             let (a, b) = unpair(key);
             if a < LOW && b < LOW {
                 low[(a * LOW + b) as usize] = m;
@@ -873,7 +873,7 @@ impl Encoder {
             table.insert(key, m.packed());
         }
         self.low = low;
-        self.filter = PairFilter::new(merges.keys().copied());
+        self.filter = PairFilter::new(merges.map(|(key, _)| key));
         self.merges = table;
     }
 
