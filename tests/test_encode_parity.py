@@ -6,6 +6,8 @@ import os
 import random
 import signal
 import string
+from collections import defaultdict
+from contextlib import suppress
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -234,6 +236,52 @@ def test_long_pieces_match_tiktoken(openai_pair, text):
     tok, ref = openai_pair
     assert tok.encode_ordinary(text) == ref.encode_ordinary(text)
 
+
+
+def is_one_character(token: bytes) -> bool:
+    try:
+        return len(token.decode()) == 1
+    except UnicodeDecodeError:
+        return False
+
+
+def fragment_texts(ranks: dict[bytes, int]) -> list[str]:
+    """Valid text in which each token that starts or ends inside a character (a fragment)
+    crosses the edge of a character that is a token itself: where the encoder may not
+    start a word's merge from that character whole."""
+    chars = [t for t in ranks if len(t) in (2, 3) and is_one_character(t)]
+    by_prefix, by_suffix = defaultdict(list), defaultdict(list)
+    for c in chars:
+        for k in range(1, len(c)):
+            by_prefix[c[:k]].append(c)
+            by_suffix[c[k:]].append(c)
+    texts = []
+    for token in ranks:
+        # Its continuation bytes before the first character, and its last character's start.
+        lead = next((i for i, b in enumerate(token[:3]) if b & 0xC0 != 0x80), min(3, len(token)))
+        last = max((i for i, b in enumerate(token) if b & 0xC0 != 0x80), default=0)
+        lefts = by_suffix.get(token[:lead], [])[:3] if lead else [b""]
+        rights = by_prefix.get(token[last:], [])[:3] if last > 0 else [b""]
+        for left in lefts:
+            for right in rights:
+                text = left[: len(left) - lead] + token + right[len(token) - last :]
+                if text != token:
+                    with suppress(UnicodeDecodeError):
+                        texts.append(text.decode())
+    return texts
+
+
+def test_fragments_across_character_edges_match_tiktoken(openai_pair):
+    """New words start their merge from whole characters except where a fragment token
+    crosses a character's edge; every fragment of the real vocabularies, alone and next to
+    another."""
+    tok, ref = openai_pair
+    texts = fragment_texts(ref._mergeable_ranks)
+    texts += [a + b for a, b in zip(texts, texts[1:])]
+    assert len(texts) > 1000
+    ours, theirs = tok.encode_ordinary_batch(texts), ref.encode_ordinary_batch(texts)
+    mismatched = [text for text, a, b in zip(texts, ours, theirs) if a != b]
+    assert not mismatched, f"{len(mismatched)} differ, first: {mismatched[:3]}"
 
 WORST_CASES = {
     "one letter": "a" * 1_000_000,

@@ -1,6 +1,7 @@
 //! Byte-level BPE: ranked-merge encoding (with a linear-time path for long pieces),
 //! training from word frequencies, and tiktoken rank files.
 
+pub(crate) mod atoms;
 pub(crate) mod backtrack;
 pub mod encode;
 mod keytable;
