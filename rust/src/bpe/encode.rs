@@ -26,7 +26,7 @@ use std::sync::Mutex;
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
 /// Pieces found ahead of the one being encoded, whose table slots are being fetched.
-const LOOKAHEAD: usize = 8;
+const LOOKAHEAD: usize = 16;
 const NONE: u32 = u32::MAX;
 /// Ids below this have their pairwise merges in `Encoder::low`.
 const LOW: u32 = 256;
