@@ -21,8 +21,8 @@ use crate::Rank;
 use rustc_hash::FxHashMap;
 
 pub(crate) struct Atoms {
-    /// Code point (below 0x10000) → 1 + its index in `atoms`, 0 for none.
-    by_char: Box<[u32]>,
+    /// Code point (below 0x10000) → 1 + its index in `atoms`, 0 for none (128 KB).
+    by_char: Box<[u16]>,
     atoms: Vec<Atom>,
     /// The fragments around atoms, deduplicated; `rules[0]` has none.
     rules: Vec<Rule>,
@@ -127,7 +127,7 @@ impl Atoms {
                 }
             }
         }
-        let mut by_char = vec![0u32; 0x10000].into_boxed_slice();
+        let mut by_char = vec![0u16; 0x10000].into_boxed_slice();
         let mut unique: FxHashMap<Rule, u32> = FxHashMap::default();
         unique.insert(Rule::default(), 0);
         let mut atoms = Atoms {
@@ -150,7 +150,8 @@ impl Atoms {
                 bytes: packed(bytes),
                 rule: index,
             });
-            by_char[c as usize] = atoms.atoms.len() as u32;
+            // At most 63,488 characters of 2 or 3 bytes: the index fits.
+            by_char[c as usize] = atoms.atoms.len() as u16;
         }
         atoms.by_char = by_char;
         Some(atoms)

@@ -208,7 +208,7 @@ impl<K, const N: usize> NewWord<K, N> {
 }
 
 /// The bytes of a word of 16 to `SCAN_LIMIT` bytes, its key in the word cache's long map.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 struct LongKey {
     len: usize,
     bytes: [u8; SCAN_LIMIT],
@@ -226,6 +226,23 @@ impl LongKey {
 
     fn bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
+    }
+}
+
+impl PartialEq for LongKey {
+    /// The lengths first (most waiting words differ there), then the bytes, zero past the
+    /// length, compared in place rather than by a call to `memcmp`.
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self
+                .bytes
+                .chunks_exact(16)
+                .zip(other.bytes.chunks_exact(16))
+                .fold(0, |diff, (a, b)| {
+                    diff | (u128::from_le_bytes(a.try_into().unwrap()) ^ u128::from_le_bytes(b.try_into().unwrap()))
+                })
+                == 0
     }
 }
 
