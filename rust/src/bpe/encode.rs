@@ -249,9 +249,9 @@ impl PartialEq for LongKey {
 /// BPE on up to `N` ids (`N` a multiple of 8, at most 64) by scanning: the best merge is
 /// the leftmost of lowest priority. The symbols are a linked list over the positions they
 /// started at (a byte each, or a whole character, `Atoms`), so a merge moves nothing; each
-/// live symbol with a right neighbour has
-/// a key, its pair's priority above its position, so the lowest key is the best merge,
-/// leftmost on ties, and is found by a branch-free minimum in strides of 8.
+/// live symbol with a right neighbour has a key, its pair's priority above its position,
+/// so the lowest key is the best merge, leftmost on ties, and is found by a branch-free
+/// minimum in strides of 8.
 #[derive(Clone, Copy)]
 struct Scan<const N: usize> {
     /// The id of the symbol at each live position; once merging is done, the ids in order
@@ -1427,7 +1427,9 @@ impl Encoder {
         self.special_regex.as_ref()?.find(text).map(|m| &text[m.range()])
     }
 
-    /// BPE on a long piece: linear-time backtracking where the vocabulary allows it.
+    /// BPE on a piece of more than `SCAN_LIMIT` bytes: the scan where its whole characters
+    /// make it `SCAN_LIMIT` symbols or fewer, else linear-time backtracking where the
+    /// vocabulary allows it, else the heap.
     fn merge_long(&self, piece: &[u8], out: &mut Vec<Rank>) {
         // Up to `SCAN_LIMIT` symbols when started from whole characters: the scan.
         if let Some(atoms) = &self.atoms {

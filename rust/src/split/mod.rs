@@ -9,7 +9,8 @@
 //! regex-automata's lazy DFA with leftmost-first semantics, the same preference order a
 //! backtracking engine follows; tests check every piece against fancy-regex running the
 //! original pattern. In practice the named patterns run on hand-written scanners first
-//! (`scan.rs` for ASCII, `unicode.rs` for the rest), which leave to the DFA only a
+//! (`block.rs` for cl100k's and o200k's plain ASCII 64 bytes at a time, `scan.rs` for
+//! ASCII a piece at a time, `unicode.rs` for the rest), which leave to the DFA only a
 //! case-insensitive contraction before a non-ASCII character. Custom patterns run on the
 //! DFA when they can and on fancy-regex (lookaround, possessive quantifiers) otherwise.
 
