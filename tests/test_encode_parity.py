@@ -237,7 +237,6 @@ def test_long_pieces_match_tiktoken(openai_pair, text):
     assert tok.encode_ordinary(text) == ref.encode_ordinary(text)
 
 
-
 def is_one_character(token: bytes) -> bool:
     try:
         return len(token.decode()) == 1
@@ -282,6 +281,7 @@ def test_fragments_across_character_edges_match_tiktoken(openai_pair):
     ours, theirs = tok.encode_ordinary_batch(texts), ref.encode_ordinary_batch(texts)
     mismatched = [text for text, a, b in zip(texts, ours, theirs) if a != b]
     assert not mismatched, f"{len(mismatched)} differ, first: {mismatched[:3]}"
+
 
 WORST_CASES = {
     "one letter": "a" * 1_000_000,
