@@ -291,6 +291,19 @@ mod tests {
         re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
     }
 
+    /// Every piece of each text, for each named pattern, equals fancy-regex's running the
+    /// original pattern.
+    fn assert_named_patterns_match(texts: &[String]) {
+        for (name, _, original, ..) in NAMED {
+            let splitter = Splitter::new(name).unwrap();
+            let re = fancy_regex::Regex::new(original).unwrap();
+            for text in texts {
+                let expected: Vec<&str> = re.find_iter(text).map(|m| m.unwrap().as_str()).collect();
+                assert_eq!(splitter.split(text), expected, "pattern {name} on {text:?}");
+            }
+        }
+    }
+
     const SAMPLES: &[&str] = &[
         "Hello world",
         "  leading spaces and trailing   ",
@@ -341,14 +354,7 @@ mod tests {
             }
             texts.push(text);
         }
-        for (name, _, original, ..) in NAMED {
-            let splitter = Splitter::new(name).unwrap();
-            let re = fancy_regex::Regex::new(original).unwrap();
-            for text in &texts {
-                let expected: Vec<&str> = re.find_iter(text).map(|m| m.unwrap().as_str()).collect();
-                assert_eq!(splitter.split(text), expected, "pattern {name} on {text:?}");
-            }
-        }
+        assert_named_patterns_match(&texts);
     }
 
     /// Random texts from Unicode fragments chosen to reach every branch of the Unicode
@@ -585,14 +591,7 @@ mod tests {
                 text
             })
             .collect();
-        for (name, _, original, ..) in NAMED {
-            let splitter = Splitter::new(name).unwrap();
-            let re = fancy_regex::Regex::new(original).unwrap();
-            for text in &texts {
-                let expected: Vec<&str> = re.find_iter(text).map(|m| m.unwrap().as_str()).collect();
-                assert_eq!(splitter.split(text), expected, "pattern {name} on {text:?}");
-            }
-        }
+        assert_named_patterns_match(&texts);
     }
 
     #[test]
