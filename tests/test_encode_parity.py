@@ -260,7 +260,7 @@ def fragment_texts(ranks: dict[bytes, int]) -> list[str]:
         lead = next((i for i, b in enumerate(token[:3]) if b & 0xC0 != 0x80), min(3, len(token)))
         last = max((i for i, b in enumerate(token) if b & 0xC0 != 0x80), default=0)
         lefts = by_suffix.get(token[:lead], [])[:3] if lead else [b""]
-        rights = by_prefix.get(token[last:], [])[:3] if last > 0 else [b""]
+        rights = (by_prefix.get(token[last:], []) if last > 0 else [])[:3] or [b""]
         for left in lefts:
             for right in rights:
                 text = left[: len(left) - lead] + token + right[len(token) - last :]
