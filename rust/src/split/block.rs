@@ -134,7 +134,10 @@ pub(crate) fn starts(window: &[u8; 64], o200k: bool) -> (u64, u64, bool) {
     }
     let run_start = |x: u64| x & !before(x);
     let (letter_runs, digit_runs, other_runs) = (run_start(letter), run_start(digit), run_start(other));
-    let runs = letter_runs | digit_runs | other_runs | run_start(space) | 1;
+    // o200k cuts letter runs where a lower-case letter meets an upper-case one, whatever
+    // follows: for the limit below, those cuts start runs of their own.
+    let case_cuts = if o200k { c.upper & before(letter & !c.upper) } else { 0 };
+    let runs = letter_runs | case_cuts | digit_runs | other_runs | run_start(space) | 1;
     // Pieces are taken only before the run that reaches the window's end, and before the
     // run next to the first uncovered byte.
     let mut limit = highest_at_or_below(runs, 63);
@@ -157,16 +160,14 @@ pub(crate) fn starts(window: &[u8; 64], o200k: bool) -> (u64, u64, bool) {
     let last_space = space & !after(space);
     let joins_next = last_space & !newline;
     let joined_letters = letter_runs & before(joins_next | joins_letters);
-    let mut starts = (letter_runs & !joined_letters)
+    let starts = (letter_runs & !joined_letters)
         | digit_runs
         | (other_runs & !spaced)
         | run_start(rest)
         | (before(last_newlines) & rest)
         | joins_next
+        | case_cuts
         | 1;
-    if o200k {
-        starts |= c.upper & before(letter & !c.upper);
-    }
     let below = if limit == 0 { 1 } else { (1u64 << limit) - 1 };
     let first_non_ascii = uncovered & uncovered.wrapping_neg() & c.non_ascii != 0;
     (starts & below, uncovered, first_non_ascii)
