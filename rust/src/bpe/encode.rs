@@ -265,7 +265,8 @@ struct Scan<const N: usize> {
     next: [u8; N],
     /// `prev[0]` is 255: past any position.
     prev: [u8; N],
-    /// Positions (bytes) in all; after `compact`, ids.
+    /// Positions (the symbols it started with: bytes, or whole characters) in all; after
+    /// `compact`, ids.
     n: usize,
     live: usize,
 }
