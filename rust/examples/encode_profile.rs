@@ -1,8 +1,9 @@
 //! Profiling harness (not a benchmark): encodes a text file with a tiktoken rank file the
 //! way the encode suite's first-sight rounds do, each round on a fresh thread (so an empty
-//! word cache) warmed on the file's last 64 KB, then timing two 64 KB documents; all of
-//! the file in turn. FRESH=1 loads a new encoder for every round, as the suite does;
-//! EVICT=1 reads 64 MB before each timed encode, as a gc.collect() in between would.
+//! word cache) warmed on the file's last 64 KB, then timing 128 KB of documents of 64 KB
+//! (DOC=BYTES: of that size); all of the file in turn. FRESH=1 loads a new encoder for
+//! every round, as the suite does; EVICT=1 reads 64 MB before each timed encode, as a
+//! gc.collect() in between would.
 //! `cargo run --release --example encode_profile -- RANKS.tiktoken cl100k|o200k TEXT [ROUNDS]`
 
 use fastgpt::bpe::vocab::parse_tiktoken;
@@ -57,10 +58,12 @@ fn main() {
         cut -= 1;
     }
     let (body, warm) = text.split_at(cut);
+    // DOC: the document size in bytes (64 KB by default); each round is 128 KB of them.
+    let doc: usize = std::env::var("DOC").map_or(64 << 10, |d| d.parse().unwrap());
     let mut docs = Vec::new();
     let mut start = 0;
     while start < body.len() {
-        let mut end = (start + (64 << 10)).min(body.len());
+        let mut end = (start + doc).min(body.len());
         while !body.is_char_boundary(end) {
             end -= 1;
         }
@@ -72,8 +75,8 @@ fn main() {
     let junk = vec![1u8; if std::env::var("EVICT").is_ok() { 64 << 20 } else { 0 }];
     for _ in 0..rounds {
         let (mut secs, mut tokens) = (0.0, 0);
-        // Two documents (128 KB) per fresh thread, as in one round of the suite.
-        for pair in docs.chunks(2) {
+        // 128 KB of documents per fresh thread, as in one round of the suite.
+        for pair in docs.chunks((128 << 10) / doc) {
             if fresh {
                 drop(enc.take()); // the old one goes first, as in the suite
                 enc = Some(load());

@@ -435,12 +435,13 @@ impl<'b> MergeCache<'b> {
         MergeCache {
             words: WordCache::take(encoder),
             batch,
-            pending: Pending::default(),
+            pending: PENDING.try_with(std::cell::Cell::take).unwrap_or_default(),
         }
     }
 
     fn close(self, encoder: u64) {
         self.words.put_back(encoder);
+        let _ = PENDING.try_with(|spare| spare.set(self.pending));
     }
 
     /// Appends the ids of a piece of up to 15 bytes (`key` its `word_key`) from the word
@@ -559,6 +560,10 @@ pub const WORD_CACHE_BYTES: usize = 1 << 19;
 const WORD_CACHES_PER_THREAD: usize = 4;
 
 thread_local! {
+    /// The buffers of a call's waiting words, kept for the thread's next call: a call
+    /// that grew them afresh spent more on that than a small document's merges (a nested
+    /// call starts empty).
+    static PENDING: std::cell::Cell<Pending> = std::cell::Cell::new(Pending::default());
     static WORD_CACHES: std::cell::RefCell<Vec<(u64, WordCache)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
