@@ -433,7 +433,10 @@ impl<const N: usize> Scan<N> {
 impl<'b> MergeCache<'b> {
     fn open(encoder: u64, batch: Option<&'b BatchCache>) -> Self {
         MergeCache {
-            words: WordCache::take(encoder),
+            words: match batch {
+                None => WordCache::take(encoder, WORD_CACHE_PIECES),
+                Some(_) => WordCache::take(encoder, BATCH_RUN_CACHE_START),
+            },
             batch,
             pending: PENDING.try_with(std::cell::Cell::take).unwrap_or_default(),
         }
@@ -556,12 +559,14 @@ struct WordCache {
 pub const WORD_CACHE_PIECES: usize = 1 << 16;
 pub const WORD_CACHE_IDS: usize = 1 << 17;
 pub const WORD_CACHE_BYTES: usize = 1 << 19;
-/// The pieces a thread's new word cache holds before its table first grows (256 KB of
-/// zeroed pages, touched as it fills): a fresh encoder meets a few thousand new pieces in
-/// its first hundred kilobytes, and growing to that by doubling from a small table moved
-/// every piece again and faulted in each new table's pages (first sight on prose and code
-/// measured 3-5% faster).
-const WORD_CACHE_START: usize = 1 << 12;
+/// The pieces a batch run's new word cache holds before its table first grows (256 KB of
+/// zeroed pages, touched as it fills). A thread's own word cache is made at its full size
+/// (`WORD_CACHE_PIECES`, 4 MB on huge pages, faulted in on the first call): growing by
+/// doubling moved every piece again and faulted in each new table's pages, which cost
+/// first sight 3-5% on prose and code, 7% on multilingual text and 20% on o200k's random
+/// letters. A batch's runs start small instead, as a batch of a few milliseconds would
+/// spend a good part of them faulting in 4 MB per worker.
+const BATCH_RUN_CACHE_START: usize = 1 << 12;
 /// Word caches a thread keeps, for its most recently used encoders.
 const WORD_CACHES_PER_THREAD: usize = 4;
 
@@ -620,10 +625,11 @@ fn unpack(v: u64) -> (u32, u32) {
 }
 
 impl WordCache {
-    fn take(encoder: u64) -> WordCache {
+    /// This thread's cache for `encoder`, or a new one with room for `pieces`.
+    fn take(encoder: u64, pieces: usize) -> WordCache {
         Self::try_take(encoder).unwrap_or_else(|| WordCache {
-            map: KeyTable::with_capacity(WORD_CACHE_START),
-            ids: Vec::with_capacity(4 * WORD_CACHE_START),
+            map: KeyTable::with_capacity(pieces),
+            ids: Vec::with_capacity((2 * pieces).min(WORD_CACHE_IDS)),
             ..WordCache::default()
         })
     }
@@ -1848,7 +1854,7 @@ mod tests {
         // A miss fills this thread's cache, a hit reads it; both give the naive merge.
         assert_eq!(enc.encode_ordinary(&text), expected);
         assert_eq!(enc.encode_ordinary(&text), expected);
-        let cached = WordCache::take(enc.id);
+        let cached = WordCache::take(enc.id, WORD_CACHE_PIECES);
         assert!(cached.len() > 100 && cached.len() <= WORD_CACHE_PIECES);
         cached.put_back(enc.id);
         // Another encoder on this thread keeps its own cache.
@@ -1876,7 +1882,7 @@ mod tests {
         // Workers of another pool read this thread's cache, which stays here.
         let batch = enc.encode_batch_threads(&[text.as_str(); 8], &Allowed::None, Some(2));
         assert!(batch.iter().all(|ids| *ids == expected));
-        let mine = WordCache::take(enc.id);
+        let mine = WordCache::take(enc.id, WORD_CACHE_PIECES);
         assert!(mine.len() > 100);
         mine.put_back(enc.id);
     }
@@ -1908,7 +1914,7 @@ mod tests {
             .collect();
         let fresh = tiny();
         fresh.encode_ordinary(&words[..300].join(" "));
-        let warmed = WordCache::take(fresh.id);
+        let warmed = WordCache::take(fresh.id, WORD_CACHE_PIECES);
         let known = warmed.len();
         warmed.put_back(fresh.id);
         for threads in [1, 2, 4] {
@@ -1918,7 +1924,7 @@ mod tests {
             );
         }
         // The caller's cache keeps what its own runs met (on one thread, every run is its).
-        let learned = WordCache::take(fresh.id);
+        let learned = WordCache::take(fresh.id, WORD_CACHE_PIECES);
         assert!(learned.len() > known, "{} <= {known}", learned.len());
         let mut merged = WordCache::default();
         merged.absorb(&learned);
