@@ -1089,6 +1089,9 @@ impl Encoder {
             if let Some((_, hash)) = key {
                 self.tokens.short.prefetch_hashed(hash);
                 cache.words.map.prefetch_hashed(hash);
+                if let Some(seed) = cache.batch.and_then(|batch| batch.seed.as_ref()) {
+                    seed.map.prefetch_hashed(hash);
+                }
             }
             let slot = &mut ring[waiting % LOOKAHEAD];
             if waiting >= LOOKAHEAD {
