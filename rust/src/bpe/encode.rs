@@ -563,7 +563,7 @@ pub const WORD_CACHE_BYTES: usize = 1 << 19;
 /// zeroed pages, touched as it fills). A thread's own word cache is made at its full size
 /// (`WORD_CACHE_PIECES`, 4 MB on huge pages, faulted in on the first call): growing by
 /// doubling moved every piece again and faulted in each new table's pages, which cost
-/// first sight 3-5% on prose and code, 7% on multilingual text and 20% on o200k's random
+/// first sight 3-5% on prose and code, 8% on multilingual text and 20% on o200k's random
 /// letters. A batch's runs start small instead, as a batch of a few milliseconds would
 /// spend a good part of them faulting in 4 MB per worker.
 const BATCH_RUN_CACHE_START: usize = 1 << 12;
@@ -1084,7 +1084,8 @@ impl Encoder {
             } else {
                 None
             };
-            // With its hash, computed once for both tables.
+            // With its hash, computed once for every table it is looked up in: the
+            // vocabulary's, the word cache and, in a batch, the caller's word cache.
             let key = key.map(|key| (key, KeyTable::hash(key)));
             if let Some((_, hash)) = key {
                 self.tokens.short.prefetch_hashed(hash);
