@@ -298,12 +298,30 @@ impl PyEncoder {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyList>> {
         let allowed = allowed(allow_all, &allowed_special);
-        let encoded = py.detach(|| self.inner.encode_batch_threads(&texts, &allowed, num_threads));
-        let lists = encoded
-            .iter()
-            .map(|ids| self.to_list(py, ids))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, lists)
+        // The lists are built by the caller, under the GIL, while helpers still encode
+        // the texts that follow: built after the encoding they were a seventh of a batch
+        // that no thread could share.
+        let mut lists: Vec<Option<Py<PyList>>> = (0..texts.len()).map(|_| None).collect();
+        let mut failed = None;
+        py.detach(|| {
+            self.inner
+                .encode_batch_each(&texts, &allowed, num_threads, |first, encoded| {
+                    Python::attach(|py| {
+                        for (slot, ids) in lists[first..].iter_mut().zip(&encoded) {
+                            match self.to_list(py, ids) {
+                                Ok(list) => *slot = Some(list.unbind()),
+                                Err(e) => {
+                                    failed.get_or_insert(e);
+                                }
+                            }
+                        }
+                    })
+                })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        PyList::new(py, lists.into_iter().map(|list| list.expect("every text was encoded")))
     }
 
     /// The first special token whose text occurs in `text`, if any.

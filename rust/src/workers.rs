@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -117,7 +117,7 @@ impl Pool {
         let me = std::thread::current();
         loop {
             if let Some(job) = self.attach() {
-                run_tasks(job);
+                run_tasks(job, &mut || {});
                 // The job may be gone once this lands: nothing touches it after.
                 job.attached.fetch_sub(1, Ordering::AcqRel);
                 continue;
@@ -146,8 +146,9 @@ impl Pool {
     }
 }
 
-/// Claims and runs tasks until none is left; a panic is kept for the caller.
-fn run_tasks(job: &Job) {
+/// Claims and runs tasks until none is left, calling `after()` after each; a panic is kept
+/// for the caller.
+fn run_tasks(job: &Job, after: &mut dyn FnMut()) {
     // SAFETY: the task outlives every participant (see `Job`).
     let task = unsafe { &*job.task };
     loop {
@@ -158,6 +159,7 @@ fn run_tasks(job: &Job) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| task(i))) {
             job.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(panic);
         }
+        after();
     }
 }
 
@@ -172,9 +174,19 @@ pub fn resolve(threads: Option<usize>) -> usize {
 /// Runs `task(i)` for every `i` in `0..tasks` on the caller and up to `threads - 1` helpers,
 /// returning when all have run; a task's panic is raised again here after that.
 pub fn for_each(threads: usize, tasks: usize, task: impl Fn(usize) + Sync) {
+    for_each_between(threads, tasks, task, || {});
+}
+
+/// `for_each`, with `between()` called on the caller after each task it runs and while it
+/// waits for the helpers' last tasks. A panic in `between` is raised only after the wait
+/// (the job lives on this stack), and `between` is not called again after one.
+fn for_each_between(threads: usize, tasks: usize, task: impl Fn(usize) + Sync, mut between: impl FnMut()) {
     let helpers = threads.saturating_sub(1).min(tasks.saturating_sub(1));
     if helpers == 0 {
-        return (0..tasks).for_each(task);
+        return (0..tasks).for_each(|i| {
+            task(i);
+            between();
+        });
     }
     let pool = pool();
     pool.ensure(helpers);
@@ -188,6 +200,12 @@ pub fn for_each(threads: usize, tasks: usize, task: impl Fn(usize) + Sync) {
         seats: AtomicUsize::new(helpers),
         panic: Mutex::new(None),
     };
+    let mut between_panic = None;
+    let mut between = || {
+        if between_panic.is_none() {
+            between_panic = catch_unwind(AssertUnwindSafe(&mut between)).err();
+        }
+    };
     let listed = Listed(&job);
     pool.board.lock().unwrap_or_else(|e| e.into_inner()).push(listed);
     pool.epoch.fetch_add(1, Ordering::AcqRel);
@@ -198,7 +216,7 @@ pub fn for_each(threads: usize, tasks: usize, task: impl Fn(usize) + Sync) {
         parked.drain(keep..).collect()
     };
     woken.iter().for_each(Thread::unpark);
-    run_tasks(&job);
+    run_tasks(&job, &mut between);
     pool.board
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -206,6 +224,7 @@ pub fn for_each(threads: usize, tasks: usize, task: impl Fn(usize) + Sync) {
     // Only helpers already inside `run_tasks` remain, each finishing the task it claimed.
     let mut spins = 0u32;
     while job.attached.load(Ordering::Acquire) != 0 {
+        between();
         if spins < 1 << 12 {
             std::hint::spin_loop();
             spins += 1;
@@ -216,24 +235,58 @@ pub fn for_each(threads: usize, tasks: usize, task: impl Fn(usize) + Sync) {
     if let Some(panic) = job.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
         resume_unwind(panic);
     }
+    if let Some(panic) = between_panic {
+        resume_unwind(panic);
+    }
 }
 
 /// `(0..tasks).map(task).collect()`, computed as `for_each` does.
 pub fn map<T: Send>(threads: usize, tasks: usize, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    // Each slot is written once, by its task; a lock per slot keeps that safe for any `T: Send`.
+    let mut out: Vec<Option<T>> = (0..tasks).map(|_| None).collect();
+    map_into(threads, tasks, task, |i, value| out[i] = Some(value));
+    out.into_iter().map(|value| value.expect("every task ran")).collect()
+}
+
+/// Runs `task(i)` for every `i` in `0..tasks` as `for_each` does, and hands each result to
+/// `take(i, result)` on the caller, in the order they finish, as soon as the caller is free:
+/// between its own tasks and while it waits for the helpers. Work the caller must do alone
+/// (building Python objects under the GIL) thus overlaps the helpers' tasks.
+pub fn map_into<T: Send>(
+    threads: usize,
+    tasks: usize,
+    task: impl Fn(usize) -> T + Sync,
+    mut take: impl FnMut(usize, T),
+) {
+    // Each slot is written once, by its task, then `done` is raised; a lock per slot keeps
+    // that safe for any `T: Send`.
     let slots: Vec<Mutex<Option<T>>> = (0..tasks).map(|_| Mutex::new(None)).collect();
-    for_each(threads, tasks, |i| {
-        let value = task(i);
-        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every task ran")
-        })
-        .collect()
+    let done: Vec<AtomicBool> = (0..tasks).map(|_| AtomicBool::new(false)).collect();
+    // Results not yet taken start at `first`.
+    let mut first = 0;
+    let mut taken = vec![false; tasks];
+    let mut take_ready = || {
+        for i in first..tasks {
+            if !taken[i] && done[i].load(Ordering::Acquire) {
+                taken[i] = true;
+                let value = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+                take(i, value.expect("a done task left its result"));
+            }
+        }
+        while first < tasks && taken[first] {
+            first += 1;
+        }
+    };
+    for_each_between(
+        threads,
+        tasks,
+        |i| {
+            let value = task(i);
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+            done[i].store(true, Ordering::Release);
+        },
+        &mut take_ready,
+    );
+    take_ready();
 }
 
 #[cfg(test)]
@@ -254,6 +307,51 @@ mod tests {
                 assert_eq!(runs.load(Ordering::Relaxed), tasks);
             }
         }
+    }
+
+    #[test]
+    fn results_are_taken_on_the_caller_once_each() {
+        let caller = std::thread::current().id();
+        for threads in [1, 2, 4] {
+            for tasks in [0usize, 1, 3, 64] {
+                let mut seen = vec![0u32; tasks];
+                map_into(
+                    threads,
+                    tasks,
+                    |i| {
+                        std::thread::sleep(Duration::from_micros((i % 5) as u64 * 50));
+                        i * 3
+                    },
+                    |i, value| {
+                        assert_eq!(std::thread::current().id(), caller);
+                        assert_eq!(value, i * 3);
+                        seen[i] += 1;
+                    },
+                );
+                assert!(
+                    seen.iter().all(|&n| n == 1),
+                    "{threads} threads, {tasks} tasks: {seen:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_while_taking_is_raised_after_every_task_ran() {
+        let runs = AtomicUsize::new(0);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            map_into(
+                2,
+                40,
+                |i| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    i
+                },
+                |i, _| assert!(i != 2, "taking 2 fails"),
+            )
+        }));
+        assert!(caught.is_err());
+        assert_eq!(runs.load(Ordering::Relaxed), 40);
     }
 
     #[test]

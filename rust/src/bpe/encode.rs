@@ -1370,17 +1370,42 @@ impl Encoder {
         allowed: &Allowed,
         threads: Option<usize>,
     ) -> Vec<Vec<Rank>> {
-        let runs = self.in_runs(texts.len(), threads, |run, cache| {
-            texts[run]
-                .iter()
-                .map(|text| {
-                    let mut out = Vec::with_capacity(text.as_ref().len() / 3);
-                    self.encode_into(text.as_ref(), allowed, &mut out, cache);
-                    out
-                })
-                .collect::<Vec<_>>()
+        let mut out: Vec<Vec<Rank>> = vec![Vec::new(); texts.len()];
+        self.encode_batch_each(texts, allowed, threads, |first, ids| {
+            for (slot, ids) in out[first..].iter_mut().zip(ids) {
+                *slot = ids;
+            }
         });
-        runs.into_iter().flatten().collect()
+        out
+    }
+
+    /// `encode_batch_threads`, handing the ids of consecutive texts from `first` on to
+    /// `take(first, ids)` on the calling thread as soon as it is free, in the order they
+    /// finish: work the caller must do alone (Python's lists) overlaps the helpers' encoding.
+    pub fn encode_batch_each<T: AsRef<str> + Sync>(
+        &self,
+        texts: &[T],
+        allowed: &Allowed,
+        threads: Option<usize>,
+        mut take: impl FnMut(usize, Vec<Vec<Rank>>),
+    ) {
+        self.in_runs(
+            texts.len(),
+            threads,
+            |run, cache| {
+                let first = run.start;
+                let ids = texts[run]
+                    .iter()
+                    .map(|text| {
+                        let mut out = Vec::with_capacity(text.as_ref().len() / 3);
+                        self.encode_into(text.as_ref(), allowed, &mut out, cache);
+                        out
+                    })
+                    .collect::<Vec<_>>();
+                (first, ids)
+            },
+            |(first, ids)| take(first, ids),
+        );
     }
 
     /// Encodes `texts` as ordinary text on `threads` threads (`None`: every core) into one
@@ -1393,49 +1418,64 @@ impl Encoder {
         eot: Option<Rank>,
         threads: Option<usize>,
     ) -> Vec<Rank> {
-        let parts = self.in_runs(texts.len(), threads, |run, cache| {
-            let mut out = Vec::with_capacity(texts[run.clone()].iter().map(|t| t.as_ref().len() / 3).sum());
-            for (text, &end) in texts[run.clone()].iter().zip(&ends[run]) {
-                self.encode_ordinary_into(text.as_ref(), &mut out, cache);
-                if let (true, Some(eot)) = (end, eot) {
-                    out.push(eot);
+        let mut parts = Vec::new();
+        self.in_runs(
+            texts.len(),
+            threads,
+            |run, cache| {
+                let mut out = Vec::with_capacity(texts[run.clone()].iter().map(|t| t.as_ref().len() / 3).sum());
+                for (text, &end) in texts[run.clone()].iter().zip(&ends[run.clone()]) {
+                    self.encode_ordinary_into(text.as_ref(), &mut out, cache);
+                    if let (true, Some(eot)) = (end, eot) {
+                        out.push(eot);
+                    }
                 }
-            }
-            out
-        });
+                (run.start, out)
+            },
+            |part| parts.push(part),
+        );
+        parts.sort_unstable_by_key(|&(start, _)| start);
+        let parts: Vec<Vec<Rank>> = parts.into_iter().map(|(_, ids)| ids).collect();
         parts.concat()
     }
 
-    /// `encode(run, cache)` over consecutive runs of `0..n`, in order. On one thread, one run
-    /// with the caller's own word cache, which keeps what the texts add. On more, about eight
-    /// runs per thread, claimed in turn by the caller and the helpers of `workers` (with
-    /// four, the last run left one thread idle for longer: a 2-thread batch of 384 KB
-    /// measured 4% slower); each run's cache reads a `BatchCache` (the caller's word cache
-    /// and the pieces any run merged), so many short texts cost little more than one long
-    /// one. A thread's runs reuse one cache and one set of buffers (`MergeCache::open`).
+    /// `encode(run, cache)` over consecutive runs of `0..n`, each result handed to `take` on
+    /// the calling thread as soon as it is free (in the order the runs finish). On one
+    /// thread, one run with the caller's own word cache, which keeps what the texts add. On
+    /// more, about eight runs per thread, claimed in turn by the caller and the helpers of
+    /// `workers` (with four, the last run left one thread idle for longer: a 2-thread batch
+    /// of 384 KB measured 4% slower); each run's cache reads a `BatchCache` (the caller's
+    /// word cache and the pieces any run merged), so many short texts cost little more than
+    /// one long one. A thread's runs reuse one cache and one set of buffers
+    /// (`MergeCache::open`).
     fn in_runs<R: Send>(
         &self,
         n: usize,
         threads: Option<usize>,
         encode: impl Fn(std::ops::Range<usize>, &mut MergeCache) -> R + Sync,
-    ) -> Vec<R> {
+        mut take: impl FnMut(R),
+    ) {
         let threads = crate::workers::resolve(threads);
         if threads <= 1 || n <= 1 {
             let mut cache = MergeCache::open(self.id, None);
             let out = encode(0..n, &mut cache);
             cache.close(self.id);
-            return vec![out];
+            return take(out);
         }
         let run = n.div_ceil(8 * threads);
         let batch = BatchCache::new(self.id);
-        let out = crate::workers::map(threads, n.div_ceil(run), |i| {
-            let mut cache = MergeCache::open(self.id, Some(&batch));
-            let out = encode(i * run..n.min((i + 1) * run), &mut cache);
-            cache.close(self.id);
-            out
-        });
+        crate::workers::map_into(
+            threads,
+            n.div_ceil(run),
+            |i| {
+                let mut cache = MergeCache::open(self.id, Some(&batch));
+                let out = encode(i * run..n.min((i + 1) * run), &mut cache);
+                cache.close(self.id);
+                out
+            },
+            |_, out| take(out),
+        );
         batch.close(self.id);
-        out
     }
 
     /// Encodes each non-empty line of `block` (without its line ending) as a document,
