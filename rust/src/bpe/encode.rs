@@ -10,6 +10,7 @@
 
 use crate::bpe::atoms::Atoms;
 use crate::bpe::backtrack::LongPieces;
+use crate::bpe::cuts::Cuts;
 use crate::bpe::keytable::KeyTable;
 use crate::bpe::splits::own_splits;
 use crate::bpe::tokens::Tokens;
@@ -553,6 +554,11 @@ struct WordCache {
     ids: Vec<Rank>,
     /// The caps are divided by 2^cap_shift (for a shard of a batch's shared cache).
     cap_shift: u32,
+    /// How well `Encoder::encode_cut` has been doing on this thread's recent new words,
+    /// per block of code points (`CUT_BLOCKS`, made at its first use), and the words it
+    /// skipped while doing badly.
+    cut_score: Box<[i8]>,
+    cut_skips: u32,
 }
 
 /// The most pieces and ids one thread's word cache holds for one encoder.
@@ -580,6 +586,27 @@ thread_local! {
 
 /// Distinct ids for encoders (never reused, unlike addresses), naming their word caches.
 static NEXT_ENCODER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// `Encoder::encode_cut`'s record per block of 128 code points (those above 0xFF80 share
+/// the last): a word cut counts `CUT_HIT`, one not cut -1, within ±`CUT_SCORE_LIMIT`;
+/// below 0, one new word in `CUT_PROBE` is tried.
+const CUT_BLOCKS: usize = 512;
+const CUT_HIT: i32 = 4;
+const CUT_SCORE_LIMIT: i32 = 64;
+const CUT_PROBE: u32 = 32;
+
+/// The code point of the character at `bytes[i..]` (valid UTF-8) and where the next starts.
+#[inline(always)]
+fn next_char(bytes: &[u8], i: usize) -> (u32, usize) {
+    let b = bytes[i] as u32;
+    let cont = |k: usize| bytes[i + k] as u32 & 0x3F;
+    match b {
+        0..0x80 => (b, i + 1),
+        0x80..0xE0 => ((b & 0x1F) << 6 | cont(1), i + 2),
+        0xE0..0xF0 => ((b & 0x0F) << 12 | cont(1) << 6 | cont(2), i + 3),
+        _ => ((b & 0x07) << 18 | cont(1) << 12 | cont(2) << 6 | cont(3), i + 4),
+    }
+}
 
 /// `word_key(piece)` for a piece of `text`, read as one 16-byte load where the text goes on
 /// that far past the piece's start (nearly always), not a copy of a variable length.
@@ -782,6 +809,8 @@ pub struct Encoder {
     pub(crate) long_pieces: Option<LongPieces>,
     /// The characters that new words' merges start from whole, where exact.
     atoms: Option<Atoms>,
+    /// Where new words in other scripts may be cut into parts merged alone.
+    cuts: Option<Cuts>,
     /// Names this encoder's per-thread word caches.
     id: u64,
 }
@@ -936,6 +965,7 @@ impl Encoder {
             special_regex,
             long_pieces: None,
             atoms: None,
+            cuts: None,
             id: NEXT_ENCODER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
@@ -968,6 +998,7 @@ impl Encoder {
                 .map(|m| (m.priority, m.id))
         };
         self.atoms = Atoms::build(&self.tokens, &self.byte_ids, merges, pair);
+        self.cuts = Some(Cuts::build(&self.tokens));
     }
 
     /// The merge of `a` and `b`, `NO_MERGE` where they do not merge.
@@ -1097,14 +1128,14 @@ impl Encoder {
             let slot = &mut ring[waiting % LOOKAHEAD];
             if waiting >= LOOKAHEAD {
                 let (from, len, key) = *slot;
-                self.encode_piece(&all[from..from + len], key, cache, out);
+                self.encode_piece(all, &all[from..from + len], key, cache, out);
             }
             *slot = (start, bytes.len(), key);
             waiting += 1;
         });
         for i in waiting.saturating_sub(LOOKAHEAD)..waiting {
             let (from, len, key) = ring[i % LOOKAHEAD];
-            self.encode_piece(&all[from..from + len], key, cache, out);
+            self.encode_piece(all, &all[from..from + len], key, cache, out);
         }
         self.merge_pending(cache, out);
     }
@@ -1267,10 +1298,17 @@ impl Encoder {
         }
     }
 
-    /// Appends the ids of the piece `bytes` (`key` its `word_key` and that key's
+    /// Appends the ids of the piece `bytes` of `text` (`key` its `word_key` and that key's
     /// `KeyTable::hash`, when it has 3 to 15 bytes).
     #[inline(always)]
-    fn encode_piece(&self, bytes: &[u8], key: Option<(u128, u64)>, cache: &mut MergeCache, out: &mut Vec<Rank>) {
+    fn encode_piece(
+        &self,
+        text: &[u8],
+        bytes: &[u8],
+        key: Option<(u128, u64)>,
+        cache: &mut MergeCache,
+        out: &mut Vec<Rank>,
+    ) {
         // One or two bytes (punctuation, spaces, short words): a byte's token, or the
         // merge of two (in tiktoken's model every two-byte token is one), straight from
         // `byte_ids` and the dense table of low merges, cheaper than the word cache and
@@ -1300,7 +1338,10 @@ impl Encoder {
                     return out.push(id as Rank);
                 }
             }
-            if cache.words.get_hashed(key, hash, out) || cache.seed_get(key, out) {
+            if cache.words.get_hashed(key, hash, out)
+                || cache.seed_get(key, out)
+                || self.encode_cut(text, bytes, Some(key), cache, out)
+            {
                 return;
             }
             return self.defer(bytes, Some(key), cache, out);
@@ -1311,11 +1352,124 @@ impl Encoder {
             }
         }
         if bytes.len() > SCAN_LIMIT {
-            return self.merge_long(bytes, out);
+            if !self.encode_cut(text, bytes, None, cache, out) {
+                self.merge_long(bytes, out);
+            }
+            return;
         }
-        if !cache.words.get_long(bytes, out) {
+        if !cache.words.get_long(bytes, out) && !self.encode_cut(text, bytes, None, cache, out) {
             self.defer(bytes, None, cache, out);
         }
+    }
+
+    /// Appends the ids of `piece` (of `text`, `key` its `word_key` if it has one), a word
+    /// not seen before, part by part if it has characters other than ASCII and `Cuts`
+    /// finds places to cut it; false, with nothing appended, if it finds none. The parts
+    /// are cached, and the word too once all its parts were (a part merged now leaves a
+    /// hole in `out`, filled later).
+    #[inline(never)]
+    fn encode_cut(
+        &self,
+        text: &[u8],
+        piece: &[u8],
+        key: Option<u128>,
+        cache: &mut MergeCache,
+        out: &mut Vec<Rank>,
+    ) -> bool {
+        let Some(cuts) = &self.cuts else { return false };
+        if piece.is_ascii() {
+            return false;
+        }
+        // In scripts whose letters the vocabulary joins in many tokens (Cyrillic in cl100k
+        // and o200k, Arabic in o200k), few words have a cut, and looking for one cost up to
+        // 7%. So each block of 128 code points (a script, mostly) keeps a score per thread:
+        // while it is below 0, only one new word in `CUT_PROBE` is tried.
+        let (first_char, _) = next_char(piece, piece.iter().position(|&b| b >= 0x80).unwrap());
+        let block = (first_char >> 7).min(CUT_BLOCKS as u32 - 1) as usize;
+        let words = &mut cache.words;
+        if words.cut_score.is_empty() {
+            words.cut_score = vec![0; CUT_BLOCKS].into_boxed_slice();
+        }
+        if words.cut_score[block] < 0 {
+            words.cut_skips = words.cut_skips.wrapping_add(1);
+            if !words.cut_skips.is_multiple_of(CUT_PROBE) {
+                return false;
+            }
+        }
+        // Only edges between two characters that are not ASCII are tried: next to ASCII
+        // letters (accented Latin text), parts are runs of letters that need merges of
+        // their own, and cutting there measured slower.
+        let (mut before, mut i) = next_char(piece, 0);
+        let mut held_before = cuts.held(before);
+        let (first, mut start, mut known) = (out.len(), 0, true);
+        while i < piece.len() {
+            let (c, next) = next_char(piece, i);
+            let held = cuts.held(c);
+            if before.min(c) >= 0x80 && cuts.cuts((before, held_before), (c, held), piece[i - 1], piece[i]) {
+                known &= self.encode_part(text, &piece[start..i], cache, out);
+                start = i;
+            }
+            (before, held_before, i) = (c, held, next);
+        }
+        if start == 0 {
+            let score = &mut cache.words.cut_score[block];
+            *score = (*score as i32 - 1).max(-CUT_SCORE_LIMIT) as i8;
+            return false;
+        }
+        let score = &mut cache.words.cut_score[block];
+        *score = (*score as i32 + CUT_HIT).min(CUT_SCORE_LIMIT) as i8;
+        known &= self.encode_part(text, &piece[start..], cache, out);
+        if known {
+            match key {
+                Some(key) => cache.words.insert(key, &out[first..]),
+                None if piece.len() <= SCAN_LIMIT => cache.words.insert_long(piece, &out[first..]),
+                None => {}
+            }
+        }
+        true
+    }
+
+    /// Appends the ids of `part`, a part of a word (of `text`) that no token crosses the
+    /// ends of: BPE on its bytes alone, which may differ from the token it is, if it is one
+    /// (tiktoken looks up only whole pieces). False where they are left to merge
+    /// (`defer`).
+    #[inline(always)]
+    fn encode_part(&self, text: &[u8], part: &[u8], cache: &mut MergeCache, out: &mut Vec<Rank>) -> bool {
+        match *part {
+            [b] => {
+                out.push(self.byte_ids[b as usize]);
+                return true;
+            }
+            [x, y] => {
+                let (a, b) = (self.byte_ids[x as usize], self.byte_ids[y as usize]);
+                match self.pair(a, b).id {
+                    NONE => out.extend_from_slice(&[a, b]),
+                    id => out.push(id),
+                };
+                return true;
+            }
+            _ => {}
+        }
+        if let Some((id, len)) = self.atoms.as_ref().and_then(|atoms| atoms.at(part, 0)) {
+            if len == part.len() {
+                out.push(id);
+                return true;
+            }
+        }
+        if let Some(key) = word_key_within(text, part) {
+            if cache.words.get(key, out) || cache.seed_get(key, out) {
+                return true;
+            }
+            self.defer(part, Some(key), cache, out);
+        } else if part.len() > SCAN_LIMIT {
+            self.merge_long(part, out);
+            return true;
+        } else if cache.words.get_long(part, out) {
+            return true;
+        } else {
+            self.defer(part, None, cache, out);
+        }
+        false
     }
 
     /// Encodes `text`, emitting the allowed special tokens where their text appears; the
@@ -1770,37 +1924,85 @@ mod tests {
         }
     }
 
-    /// New words start from whole characters where `Atoms` allow. On random vocabularies
-    /// over a few characters of 2 and 3 bytes, whose tokens join whole characters, their
-    /// bytes and parts of them (tokens that start or end inside a character), in random
-    /// rank order, the scan and the lockstep merge of new words equal the naive merge.
+    /// The characters of `char_vocabulary`: ASCII, 2 and 3 bytes.
+    const CHARS: [&str; 6] = ["a", "é", "ж", "ё", "中", "文"];
+
+    /// A random vocabulary of 60 tokens over `CHARS`, joining whole characters, their
+    /// bytes and parts of them (tokens that start or end inside a character) in random
+    /// rank order.
+    fn char_vocabulary(rng: &mut TestRng) -> Encoder {
+        let bytes: Vec<u8> = CHARS.concat().into_bytes();
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        let mut known: FxHashSet<Vec<u8>> = tokens.iter().cloned().collect();
+        while tokens.len() < 256 + 60 {
+            let pick = |k: usize| match k {
+                _ if k < bytes.len() => vec![bytes[k]],
+                _ if k < bytes.len() + CHARS.len() => CHARS[k - bytes.len()].as_bytes().to_vec(),
+                _ => tokens[256 + k - bytes.len() - CHARS.len()].clone(),
+            };
+            let choices = bytes.len() + CHARS.len() + tokens.len() - 256;
+            let first = pick(rng.below(choices));
+            let joined = match rng.below(4) {
+                0 => first,
+                _ => [first, pick(rng.below(choices))].concat(),
+            };
+            if joined.len() >= 2 && joined.len() <= 9 && known.insert(joined.clone()) {
+                tokens.push(joined);
+            }
+        }
+        let ranks = tokens.into_iter().enumerate().map(|(i, t)| (t, i as Rank)).collect();
+        Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap()
+    }
+
+    /// `Cuts` never cuts an edge that some token covers: on random vocabularies, every edge
+    /// between two characters of random text (neither ASCII) is checked against every token
+    /// that could cover it (by the bytes around it), and edges of both kinds are met.
+    #[test]
+    fn cuts_are_never_where_a_token_may_cover_the_edge() {
+        let mut rng = TestRng(5);
+        let (mut cut, mut covered) = (0, 0);
+        for _ in 0..40 {
+            let enc = char_vocabulary(&mut rng);
+            let cuts = enc.cuts.as_ref().unwrap();
+            let tokens: Vec<&[u8]> = enc.tokens.iter().map(|(t, _)| t).filter(|t| t.len() > 1).collect();
+            let text: String = (0..400).map(|_| CHARS[rng.below(CHARS.len())]).collect();
+            let bytes = text.as_bytes();
+            let edges: Vec<usize> = text.char_indices().map(|(i, _)| i).skip(1).collect();
+            for &e in &edges {
+                let ((c1, _), (c2, _)) = (
+                    next_char(bytes, text[..e].char_indices().last().unwrap().0),
+                    next_char(bytes, e),
+                );
+                if c1.min(c2) < 0x80 {
+                    continue; // never asked
+                }
+                let is_cut = cuts.cuts((c1, cuts.held(c1)), (c2, cuts.held(c2)), bytes[e - 1], bytes[e]);
+                let is_covered = tokens
+                    .iter()
+                    .any(|t| (e.saturating_sub(t.len() - 1)..e).any(|i| i + t.len() > e && bytes[i..].starts_with(t)));
+                let around = &bytes[e.saturating_sub(9)..(e + 9).min(bytes.len())];
+                assert!(
+                    !(is_cut && is_covered),
+                    "cut at {e} ({around:?}) although a token covers it"
+                );
+                cut += is_cut as usize;
+                covered += is_covered as usize;
+            }
+        }
+        assert!(cut > 500 && covered > 1000, "{cut} cut, {covered} covered");
+    }
+
+    /// New words start from whole characters where `Atoms` allow, and are cut where `Cuts`
+    /// allow. On random vocabularies over a few characters of 2 and 3 bytes (see
+    /// `char_vocabulary`), the scan and the lockstep merge of new words equal the naive
+    /// merge.
     #[test]
     fn words_started_from_whole_characters_equal_the_naive_merge() {
-        let chars = ["a", "é", "ж", "ё", "中", "文"];
-        let bytes: Vec<u8> = chars.concat().into_bytes();
+        let chars = CHARS;
         let mut rng = TestRng(77);
         let (mut atoms, mut guarded) = (0, 0);
         for _ in 0..40 {
-            let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-            let mut known: FxHashSet<Vec<u8>> = tokens.iter().cloned().collect();
-            while tokens.len() < 256 + 60 {
-                let pick = |k: usize| match k {
-                    _ if k < bytes.len() => vec![bytes[k]],
-                    _ if k < bytes.len() + chars.len() => chars[k - bytes.len()].as_bytes().to_vec(),
-                    _ => tokens[256 + k - bytes.len() - chars.len()].clone(),
-                };
-                let choices = bytes.len() + chars.len() + tokens.len() - 256;
-                let first = pick(rng.below(choices));
-                let joined = match rng.below(4) {
-                    0 => first,
-                    _ => [first, pick(rng.below(choices))].concat(),
-                };
-                if joined.len() >= 2 && joined.len() <= 9 && known.insert(joined.clone()) {
-                    tokens.push(joined);
-                }
-            }
-            let ranks = tokens.into_iter().enumerate().map(|(i, t)| (t, i as Rank)).collect();
-            let enc = Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap();
+            let enc = char_vocabulary(&mut rng);
             if let Some(found) = &enc.atoms {
                 (atoms, guarded) = (atoms + found.len(), guarded + found.guarded());
             }

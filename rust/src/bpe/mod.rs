@@ -3,6 +3,7 @@
 
 pub(crate) mod atoms;
 pub(crate) mod backtrack;
+pub(crate) mod cuts;
 pub mod encode;
 mod keytable;
 mod splits;
