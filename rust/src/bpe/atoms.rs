@@ -61,7 +61,8 @@ fn packed(bytes: &[u8]) -> u32 {
     bytes.iter().rev().fold(0, |acc, &b| acc << 8 | b as u32)
 }
 
-fn is_continuation(b: u8) -> bool {
+/// Whether `b` continues a UTF-8 character rather than starting one.
+pub(crate) fn is_continuation(b: u8) -> bool {
     b & 0xC0 == 0x80
 }
 

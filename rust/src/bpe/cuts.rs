@@ -16,11 +16,12 @@
 //! or by the two bytes at the edge. Either way an edge that some token may cover is never
 //! cut, so a cut is exact.
 
+use crate::bpe::atoms::is_continuation;
 use crate::bpe::tokens::Tokens;
 
 pub(crate) struct Cuts {
-    /// Per code point below 0x10000, how tokens hold it (`HELD_*`); characters above are
-    /// never cut at.
+    /// Per code point below 0x10000, how tokens hold it next to characters that are not
+    /// ASCII (`HELD_*`); characters above are never cut at.
     held: Box<[u8]>,
     /// A bit per hash of the pairs of whole characters side by side in some token (about 8
     /// bits a pair: one pair in 8 that no token holds passes for one, and is not cut at),
@@ -42,10 +43,6 @@ const HELD_BEFORE_PART: u8 = 4;
 const HELD_AFTER_PART: u8 = 8;
 /// What `held` says of the characters above 0x10000: anything.
 const HELD_ANYHOW: u8 = 0xFF;
-
-fn is_continuation(b: u8) -> bool {
-    b & 0xC0 == 0x80
-}
 
 /// The length of the character whose first byte is `b` (1 for a stray continuation byte,
 /// which no character of valid text starts with).
