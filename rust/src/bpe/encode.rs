@@ -1588,9 +1588,9 @@ impl Encoder {
             },
             |part| parts.push(part),
         );
+        // Runs come back in the order they finish.
         parts.sort_unstable_by_key(|&(start, _)| start);
-        let parts: Vec<Vec<Rank>> = parts.into_iter().map(|(_, ids)| ids).collect();
-        parts.concat()
+        parts.into_iter().flat_map(|(_, ids)| ids).collect()
     }
 
     /// `encode(run, cache)` over consecutive runs of `0..n`, each result handed to `take` on
@@ -1998,7 +1998,6 @@ mod tests {
     /// merge.
     #[test]
     fn words_started_from_whole_characters_equal_the_naive_merge() {
-        let chars = CHARS;
         let mut rng = TestRng(77);
         let (mut atoms, mut guarded) = (0, 0);
         for _ in 0..40 {
@@ -2006,7 +2005,7 @@ mod tests {
             if let Some(found) = &enc.atoms {
                 (atoms, guarded) = (atoms + found.len(), guarded + found.guarded());
             }
-            let word = |rng: &mut TestRng, n: usize| (0..n).map(|_| chars[rng.below(chars.len())]).collect::<String>();
+            let word = |rng: &mut TestRng, n: usize| (0..n).map(|_| CHARS[rng.below(CHARS.len())]).collect::<String>();
             for n in [2, 3, 5, 8, 13, 21] {
                 for _ in 0..20 {
                     let piece = word(&mut rng, n);
