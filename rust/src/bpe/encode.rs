@@ -641,6 +641,25 @@ pub(crate) fn word_key(bytes: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
+/// Appends `from[a..b]` to `out`. Most runs are a few ids, which `extend_from_slice`
+/// copies with a call to `memcpy`: where 8 ids can be read from `a`, 8 are copied in one
+/// fixed-size move (those past `b` land beyond the new length and are never read).
+#[inline(always)]
+fn extend_short(out: &mut Vec<Rank>, from: &[Rank], a: usize, b: usize) {
+    const RUN: usize = 8;
+    if b - a > RUN || a + RUN > from.len() {
+        return out.extend_from_slice(&from[a..b]);
+    }
+    out.reserve(RUN);
+    // SAFETY: `from[a..a + RUN]` is in bounds (checked above) and `reserve` made room for
+    // `RUN` ids past the length, of which the first `b - a` become part of it.
+    unsafe {
+        let len = out.len();
+        std::ptr::copy_nonoverlapping(from.as_ptr().add(a), out.as_mut_ptr().add(len), RUN);
+        out.set_len(len + (b - a));
+    }
+}
+
 #[inline]
 fn pack((a, b): (u32, u32)) -> u64 {
     a as u64 | (b as u64) << 32
@@ -695,7 +714,7 @@ impl WordCache {
         if b == NONE {
             out.push(a);
         } else {
-            out.extend_from_slice(&self.ids[a as usize..b as usize]);
+            extend_short(out, &self.ids, a as usize, b as usize);
         }
     }
 
