@@ -1356,6 +1356,9 @@ impl Encoder {
                 if let Some(id) = self.tokens.short.get_hashed(key, hash) {
                     return out.push(id as Rank);
                 }
+                if let [x, y, z] = *bytes {
+                    return self.encode_three(x, y, z, out);
+                }
             }
             if cache.words.get_hashed(key, hash, out)
                 || cache.seed_get(key, out)
@@ -1378,6 +1381,26 @@ impl Encoder {
         }
         if !cache.words.get_long(bytes, out) && !self.encode_cut(text, bytes, None, cache, out) {
             self.defer(bytes, None, cache, out);
+        }
+    }
+
+    /// Appends the ids of the three bytes `x y z`, a piece that is no token, where whole
+    /// pieces are looked up (`direct_lookup`): the better of the two pairs merges, and the
+    /// token it makes cannot merge with the third byte, since that would make the whole
+    /// piece. Two lookups in the dense table of low merges (where bytes have low ids)
+    /// instead of the word cache and a merge: random letters are mostly such pieces in
+    /// o200k, whose pattern cuts words where the case changes.
+    #[inline]
+    fn encode_three(&self, x: u8, y: u8, z: u8, out: &mut Vec<Rank>) {
+        let [a, b, c] = [x, y, z].map(|byte| self.byte_ids[byte as usize]);
+        let (left, right) = (self.pair(a, b), self.pair(b, c));
+        // On equal priorities the left pair goes first, as in BPE.
+        if left.priority != NONE && left.priority <= right.priority {
+            out.extend_from_slice(&[left.id, c]);
+        } else if right.priority != NONE {
+            out.extend_from_slice(&[a, right.id]);
+        } else {
+            out.extend_from_slice(&[a, b, c]);
         }
     }
 
@@ -1971,6 +1994,35 @@ mod tests {
         }
         let ranks = tokens.into_iter().enumerate().map(|(i, t)| (t, i as Rank)).collect();
         Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap()
+    }
+
+    /// Pieces of three bytes skip the word cache and the merge (`encode_three`): every
+    /// piece of three bytes made of `CHARS` (ties of one pair twice, as in "aaa", and the
+    /// bytes of one character included) and every three letters of "abc" encode as the
+    /// naive merge, on `tiny` and on random vocabularies.
+    #[test]
+    fn three_byte_pieces_equal_the_naive_merge() {
+        let mut rng = TestRng(3);
+        let mut pieces: Vec<String> = Vec::new();
+        for a in CHARS.iter().chain(&["b", "c"]) {
+            for b in CHARS.iter().chain(&["b", "c"]) {
+                for c in CHARS.iter().chain(&["b", "c", ""]) {
+                    pieces.push([*a, *b, *c].concat());
+                }
+            }
+        }
+        pieces.extend(CHARS.iter().map(|c| c.to_string()));
+        pieces.retain(|p| p.len() == 3);
+        assert!(pieces.len() > 30, "{} pieces", pieces.len());
+        let encoders: Vec<Encoder> = std::iter::once(tiny())
+            .chain((0..20).map(|_| char_vocabulary(&mut rng)))
+            .collect();
+        for enc in &encoders {
+            for piece in &pieces {
+                let ids = enc.encode_ordinary(piece);
+                assert_eq!(ids, naive(enc, piece.as_bytes()), "piece {piece:?}");
+            }
+        }
     }
 
     /// `Cuts` never cuts an edge that some token covers: on random vocabularies, every edge
