@@ -11,7 +11,7 @@
 use crate::bpe::atoms::Atoms;
 use crate::bpe::backtrack::LongPieces;
 use crate::bpe::cuts::Cuts;
-use crate::bpe::keytable::KeyTable;
+use crate::bpe::keytable::{KeyTable, MidKey};
 use crate::bpe::splits::own_splits;
 use crate::bpe::tokens::Tokens;
 use crate::error::{Error, Result};
@@ -538,9 +538,10 @@ impl BatchCache {
 /// Pieces and their ids, kept across calls by each thread for each of the last few encoders
 /// it used: the pieces up to `SCAN_LIMIT` bytes that are not found whole in the vocabulary
 /// (all of them when merges decide even a whole token's ids, as in Hugging Face's model
-/// without `ignore_merges`). Bounded: at most `WORD_CACHE_PIECES` pieces,
-/// `WORD_CACHE_IDS` ids of pieces that are several tokens, and `WORD_CACHE_BYTES` bytes of
-/// long pieces (about 5 MB in all); once full it keeps what it has. Per thread, so callers
+/// without `ignore_merges`). Bounded: at most `WORD_CACHE_PIECES` pieces (of them
+/// `WORD_CACHE_MID` of 16 to 31 bytes), `WORD_CACHE_IDS` ids of pieces that are several
+/// tokens, and `WORD_CACHE_BYTES` bytes of pieces over 15 bytes (about 7 MB in all); once
+/// full it keeps what it has. Per thread, so callers
 /// on many threads (free-threaded Python) never lock one; a batch's workers share only
 /// what `BatchCache` holds.
 #[derive(Default)]
@@ -548,6 +549,10 @@ struct WordCache {
     /// Piece (bytes and length packed by `word_key`) → the range of its ids in `ids`
     /// (`pack`ed).
     map: KeyTable,
+    /// Pieces of 16 to 31 bytes (by `mid_key`) → the range of their ids in `ids`
+    /// (`pack`ed): most words of Cyrillic or Greek, which a map of boxed bytes slowed with
+    /// a hash over the bytes, a comparison and an allocation per new word.
+    mid: KeyTable<MidKey>,
     /// Longer pieces → the range of their ids in `ids`.
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     long_bytes: usize,
@@ -565,6 +570,8 @@ struct WordCache {
 pub const WORD_CACHE_PIECES: usize = 1 << 16;
 pub const WORD_CACHE_IDS: usize = 1 << 17;
 pub const WORD_CACHE_BYTES: usize = 1 << 19;
+/// Under 2 MB of 64-byte slots, the table staying at most half full.
+pub const WORD_CACHE_MID: usize = 1 << 14;
 /// The pieces a batch run's new word cache holds before its table first grows (256 KB of
 /// zeroed pages, touched as it fills). A thread's own word cache is made at its full size
 /// (`WORD_CACHE_PIECES`, 4 MB on huge pages, faulted in on the first call): growing by
@@ -573,6 +580,10 @@ pub const WORD_CACHE_BYTES: usize = 1 << 19;
 /// letters. A batch's runs start small instead, as a batch of a few milliseconds would
 /// spend a good part of them faulting in 4 MB per worker.
 const BATCH_RUN_CACHE_START: usize = 1 << 12;
+/// The pieces of 16 to 31 bytes a word cache holds before that table first grows, as a
+/// share of its pieces (2,048 for a thread's own cache, in 256 KB): made at its full size,
+/// it was faulted in afresh by each new tokenizer, which cost more than the growing.
+const MID_SHARE: usize = 32;
 /// Word caches a thread keeps, for its most recently used encoders.
 const WORD_CACHES_PER_THREAD: usize = 4;
 
@@ -641,6 +652,30 @@ pub(crate) fn word_key(bytes: &[u8]) -> Option<u128> {
     Some(u128::from_le_bytes(buf))
 }
 
+/// The `MidKey` of a piece of 16 to 31 bytes (`None` for others): its first 16 bytes,
+/// then the rest with the length in the top byte, read as two 16-byte loads (the second
+/// ending where the piece ends) instead of a copy of a variable length.
+#[inline]
+pub(crate) fn mid_key(bytes: &[u8]) -> Option<MidKey> {
+    let len = bytes.len();
+    if !(16..32).contains(&len) {
+        return None;
+    }
+    let head = u128::from_le_bytes(bytes[..16].try_into().unwrap());
+    let tail = u128::from_le_bytes(bytes[len - 16..].try_into().unwrap());
+    // The tail's last `len - 16` bytes, moved down to the bottom (none when `len` is 16).
+    let rest = tail.checked_shr(8 * (32 - len) as u32).unwrap_or(0);
+    Some(MidKey(head, rest | (len as u128) << 120))
+}
+
+/// The piece whose `mid_key` is `key`: its bytes (the first `.1` of `.0`).
+fn mid_bytes(key: MidKey) -> ([u8; 32], usize) {
+    let mut bytes = [0; 32];
+    bytes[..16].copy_from_slice(&key.0.to_le_bytes());
+    bytes[16..].copy_from_slice(&key.1.to_le_bytes());
+    (bytes, (key.1 >> 120) as usize)
+}
+
 /// Appends `from[a..b]` to `out`. Most runs are a few ids, which `extend_from_slice`
 /// copies with a call to `memcpy`: where 8 ids can be read from `a`, 8 are copied in one
 /// fixed-size move (those past `b` land beyond the new length and are never read).
@@ -675,6 +710,7 @@ impl WordCache {
     fn take(encoder: u64, pieces: usize) -> WordCache {
         Self::try_take(encoder).unwrap_or_else(|| WordCache {
             map: KeyTable::with_capacity(pieces),
+            mid: KeyTable::with_capacity(pieces / MID_SHARE),
             ids: Vec::with_capacity((2 * pieces).min(WORD_CACHE_IDS)),
             ..WordCache::default()
         })
@@ -738,8 +774,9 @@ impl WordCache {
     /// not churn it.
     #[inline]
     fn value(&mut self, key_bytes: usize, ids: &[Rank]) -> Option<(u32, u32)> {
-        if self.map.len() + self.long.len() >= WORD_CACHE_PIECES >> self.cap_shift
+        if self.map.len() + self.mid.len() + self.long.len() >= WORD_CACHE_PIECES >> self.cap_shift
             || self.long_bytes + key_bytes > WORD_CACHE_BYTES >> self.cap_shift
+            || ((16..32).contains(&key_bytes) && self.mid.len() + 1 >= WORD_CACHE_MID >> self.cap_shift)
             || (ids.len() > 1 && self.ids.len() + ids.len() > WORD_CACHE_IDS >> self.cap_shift)
         {
             return None;
@@ -761,13 +798,21 @@ impl WordCache {
 
     #[inline]
     fn get_long(&self, piece: &[u8], out: &mut Vec<Rank>) -> bool {
-        self.long.get(piece).map(|&v| self.emit(v, out)).is_some()
+        match mid_key(piece) {
+            Some(key) => self.mid.get(key).map(|v| self.emit(unpack(v), out)).is_some(),
+            None => self.long.get(piece).map(|&v| self.emit(v, out)).is_some(),
+        }
     }
 
     fn insert_long(&mut self, piece: &[u8], ids: &[Rank]) {
         if let Some(v) = self.value(piece.len(), ids) {
             self.long_bytes += piece.len();
-            self.long.insert(piece.into(), v);
+            match mid_key(piece) {
+                Some(key) => self.mid.insert(key, pack(v)),
+                None => {
+                    self.long.insert(piece.into(), v);
+                }
+            }
         }
     }
 
@@ -779,6 +824,15 @@ impl WordCache {
                 match b {
                     NONE => self.insert(key, &[a]),
                     _ => self.insert(key, &other.ids[a as usize..b as usize]),
+                }
+            }
+        }
+        for (key, v) in other.mid.iter() {
+            if self.mid.get(key).is_none() {
+                let (bytes, len) = mid_bytes(key);
+                match unpack(v) {
+                    (a, NONE) => self.insert_long(&bytes[..len], &[a]),
+                    (a, b) => self.insert_long(&bytes[..len], &other.ids[a as usize..b as usize]),
                 }
             }
         }
@@ -794,7 +848,7 @@ impl WordCache {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.len() + self.long.len()
+        self.map.len() + self.mid.len() + self.long.len()
     }
 }
 
@@ -911,6 +965,9 @@ impl Encoder {
         let mut sum = 0u64;
         for (key, id) in self.tokens.short.iter() {
             sum = sum.wrapping_add(key as u64 ^ id);
+        }
+        for (key, id) in self.tokens.mid.iter() {
+            sum = sum.wrapping_add(key.0 as u64 ^ id);
         }
         for (key, merge) in self.merges.iter() {
             sum = sum.wrapping_add(key ^ merge);
@@ -1143,6 +1200,10 @@ impl Encoder {
                 if let Some(seed) = cache.batch.and_then(|batch| batch.seed.as_ref()) {
                     seed.map.prefetch_hashed(hash);
                 }
+            } else if let Some(mid) = mid_key(bytes) {
+                let hash = KeyTable::hash(mid);
+                self.tokens.mid.prefetch_hashed(hash);
+                cache.words.mid.prefetch_hashed(hash);
             }
             let slot = &mut ring[waiting % LOOKAHEAD];
             if waiting >= LOOKAHEAD {
@@ -2149,6 +2210,26 @@ mod tests {
         }
     }
 
+    /// `mid_key` tells apart pieces of 16 to 31 bytes that differ in any byte or in length
+    /// (zero bytes included), and `mid_bytes` gives each piece back.
+    #[test]
+    fn mid_keys_name_pieces_of_16_to_31_bytes() {
+        let mut rng = TestRng(11);
+        let mut seen = FxHashMap::default();
+        for _ in 0..3000 {
+            let len = 16 + rng.below(16);
+            let piece = rng.bytes(len, b"\0ab");
+            let key = mid_key(&piece).unwrap();
+            let (bytes, n) = mid_bytes(key);
+            assert_eq!(&bytes[..n], &piece[..]);
+            if let Some(other) = seen.insert(key, piece.clone()) {
+                assert_eq!(other, piece, "two pieces share a key");
+            }
+        }
+        assert!(seen.len() > 2000, "{} distinct pieces", seen.len());
+        assert!(mid_key(&[b'a'; 15]).is_none() && mid_key(&[b'a'; 32]).is_none());
+    }
+
     #[test]
     fn word_cache_hits_equal_misses_and_stay_bounded() {
         let enc = tiny();
@@ -2187,6 +2268,18 @@ mod tests {
             assert!(full.len() <= WORD_CACHE_PIECES && full.ids.len() <= WORD_CACHE_IDS);
             assert!(full.long_bytes <= WORD_CACHE_BYTES);
         }
+        // Pieces of 16 to 31 bytes have a cap of their own.
+        let mut mid = WordCache::default();
+        for i in 0..WORD_CACHE_MID as u64 + 10 {
+            let piece = [&i.to_le_bytes()[..], &[b'y'; 12]].concat();
+            mid.insert_long(&piece, &[i as Rank, 7]);
+            assert!(mid.mid.len() < WORD_CACHE_MID);
+        }
+        let (mut first, mut last) = (Vec::new(), Vec::new());
+        assert!(mid.get_long(&[&0u64.to_le_bytes()[..], &[b'y'; 12]].concat(), &mut first));
+        assert_eq!(first, [0, 7]);
+        let beyond = WORD_CACHE_MID as u64 + 5;
+        assert!(!mid.get_long(&[&beyond.to_le_bytes()[..], &[b'y'; 12]].concat(), &mut last));
         // Threads (as in encode_batch) each use their own cache and agree.
         let results: Vec<Vec<Vec<Rank>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..3)

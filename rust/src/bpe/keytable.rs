@@ -36,8 +36,21 @@ impl Key for u64 {
     }
 }
 
-/// 32 bytes for a `u128` key, 16 for a `u64`, in a cache-aligned table (`ZeroedSlice`):
-/// none across two lines.
+/// A piece of 16 to 31 bytes and its length (`encode::mid_key`): two `u128`s, aligned so
+/// that its slot fills one cache line.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug, Hash, PartialOrd, Ord)]
+#[repr(C, align(32))]
+pub(crate) struct MidKey(pub(crate) u128, pub(crate) u128);
+
+impl Key for MidKey {
+    #[inline]
+    fn fold(self) -> u64 {
+        self.0.fold() ^ self.1.fold().rotate_left(31)
+    }
+}
+
+/// 64 bytes for a `MidKey`, 32 for a `u128` key, 16 for a `u64`, in a cache-aligned table
+/// (`ZeroedSlice`): none across two lines.
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Slot<K> {
@@ -217,6 +230,12 @@ mod tests {
         });
         check(KeyTable::<u64>::default(), |rng| {
             (rng.below(5_000) as u64 + 1) << (4 * rng.below(12))
+        });
+        check(KeyTable::<MidKey>::default(), |rng| {
+            MidKey(
+                rng.below(50) as u128,
+                (rng.below(5_000) as u128 + 1) << (8 * rng.below(12)),
+            )
         });
     }
 }

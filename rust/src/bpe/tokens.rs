@@ -5,8 +5,8 @@
 //! allocations; a boxed byte string per token, in a map of them, took longer to build
 //! (and to free) than most of the encoder's tables.
 
-use crate::bpe::encode::{prefix_key, word_key};
-use crate::bpe::keytable::KeyTable;
+use crate::bpe::encode::{mid_key, prefix_key, word_key};
+use crate::bpe::keytable::{KeyTable, MidKey};
 use crate::error::{Error, Result};
 use crate::Rank;
 use rustc_hash::FxHashMap;
@@ -22,7 +22,9 @@ pub struct Tokens {
     spans: Vec<(u32, u32)>,
     /// Tokens of up to 15 bytes by `word_key`; the encoder probes this table directly.
     pub(crate) short: KeyTable,
-    /// Longer tokens (a few percent) by their bytes.
+    /// Tokens of 16 to 31 bytes by `mid_key`, also probed directly.
+    pub(crate) mid: KeyTable<MidKey>,
+    /// Longer tokens (a fraction of a percent) by their bytes.
     long: FxHashMap<Box<[u8]>, Rank>,
     len: usize,
 }
@@ -43,6 +45,7 @@ impl Tokens {
             bytes: Vec::with_capacity(bytes),
             spans: Vec::with_capacity(n),
             short: KeyTable::with_capacity(n),
+            mid: KeyTable::default(),
             long: FxHashMap::default(),
             len: 0,
         }
@@ -79,9 +82,10 @@ impl Tokens {
         if self.get(id).is_some() {
             return Err(Refused::IdTaken);
         }
-        let other = match word_key(bytes) {
-            Some(key) => self.short.insert_new(key, id as u64).map(|other| other as Rank),
-            None => match self.long.entry(bytes.into()) {
+        let other = match (word_key(bytes), mid_key(bytes)) {
+            (Some(key), _) => self.short.insert_new(key, id as u64).map(|other| other as Rank),
+            (_, Some(key)) => self.mid.insert_new(key, id as u64).map(|other| other as Rank),
+            _ => match self.long.entry(bytes.into()) {
                 Entry::Occupied(other) => Some(*other.get()),
                 Entry::Vacant(slot) => {
                     slot.insert(id);
@@ -112,9 +116,10 @@ impl Tokens {
     /// The id of the token whose bytes are `bytes`, if there is one.
     #[inline]
     pub fn id(&self, bytes: &[u8]) -> Option<Rank> {
-        match word_key(bytes) {
-            Some(key) => self.short.get(key).map(|id| id as Rank),
-            None => self.long.get(bytes).copied(),
+        match (word_key(bytes), mid_key(bytes)) {
+            (Some(key), _) => self.short.get(key).map(|id| id as Rank),
+            (_, Some(key)) => self.mid.get(key).map(|id| id as Rank),
+            _ => self.long.get(bytes).copied(),
         }
     }
 
@@ -139,7 +144,7 @@ impl Tokens {
         }
         let start = out.len();
         for len in (16..n).rev() {
-            if let Some(&a) = self.long.get(&bytes[..len]) {
+            if let Some(a) = self.id(&bytes[..len]) {
                 out.push((a, len as Rank));
             }
         }
