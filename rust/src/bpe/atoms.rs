@@ -25,7 +25,7 @@ pub(crate) struct Atoms {
     by_char: Box<[u16]>,
     atoms: Vec<Atom>,
     /// The fragments around atoms, deduplicated; `rules[0]` has none.
-    rules: Vec<Rule>,
+    rules: Vec<Guard>,
 }
 
 #[derive(Clone, Copy)]
@@ -47,6 +47,70 @@ struct Rule {
     after: [u64; 4],
     heads: Vec<Box<[u8]>>,
     tails: Vec<Box<[u8]>>,
+}
+
+/// A `Rule` as `Atoms::at` tests it: each fragment is first compared as the (up to) 8 of
+/// its bytes nearest the atom, in one masked comparison with the word's 8 bytes there,
+/// instead of a call to `memcmp` per fragment (o200k's rules hold a few to dozens).
+struct Guard {
+    before: [u64; 4],
+    after: [u64; 4],
+    heads: Vec<Affix>,
+    tails: Vec<Affix>,
+}
+
+struct Affix {
+    /// The bytes nearest the atom, where `ending_at` (heads) or `starting_at` (tails) puts
+    /// the word's; zero elsewhere.
+    near: u64,
+    mask: u64,
+    /// All of its bytes, compared too when it has more than 8.
+    full: Box<[u8]>,
+}
+
+impl Affix {
+    fn head(bytes: &[u8]) -> Affix {
+        let k = bytes.len().min(8);
+        Affix {
+            near: ending_at(bytes, bytes.len()),
+            mask: u64::MAX << (8 * (8 - k)),
+            full: bytes.into(),
+        }
+    }
+
+    fn tail(bytes: &[u8]) -> Affix {
+        let k = bytes.len().min(8);
+        Affix {
+            near: starting_at(bytes, 0),
+            mask: u64::MAX >> (8 * (8 - k)),
+            full: bytes.into(),
+        }
+    }
+}
+
+/// The 8 bytes of `word` that end at `i`, little-endian (the last in the top byte), zeros
+/// before the word's start.
+#[inline(always)]
+fn ending_at(word: &[u8], i: usize) -> u64 {
+    match i.checked_sub(8) {
+        Some(start) => u64::from_le_bytes(word[start..i].try_into().unwrap()),
+        None => word[..i]
+            .iter()
+            .enumerate()
+            .fold(0, |v, (k, &b)| v | (b as u64) << (8 * (8 - i + k))),
+    }
+}
+
+/// The 8 bytes of `word` from `i`, little-endian, zeros past its end.
+#[inline(always)]
+fn starting_at(word: &[u8], i: usize) -> u64 {
+    match word.get(i..i + 8) {
+        Some(chunk) => u64::from_le_bytes(chunk.try_into().unwrap()),
+        None => word[i..]
+            .iter()
+            .enumerate()
+            .fold(0, |v, (k, &b)| v | (b as u64) << (8 * k)),
+    }
 }
 
 fn has(set: &[u64; 4], b: u8) -> bool {
@@ -131,10 +195,16 @@ impl Atoms {
         let mut by_char = vec![0u16; 0x10000].into_boxed_slice();
         let mut unique: FxHashMap<Rule, u32> = FxHashMap::default();
         unique.insert(Rule::default(), 0);
+        let guard = |rule: &Rule| Guard {
+            before: rule.before,
+            after: rule.after,
+            heads: rule.heads.iter().map(|h| Affix::head(h)).collect(),
+            tails: rule.tails.iter().map(|t| Affix::tail(t)).collect(),
+        };
         let mut atoms = Atoms {
             by_char: Box::new([]),
             atoms: Vec::with_capacity(found.len()),
-            rules: vec![Rule::default()],
+            rules: vec![guard(&Rule::default())],
         };
         for ((&(c, id, _), bytes), mut rule) in found.iter().zip(&encoded).zip(rules) {
             for list in [&mut rule.heads, &mut rule.tails] {
@@ -142,8 +212,8 @@ impl Atoms {
                 list.dedup();
             }
             let next = atoms.rules.len() as u32;
-            let index = *unique.entry(rule.clone()).or_insert_with(|| {
-                atoms.rules.push(rule);
+            let index = *unique.entry(rule).or_insert_with_key(|rule| {
+                atoms.rules.push(guard(rule));
                 next
             });
             atoms.atoms.push(Atom {
@@ -180,12 +250,25 @@ impl Atoms {
         }
         if atom.rule != 0 {
             let rule = &self.rules[atom.rule as usize];
-            if i > 0 && has(&rule.before, word[i - 1]) && rule.heads.iter().any(|h| word[..i].ends_with(h)) {
-                return None;
+            if i > 0 && has(&rule.before, word[i - 1]) {
+                let near = ending_at(word, i);
+                let ends_with = |h: &Affix| {
+                    near & h.mask == h.near && h.full.len() <= i && (h.full.len() <= 8 || word[..i].ends_with(&h.full))
+                };
+                if rule.heads.iter().any(ends_with) {
+                    return None;
+                }
             }
-            if end < word.len() && has(&rule.after, word[end]) && rule.tails.iter().any(|t| word[end..].starts_with(t))
-            {
-                return None;
+            if end < word.len() && has(&rule.after, word[end]) {
+                let near = starting_at(word, end);
+                let starts_with = |t: &Affix| {
+                    near & t.mask == t.near
+                        && t.full.len() <= word.len() - end
+                        && (t.full.len() <= 8 || word[end..].starts_with(&t.full))
+                };
+                if rule.tails.iter().any(starts_with) {
+                    return None;
+                }
             }
         }
         Some((atom.id, len))
@@ -221,5 +304,40 @@ fn naive_merge(
         last = last.max(priority);
         ids[i] = id;
         ids.remove(i + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bpe::encode::Encoder;
+    use crate::Rank;
+
+    /// A fragment of more than 8 bytes beside an atom is compared in full: only its far
+    /// bytes tell the word where it may cover the atom's edge from the one where it may not.
+    #[test]
+    fn long_fragments_are_compared_in_full() {
+        let mut ranks: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
+        let zhe = "ж".as_bytes();
+        // "ж" by its own merge; a token ending inside it after 9 letters, and one starting
+        // inside it before 9 letters.
+        let head = [&b"Xabcdefgh"[..], &zhe[..1]].concat();
+        let tail = [&zhe[1..], &b"abcdefghi"[..]].concat();
+        let (nul_head, nul_tail) = ([&b"\0q"[..], &zhe[..1]].concat(), [&zhe[1..], &b"q\0"[..]].concat());
+        for (i, token) in [zhe.to_vec(), head, tail, nul_head, nul_tail].into_iter().enumerate() {
+            ranks.push((token, 256 + i as Rank));
+        }
+        let enc = Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap();
+        let atoms = enc.atoms.as_ref().expect("ж is an atom");
+        let at = |word: &str, i: usize| atoms.at(word.as_bytes(), i);
+        assert_eq!(at("Yabcdefghж", 9), Some((256, 2)));
+        assert_eq!(at("Xabcdefghж", 9), None);
+        assert_eq!(at("жabcdefghZ", 0), Some((256, 2)));
+        assert_eq!(at("жabcdefghi", 0), None);
+        // Nothing before the word's start counts as a fragment's bytes, zeros included.
+        assert_eq!(at("abcdefghж", 8), Some((256, 2)));
+        assert_eq!(at("qж", 1), Some((256, 2)));
+        assert_eq!(at("\0qж", 2), None);
+        assert_eq!(at("жq", 0), Some((256, 2)));
+        assert_eq!(at("жq\0", 0), None);
     }
 }

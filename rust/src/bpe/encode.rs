@@ -881,7 +881,7 @@ pub struct Encoder {
     /// for an explicit merge list (Hugging Face's), which leaves long pieces to the heap.
     pub(crate) long_pieces: Option<LongPieces>,
     /// The characters that new words' merges start from whole, where exact.
-    atoms: Option<Atoms>,
+    pub(crate) atoms: Option<Atoms>,
     /// Where new words in other scripts may be cut into parts merged alone.
     cuts: Option<Cuts>,
     /// Names this encoder's per-thread word caches.
