@@ -1417,8 +1417,10 @@ impl Encoder {
                 if let Some(id) = self.tokens.short.get_hashed(key, hash) {
                     return out.push(id as Rank);
                 }
-                if let [x, y, z] = *bytes {
-                    return self.encode_three(x, y, z, out);
+                match *bytes {
+                    [x, y, z] => return self.merge_three([x, y, z].map(|b| self.byte_ids[b as usize]), out),
+                    [x, y, z, w] => return self.encode_four([x, y, z, w], out),
+                    _ => {}
                 }
             }
             if cache.words.get_hashed(key, hash, out)
@@ -1445,23 +1447,44 @@ impl Encoder {
         }
     }
 
-    /// Appends the ids of the three bytes `x y z`, a piece that is no token, where whole
-    /// pieces are looked up (`direct_lookup`): the better of the two pairs merges, and the
-    /// token it makes cannot merge with the third byte, since that would make the whole
-    /// piece. Two lookups in the dense table of low merges (where bytes have low ids)
-    /// instead of the word cache and a merge: random letters are mostly such pieces in
-    /// o200k, whose pattern cuts words where the case changes.
+    /// Appends the ids of three symbols `x y z` whose bytes make a piece that is no token,
+    /// where whole pieces are looked up (`direct_lookup`): the better of the two pairs
+    /// merges (the left one on ties, as in BPE), and the token it makes cannot merge with
+    /// the third, since that would make the whole piece. Pieces of three bytes take this
+    /// instead of the word cache and a merge loop: random letters are mostly such pieces
+    /// in o200k, whose pattern cuts words where the case changes.
     #[inline]
-    fn encode_three(&self, x: u8, y: u8, z: u8, out: &mut Vec<Rank>) {
-        let [a, b, c] = [x, y, z].map(|byte| self.byte_ids[byte as usize]);
-        let (left, right) = (self.pair(a, b), self.pair(b, c));
-        // On equal priorities the left pair goes first, as in BPE.
+    fn merge_three(&self, [x, y, z]: [Rank; 3], out: &mut Vec<Rank>) {
+        let (left, right) = (self.pair(x, y), self.pair(y, z));
         if left.priority != NONE && left.priority <= right.priority {
-            out.extend_from_slice(&[left.id, c]);
+            out.extend_from_slice(&[left.id, z]);
         } else if right.priority != NONE {
-            out.extend_from_slice(&[a, right.id]);
+            out.extend_from_slice(&[x, right.id]);
         } else {
-            out.extend_from_slice(&[a, b, c]);
+            out.extend_from_slice(&[x, y, z]);
+        }
+    }
+
+    /// `merge_three` for four bytes that are no token, after their first merge: the best
+    /// of the three byte pairs (the leftmost on ties), from the dense table of low merges.
+    #[inline]
+    fn encode_four(&self, bytes: [u8; 4], out: &mut Vec<Rank>) {
+        let ids = bytes.map(|b| self.byte_ids[b as usize]);
+        let [a, b, c, d] = ids;
+        let pairs = [self.pair(a, b), self.pair(b, c), self.pair(c, d)];
+        let first = (1..3).fold(0, |best, i| {
+            if pairs[i].priority < pairs[best].priority {
+                i
+            } else {
+                best
+            }
+        });
+        let made = pairs[first].id;
+        match first {
+            _ if pairs[first].priority == NONE => out.extend_from_slice(&ids),
+            0 => self.merge_three([made, c, d], out),
+            1 => self.merge_three([a, made, d], out),
+            _ => self.merge_three([a, b, made], out),
         }
     }
 
@@ -2057,31 +2080,34 @@ mod tests {
         Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap()
     }
 
-    /// Pieces of three bytes skip the word cache and the merge (`encode_three`): every
-    /// piece of three bytes made of `CHARS` (ties of one pair twice, as in "aaa", and the
-    /// bytes of one character included) and every three letters of "abc" encode as the
-    /// naive merge, on `tiny` and on random vocabularies.
+    /// Pieces of three and four bytes skip the word cache and the merge loop
+    /// (`merge_three`, `encode_four`): every such piece made of `CHARS`, "b" and "c" (ties
+    /// of one pair twice, as in "aaa" and "abab", and the bytes of one character included)
+    /// encodes as the naive merge, on `tiny` and on random vocabularies.
     #[test]
-    fn three_byte_pieces_equal_the_naive_merge() {
-        let mut rng = TestRng(3);
-        let mut pieces: Vec<String> = Vec::new();
-        for a in CHARS.iter().chain(&["b", "c"]) {
-            for b in CHARS.iter().chain(&["b", "c"]) {
-                for c in CHARS.iter().chain(&["b", "c", ""]) {
-                    pieces.push([*a, *b, *c].concat());
-                }
-            }
+    fn three_and_four_byte_pieces_equal_the_naive_merge() {
+        let letters: Vec<&str> = CHARS.iter().copied().chain(["b", "c"]).collect();
+        let (mut pieces, mut frontier) = (Vec::new(), vec![String::new()]);
+        while !frontier.is_empty() {
+            frontier = frontier
+                .iter()
+                .flat_map(|p| letters.iter().map(move |l| format!("{p}{l}")))
+                .filter(|p| p.len() <= 4)
+                .collect();
+            pieces.extend(frontier.iter().filter(|p| p.len() >= 3).cloned());
         }
-        pieces.extend(CHARS.iter().map(|c| c.to_string()));
-        pieces.retain(|p| p.len() == 3);
-        assert!(pieces.len() > 30, "{} pieces", pieces.len());
+        assert!(pieces.len() > 200, "{} pieces", pieces.len());
+        let mut rng = TestRng(3);
         let encoders: Vec<Encoder> = std::iter::once(tiny())
             .chain((0..20).map(|_| char_vocabulary(&mut rng)))
             .collect();
         for enc in &encoders {
             for piece in &pieces {
-                let ids = enc.encode_ordinary(piece);
-                assert_eq!(ids, naive(enc, piece.as_bytes()), "piece {piece:?}");
+                assert_eq!(
+                    enc.encode_ordinary(piece),
+                    naive(enc, piece.as_bytes()),
+                    "piece {piece:?}"
+                );
             }
         }
     }
@@ -2314,7 +2340,12 @@ mod tests {
         let enc = tiny();
         // Documents that are each word of a few hundred, so workers meet each other's words
         // (and the caller's, for the first half) in every order.
-        let words: Vec<String> = (0..600).map(|i| format!("xab{i:o}cab")).collect();
+        let words: Vec<String> = (0..600)
+            .map(|i| {
+                let letters: String = (0..6).map(|k| ['a', 'b', 'c', 'x'][i >> (2 * k) & 3]).collect();
+                format!("x{letters}ab")
+            })
+            .collect();
         let docs: Vec<String> = (0..64).map(|d| words[d * 7 % 600..].join(" ")).collect();
         let expected: Vec<Vec<Rank>> = docs
             .iter()
