@@ -123,7 +123,7 @@ impl Tokens {
     }
 
     /// `id` of 16 bytes or more, kept out of line so that `id` stays small enough to inline
-    /// where a load looks up every token's prefixes (inlined whole, a load took 4% longer).
+    /// where a load looks up every token's prefixes (inlined whole, a load took about 3% longer).
     fn long_id(&self, bytes: &[u8]) -> Option<Rank> {
         match mid_key(bytes) {
             Some(key) => self.mid.get(key).map(|id| id as Rank),
