@@ -154,6 +154,16 @@ def test_encoding_calls(pair, text):
     assert ours._encode_bytes(valid) == theirs._encode_bytes(valid)
 
 
+def test_a_batch_item_that_is_no_str_is_named(pair):
+    ours, theirs = pair
+    for method in ["encode_batch", "encode_ordinary_batch"]:
+        same(ours, theirs, method, ["a", 3, b"c"])  # a TypeError from both
+        with pytest.raises(TypeError, match=r"^text 1 of the batch is of type int, not str: 3$"):
+            getattr(ours, method)(["a", 3, b"c"])
+        with pytest.raises(TypeError, match=r"text 2 of the batch is of type bytes, not str: b'c'"):
+            getattr(ours, method)(("a", "b", b"c"), num_threads=1)
+
+
 def test_single_tokens(pair):
     ours, theirs = pair
     for value in ["hello", b" world", "<|endoftext|>", b"<|endofprompt|>", "hello world", b"\xff\xfe", "", 17, None]:

@@ -422,12 +422,21 @@ class Tokenizer:
     ) -> list[list[int]]:
         """Encodes many texts on `num_threads` threads (all cores by default), GIL released."""
         texts = list(text)
-        allowed, allow_all = self._special_policy(allowed_special, disallowed_special, texts)
-        return self._batch(texts, allowed, allow_all, num_threads)
+        try:
+            allowed, allow_all = self._special_policy(allowed_special, disallowed_special, texts)
+            return self._batch(texts, allowed, allow_all, num_threads)
+        except TypeError:
+            _name_a_text_that_is_not_str(texts)
+            raise
 
     def encode_ordinary_batch(self, text: Sequence[str], *, num_threads: int | None = None) -> list[list[int]]:
         """`encode_ordinary` of many texts on `num_threads` threads (all cores by default)."""
-        return self._batch(list(text), None, False, num_threads)
+        texts = list(text)
+        try:
+            return self._batch(texts, None, False, num_threads)
+        except TypeError:
+            _name_a_text_that_is_not_str(texts)
+            raise
 
     def encode_single_token(self, text_or_bytes: str | bytes) -> int:
         """The id of the one token, regular or special, whose text or bytes this is;
@@ -638,6 +647,14 @@ def _unknown_token(message: str, token: object) -> UnknownTokenError:
     error = UnknownTokenError.__new__(UnknownTokenError)
     error.args, error.token = (message,), token
     return error
+
+
+def _name_a_text_that_is_not_str(texts: list) -> None:
+    """Raises a TypeError naming the first text of a batch that is not a str, if one is: the
+    core's own says only which type it met, not where in a batch of thousands."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} of the batch is of type {type(text).__name__}, not str: {text!r:.80}") from None
 
 
 def _check_threads(num_threads: int | None) -> None:
