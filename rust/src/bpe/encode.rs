@@ -26,8 +26,8 @@ use std::sync::Mutex;
 
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
-/// Pieces found ahead of the one being encoded, whose table slots are being fetched.
-const LOOKAHEAD: usize = 16;
+/// Pieces the splitter gathers before they are looked up together (`encode_group`).
+const GROUP: usize = 64;
 const NONE: u32 = u32::MAX;
 /// Ids below this have their pairwise merges in `Encoder::low`.
 const LOW: u32 = 256;
@@ -1176,21 +1176,35 @@ impl Encoder {
         out
     }
 
-    /// Pieces wait in a ring of `LOOKAHEAD` after the splitter finds them, while the
-    /// table slots they will be looked up in are fetched, so that the cache misses of
-    /// several pieces overlap instead of each waiting for the one before.
+    /// The splitter only notes where each piece is, and every `GROUP` pieces they are
+    /// encoded together (`encode_group`). Encoding each piece as it was found (after a ring
+    /// of 16 pieces, for the prefetches) made the splitter's loop call a closure per piece,
+    /// whose state went through memory: 6% slower on code, 2-3% on prose.
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<Rank>, cache: &mut MergeCache) {
         let all = text.as_bytes();
-        let mut ring = [(0usize, 0usize, None::<(u128, u64)>); LOOKAHEAD];
-        let mut waiting = 0;
+        let mut spans = [(0usize, 0usize); GROUP];
+        let mut n = 0;
         self.splitter.for_each_piece(text, |piece| {
-            let bytes = piece.as_bytes();
-            let start = bytes.as_ptr() as usize - all.as_ptr() as usize;
-            let key = if bytes.len() > 2 {
-                word_key_within(all, bytes)
-            } else {
-                None
-            };
+            spans[n] = (piece.as_ptr() as usize - all.as_ptr() as usize, piece.len());
+            n += 1;
+            if n == GROUP {
+                self.encode_group(all, &spans, cache, out);
+                n = 0;
+            }
+        });
+        self.encode_group(all, &spans[..n], cache, out);
+        self.merge_pending(cache, out);
+    }
+
+    /// Encodes the pieces at `spans` of `all`, in two passes: the table slots each will
+    /// be looked up in are fetched for all of them first, so that their cache misses
+    /// overlap instead of each waiting for the one before.
+    #[inline(never)]
+    fn encode_group(&self, all: &[u8], spans: &[(usize, usize)], cache: &mut MergeCache, out: &mut Vec<Rank>) {
+        let mut keys = [None::<(u128, u64)>; GROUP];
+        for (slot, &(start, len)) in keys.iter_mut().zip(spans) {
+            let bytes = &all[start..start + len];
+            let key = if len > 2 { word_key_within(all, bytes) } else { None };
             // With its hash, computed once for every table it is looked up in: the
             // vocabulary's, the word cache and, in a batch, the caller's word cache.
             let key = key.map(|key| (key, KeyTable::hash(key)));
@@ -1205,19 +1219,11 @@ impl Encoder {
                 self.tokens.mid.prefetch_hashed(hash);
                 cache.words.mid.prefetch_hashed(hash);
             }
-            let slot = &mut ring[waiting % LOOKAHEAD];
-            if waiting >= LOOKAHEAD {
-                let (from, len, key) = *slot;
-                self.encode_piece(all, &all[from..from + len], key, cache, out);
-            }
-            *slot = (start, bytes.len(), key);
-            waiting += 1;
-        });
-        for i in waiting.saturating_sub(LOOKAHEAD)..waiting {
-            let (from, len, key) = ring[i % LOOKAHEAD];
-            self.encode_piece(all, &all[from..from + len], key, cache, out);
+            *slot = key;
         }
-        self.merge_pending(cache, out);
+        for (&(start, len), &key) in spans.iter().zip(&keys) {
+            self.encode_piece(all, &all[start..start + len], key, cache, out);
+        }
     }
 
     /// Leaves a hole in `out` for the ids of `bytes`, a piece of 3 to `SCAN_LIMIT` bytes
