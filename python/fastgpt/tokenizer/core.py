@@ -22,6 +22,7 @@ import json
 import operator
 import os
 import re
+import reprlib
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -654,7 +655,10 @@ def _name_a_text_that_is_not_str(texts: list) -> None:
     core's own says only which type it met, not where in a batch of thousands."""
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"text {i} of the batch is of type {type(text).__name__}, not str: {text!r:.80}") from None
+            # reprlib: a repr that stays short however large the item is.
+            raise TypeError(
+                f"text {i} of the batch is of type {type(text).__name__}, not str: {reprlib.repr(text)}"
+            ) from None
 
 
 def _check_threads(num_threads: int | None) -> None:
