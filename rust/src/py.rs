@@ -92,8 +92,10 @@ impl PyEncoder {
     }
 }
 
-/// How many ids ahead `to_list` fetches the ints.
-const PREFETCH_IDS: usize = 8;
+/// How many ids ahead `to_list` fetches the ints (their table slots twice as far): a
+/// reference is taken in a few nanoseconds, a miss to memory takes about a hundred. At 8,
+/// first sight of 4 KB documents was 4-10% slower (cl100k prose, o200k code and prose).
+const PREFETCH_IDS: usize = 32;
 
 /// A new reference to `object`, as the `Py_INCREF` of the limited API before 3.12 made one
 /// (this module is built for the stable ABI from 3.10: `abi3-py310`, never free-threaded):
