@@ -189,9 +189,11 @@ impl<K: PartialEq + Copy, const N: usize> Waiting<K, N> {
     }
 }
 
-/// Words merged together at most (32 at most: `merge_words` keeps a bit per word); then
-/// their ids are put in place.
-const PENDING_WORDS: usize = 16;
+/// Words merged together at most (64 at most: `merge_words` keeps a bit per word); then
+/// their ids are put in place. 48 measured 1-2% faster than 16 on first sight of prose and
+/// o200k's multilingual text (more lookups in flight at once); 64 no faster than 48.
+const PENDING_WORDS: usize = 48;
+const _: () = assert!(PENDING_WORDS <= 64);
 
 /// A new word's BPE in progress; `key` names it in the word cache.
 #[derive(Clone, Copy)]
@@ -1317,7 +1319,7 @@ impl Encoder {
             return;
         }
         // A bit per word still to merge.
-        let mut merging = u32::MAX >> (32 - words.len());
+        let mut merging = u64::MAX >> (64 - words.len());
         if cache.batch.is_some() {
             let mut shared = Vec::new();
             for (i, word) in words.iter_mut().enumerate() {
@@ -1346,12 +1348,12 @@ impl Encoder {
     /// BPE on the words whose bits are set in `live`, in lockstep: each round makes the
     /// best merge of every word still merging and fetches the merges of the new pairs,
     /// then prices them, so that the lookups of all the words overlap.
-    fn merge_words<K, const N: usize>(&self, words: &mut [NewWord<K, N>], mut live: u32) {
-        let each = |mut bits: u32| {
+    fn merge_words<K, const N: usize>(&self, words: &mut [NewWord<K, N>], mut live: u64) {
+        let each = |mut bits: u64| {
             std::iter::from_fn(move || {
                 let i = bits.trailing_zeros() as usize;
                 bits &= bits.wrapping_sub(1);
-                (i < 32).then_some(i)
+                (i < 64).then_some(i)
             })
         };
         for i in each(live) {
