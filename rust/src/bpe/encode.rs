@@ -1175,11 +1175,18 @@ impl Encoder {
     }
 
     pub fn encode_ordinary(&self, text: &str) -> Vec<Rank> {
-        let mut out = Vec::with_capacity(text.len() / 3);
-        let mut cache = MergeCache::open(self.id, None);
-        self.encode_ordinary_into(text, &mut out, &mut cache);
-        cache.close(self.id);
+        let mut out = Vec::new();
+        self.encode_ordinary_to(text, &mut out);
         out
+    }
+
+    /// `encode_ordinary`, appending to `out`: a caller that reuses one buffer saves an
+    /// allocation per call.
+    pub fn encode_ordinary_to(&self, text: &str, out: &mut Vec<Rank>) {
+        out.reserve(text.len() / 3);
+        let mut cache = MergeCache::open(self.id, None);
+        self.encode_ordinary_into(text, out, &mut cache);
+        cache.close(self.id);
     }
 
     /// The splitter only notes where each piece is, and every `GROUP` pieces they are
@@ -1615,11 +1622,17 @@ impl Encoder {
     /// Encodes `text`, emitting the allowed special tokens where their text appears; the
     /// caller decides (in Python) whether other special tokens in the text are an error.
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Vec<Rank> {
-        let mut out = Vec::with_capacity(text.len() / 3);
-        let mut cache = MergeCache::open(self.id, None);
-        self.encode_into(text, allowed, &mut out, &mut cache);
-        cache.close(self.id);
+        let mut out = Vec::new();
+        self.encode_to(text, allowed, &mut out);
         out
+    }
+
+    /// `encode`, appending to `out`.
+    pub fn encode_to(&self, text: &str, allowed: &Allowed, out: &mut Vec<Rank>) {
+        out.reserve(text.len() / 3);
+        let mut cache = MergeCache::open(self.id, None);
+        self.encode_into(text, allowed, out, &mut cache);
+        cache.close(self.id);
     }
 
     fn encode_into(&self, text: &str, allowed: &Allowed, out: &mut Vec<Rank>, cache: &mut MergeCache) {
