@@ -21,20 +21,13 @@ use crate::Rank;
 use rustc_hash::FxHashMap;
 
 pub(crate) struct Atoms {
-    /// Code point (below 0x10000) → 1 + its index in `atoms`, 0 for none (128 KB).
-    by_char: Box<[u16]>,
-    atoms: Vec<Atom>,
+    /// Code point (below 0x10000) → `(1 + id) << rule_bits | rule` of its atom, 0 for a
+    /// character that is none (256 KB): one load finds what a character's check needs,
+    /// where an index into a list of atoms made it two loads, one waiting on the other.
+    by_char: Box<[u32]>,
+    rule_bits: u32,
     /// The fragments around atoms, deduplicated; `rules[0]` has none.
     rules: Vec<Guard>,
-}
-
-#[derive(Clone, Copy)]
-struct Atom {
-    id: Rank,
-    /// The character's bytes, little-endian: compared with the text's, so that bytes
-    /// that are not UTF-8 never pass for a character.
-    bytes: u32,
-    rule: u32,
 }
 
 /// The fragment tokens that could cover part of an atom and cross an edge of it: `heads`
@@ -121,10 +114,6 @@ fn add(set: &mut [u64; 4], b: u8) {
     set[(b >> 6) as usize] |= 1 << (b & 63);
 }
 
-fn packed(bytes: &[u8]) -> u32 {
-    bytes.iter().rev().fold(0, |acc, &b| acc << 8 | b as u32)
-}
-
 /// Whether `b` continues a UTF-8 character rather than starting one.
 pub(crate) fn is_continuation(b: u8) -> bool {
     b & 0xC0 == 0x80
@@ -192,7 +181,6 @@ impl Atoms {
                 }
             }
         }
-        let mut by_char = vec![0u16; 0x10000].into_boxed_slice();
         let mut unique: FxHashMap<Rule, u32> = FxHashMap::default();
         unique.insert(Rule::default(), 0);
         let guard = |rule: &Rule| Guard {
@@ -201,55 +189,66 @@ impl Atoms {
             heads: rule.heads.iter().map(|h| Affix::head(h)).collect(),
             tails: rule.tails.iter().map(|t| Affix::tail(t)).collect(),
         };
-        let mut atoms = Atoms {
-            by_char: Box::new([]),
-            atoms: Vec::with_capacity(found.len()),
-            rules: vec![guard(&Rule::default())],
-        };
-        for ((&(c, id, _), bytes), mut rule) in found.iter().zip(&encoded).zip(rules) {
+        let mut guards = vec![guard(&Rule::default())];
+        let mut entries = Vec::with_capacity(found.len());
+        for (&(c, id, _), mut rule) in found.iter().zip(rules) {
             for list in [&mut rule.heads, &mut rule.tails] {
                 list.sort_unstable();
                 list.dedup();
             }
-            let next = atoms.rules.len() as u32;
+            let next = guards.len() as u32;
             let index = *unique.entry(rule).or_insert_with_key(|rule| {
-                atoms.rules.push(guard(rule));
+                guards.push(guard(rule));
                 next
             });
-            atoms.atoms.push(Atom {
-                id,
-                bytes: packed(bytes),
-                rule: index,
-            });
-            // At most 63,488 characters of 2 or 3 bytes: the index fits.
-            by_char[c as usize] = atoms.atoms.len() as u16;
+            entries.push((c, id, index));
         }
-        atoms.by_char = by_char;
-        Some(atoms)
+        // The rule's index in the low bits, 1 + the id above it: a vocabulary whose ids
+        // and rules do not fit in 32 bits together (none near) goes without atoms.
+        let rule_bits = u32::BITS - (guards.len() as u32 - 1).leading_zeros();
+        let max_id = entries.iter().map(|&(_, id, _)| id).max()?;
+        if u64::from(max_id) + 1 >= 1 << (32 - rule_bits) {
+            return None;
+        }
+        let mut by_char = vec![0u32; 0x10000].into_boxed_slice();
+        for &(c, id, rule) in &entries {
+            by_char[c as usize] = (id + 1) << rule_bits | rule;
+        }
+        Some(Atoms {
+            by_char,
+            rule_bits,
+            rules: guards,
+        })
     }
 
     /// The atom at `word[i..]` (a byte of 0x80 or more) and its length, where the word's
     /// merge may start from it whole.
     #[inline(always)]
     pub(crate) fn at(&self, word: &[u8], i: usize) -> Option<(Rank, usize)> {
+        // Only a well-formed character (continuation bytes where they belong, no overlong
+        // form) counts: other bytes that decode to the same code point are no atom.
         let b = word[i] as u32;
         let at = |k: usize| word.get(i + k).map_or(0, |&b| b as u32);
+        let continues = |b: u32| b & 0xC0 == 0x80;
         let (c, len) = match b {
-            0xC2..=0xDF => ((b & 0x1F) << 6 | (at(1) & 0x3F), 2),
-            0xE0..=0xEF => ((b & 0x0F) << 12 | (at(1) & 0x3F) << 6 | (at(2) & 0x3F), 3),
+            0xC2..=0xDF if continues(at(1)) => ((b & 0x1F) << 6 | (at(1) & 0x3F), 2),
+            0xE0..=0xEF if continues(at(1)) && continues(at(2)) => {
+                let c = (b & 0x0F) << 12 | (at(1) & 0x3F) << 6 | (at(2) & 0x3F);
+                if c < 0x800 {
+                    return None;
+                }
+                (c, 3)
+            }
             _ => return None,
         };
-        let k = self.by_char[c as usize];
-        if k == 0 {
+        let entry = self.by_char[c as usize];
+        if entry == 0 {
             return None;
         }
-        let atom = self.atoms[k as usize - 1];
+        let (id, rule) = ((entry >> self.rule_bits) - 1, entry & ((1 << self.rule_bits) - 1));
         let end = i + len;
-        if end > word.len() || packed(&word[i..end]) != atom.bytes {
-            return None;
-        }
-        if atom.rule != 0 {
-            let rule = &self.rules[atom.rule as usize];
+        if rule != 0 {
+            let rule = &self.rules[rule as usize];
             if i > 0 && has(&rule.before, word[i - 1]) {
                 let near = ending_at(word, i);
                 let ends_with = |h: &Affix| {
@@ -271,18 +270,19 @@ impl Atoms {
                 }
             }
         }
-        Some((atom.id, len))
+        Some((id, len))
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.atoms.len()
+        self.by_char.iter().filter(|&&entry| entry != 0).count()
     }
 
     /// How many atoms some fragment may cover part of.
     #[cfg(test)]
     pub(crate) fn guarded(&self) -> usize {
-        self.atoms.iter().filter(|atom| atom.rule != 0).count()
+        let rule = (1 << self.rule_bits) - 1;
+        self.by_char.iter().filter(|&&entry| entry & rule != 0).count()
     }
 }
 
@@ -311,6 +311,27 @@ fn naive_merge(
 mod tests {
     use crate::bpe::encode::Encoder;
     use crate::Rank;
+
+    /// Bytes that are no well-formed character never count as an atom, even where they
+    /// decode to an atom's code point (an overlong form) or are cut short.
+    #[test]
+    fn only_well_formed_characters_are_atoms() {
+        let mut ranks: Vec<(Vec<u8>, Rank)> = (0..=255u8).map(|b| (vec![b], b as Rank)).collect();
+        ranks.push(("ж".as_bytes().to_vec(), 256));
+        let enc = Encoder::from_ranks(ranks, "gpt2", vec![]).unwrap();
+        let atoms = enc.atoms.as_ref().expect("ж is an atom");
+        assert_eq!(atoms.at("aж".as_bytes(), 1), Some((256, 2)));
+        let malformed: [&[u8]; 5] = [
+            &[0xE0, 0x90, 0xB6],
+            &[0xF0, 0x80, 0x90, 0xB6],
+            &[0xD0],
+            &[0xD0, 0x41],
+            &[0xB6],
+        ];
+        for bytes in malformed {
+            assert_eq!(atoms.at(bytes, 0), None, "{bytes:x?}");
+        }
+    }
 
     /// A fragment of more than 8 bytes beside an atom is compared in full: only its far
     /// bytes tell the word where it may cover the atom's edge from the one where it may not.
