@@ -1695,10 +1695,9 @@ impl Encoder {
     /// thread, one run with the caller's own word cache, which keeps what the texts add. On
     /// more, about eight runs per thread, claimed in turn by the caller and the helpers of
     /// `workers` (with four, the last run left one thread idle for longer: a 2-thread batch
-    /// of 384 KB measured 4% slower); each run's cache reads a `BatchCache` (the caller's
-    /// word cache and the pieces any run merged), so many short texts cost little more than
-    /// one long one. A thread's runs reuse one cache and one set of buffers
-    /// (`MergeCache::open`).
+    /// of 384 KB measured 4% slower); each run's cache reads the caller's word cache
+    /// (`BatchCache`) behind its own. A thread's runs reuse one cache and one set of
+    /// buffers (`MergeCache::open`), so many short texts cost little more than one long one.
     fn in_runs<R: Send>(
         &self,
         n: usize,
