@@ -71,6 +71,7 @@ struct PyEncoder {
 
 impl PyEncoder {
     fn new(py: Python<'_>, inner: Encoder) -> PyResult<Self> {
+        // SAFETY: the GIL is held (`py`), and each new reference is owned by the `Bound`.
         let ints = (0..inner.n_vocab())
             .map(|id| unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyLong_FromSize_t(id)).map(Bound::unbind) })
             .collect::<PyResult<_>>()?;
