@@ -59,7 +59,7 @@ fn unpair(key: u64) -> (Rank, Rank) {
 /// - The short tokens (by `word_key`'s hash), at 16 bits per token (256 KB for cl100k,
 ///   512 KB for o200k): where most pieces are no tokens (random letters, new words), the
 ///   encoder asks it first, and skips the lookup in the vocabulary's table of megabytes,
-///   which even fetched ahead waited on main memory (o200k's random letters 19% faster).
+///   which even fetched ahead waited on main memory (o200k's random letters 15-20% faster).
 struct KeyFilter {
     bits: Box<[u64]>,
     shift: u32,
