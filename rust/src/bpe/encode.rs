@@ -1008,8 +1008,13 @@ impl Encoder {
             let alternation: Vec<String> = texts.iter().map(|t| regex_syntax::escape(t)).collect();
             Some(Regex::new(&alternation.join("|")).map_err(|e| Error::Invalid(e.to_string()))?)
         };
-        let short_keys = tokens.short.iter().map(|(key, _)| KeyTable::hash(key));
-        let short_filter = KeyFilter::new(short_keys, tokens.short.len(), 16);
+        // Asked only before a whole-piece lookup: an encoder that makes none keeps it empty.
+        let short_filter = if direct_lookup {
+            let keys = tokens.short.iter().map(|(key, _)| KeyTable::hash(key));
+            KeyFilter::new(keys, tokens.short.len(), 16)
+        } else {
+            KeyFilter::new(std::iter::empty(), 0, 16)
+        };
         Ok(Encoder {
             splitter,
             tokens,
