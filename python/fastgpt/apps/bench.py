@@ -315,7 +315,7 @@ DOC_SIZES = {"1KB": 1 << 10, "4KB": 4 << 10, "64KB": 64 << 10}
 ROUND_BYTES = 128 << 10  # text timed per round: 128 documents of 1 KB, 32 of 4 KB, 2 of 64 KB
 CORPORA = ("prose", "multilingual", "code", "docs")
 VOCABS = ("cl100k_base", "o200k_base")
-ENCODE_PEERS = ("fastgpt", "fastokens", "gigatok", "splintr", "tiktoken", "rs-bpe", "bpe-openai", "tokenizers")
+ENCODE_PEERS = ("fastgpt", "fastokens", "gigatok", "gigatoken", "splintr", "tiktoken", "rs-bpe", "bpe-openai", "tokenizers")
 # Multilingual text: real Common Crawl WET samples (when the project's shared data is there),
 # CPython's CJK codec test texts, and the translations of the system's message catalogs.
 # The project's real samples sit in shared/ beside the checkout; FASTGPT_WET_SAMPLES points elsewhere.
@@ -568,6 +568,15 @@ def load_peer(name: str, vocab: str) -> Peer:
             raise Unavailable("gigatok refuses the o200k split pattern")
         gt = gigatok.Tokenizer(_hub_json(vocab))
         return Peer(name, lambda text: gt.encode(text).tolist(), lambda texts, n: gt.encode_batch(texts))
+    if name == "gigatoken":  # not gigatok: another project, which also reads o200k
+        gigatoken = need("gigatoken")
+        gk = gigatoken.Tokenizer(_hub_json(vocab)).as_tiktoken()
+        return Peer(
+            name,
+            gk.encode_ordinary,
+            lambda texts, n: gk.encode_ordinary_batch(texts, num_threads=n),
+            lambda text: gk.encode(text, allowed_special="all"),
+        )
     if name == "splintr":
         splintr = need("splintr")
         sp = splintr.Tokenizer.from_pretrained(vocab)
