@@ -315,7 +315,17 @@ DOC_SIZES = {"1KB": 1 << 10, "4KB": 4 << 10, "64KB": 64 << 10}
 ROUND_BYTES = 128 << 10  # text timed per round: 128 documents of 1 KB, 32 of 4 KB, 2 of 64 KB
 CORPORA = ("prose", "multilingual", "code", "docs")
 VOCABS = ("cl100k_base", "o200k_base")
-ENCODE_PEERS = ("fastgpt", "fastokens", "gigatok", "gigatoken", "splintr", "tiktoken", "rs-bpe", "bpe-openai", "tokenizers")
+ENCODE_PEERS = (
+    "fastgpt",
+    "fastokens",
+    "gigatok",
+    "gigatoken",
+    "splintr",
+    "tiktoken",
+    "rs-bpe",
+    "bpe-openai",
+    "tokenizers",
+)
 # Multilingual text: real Common Crawl WET samples (when the project's shared data is there),
 # CPython's CJK codec test texts, and the translations of the system's message catalogs.
 # The project's real samples sit in shared/ beside the checkout; FASTGPT_WET_SAMPLES points elsewhere.
