@@ -320,6 +320,8 @@ ENCODE_PEERS = (
     "fastokens",
     "gigatok",
     "gigatoken",
+    "snaptokens",
+    "quicktok",
     "splintr",
     "tiktoken",
     "rs-bpe",
@@ -587,6 +589,28 @@ def load_peer(name: str, vocab: str) -> Peer:
             lambda texts, n: gk.encode_ordinary_batch(texts, num_threads=n),
             lambda text: gk.encode(text, allowed_special="all"),
         )
+    if name == "snaptokens":
+        snaptokens = need("snaptokens")
+        doc = json.loads(Path(_hub_json(vocab)).read_text(encoding="utf-8"))
+        with_specials = json.dumps(doc)
+        doc["added_tokens"] = []  # special tokens' text then encodes as text, as encode_ordinary does
+        st = snaptokens.Tokenizer.from_json_str(json.dumps(doc))
+        special = functools.cache(lambda: snaptokens.Tokenizer.from_json_str(with_specials))
+        return Peer(
+            name,
+            lambda text: st.encode(text).ids,
+            lambda texts, n: [e.ids for e in st.encode_batch(texts)],
+            lambda text: special().encode(text).ids,
+        )
+    if name == "quicktok":  # its own copy of OpenAI's vocabularies, shipped in the wheel
+        quicktok = need("quicktok")
+        qt = quicktok.Tokenizer(vocab, "")
+
+        def qt_batch(texts, n):
+            ids, offsets = qt.encode_batch(texts, n, False)  # one array; slices, not lists
+            return [ids[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+        return Peer(name, qt.encode_ordinary, qt_batch, qt.encode_with_special)
     if name == "splintr":
         splintr = need("splintr")
         sp = splintr.Tokenizer.from_pretrained(vocab)

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         default=[],
         metavar="LIBRARY",
         help="also run these libraries on the same vocabulary: tiktoken (with --input); for the encode "
-        "suite any of fastokens, gigatok, gigatoken, splintr, tiktoken, rs-bpe, bpe-openai, tokenizers",
+        "suite any of fastokens, gigatok, gigatoken, snaptokens, quicktok, splintr, tiktoken, rs-bpe, bpe-openai, tokenizers",
     )
     p.add_argument("--vocab", nargs="*", default=["cl100k_base", "o200k_base"], help="encode suite: vocabularies")
     p.add_argument("--corpus", nargs="*", help="encode suite: prose, multilingual, code, docs (default: all)")
