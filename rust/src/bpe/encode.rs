@@ -584,6 +584,18 @@ const CUT_HIT: i32 = 4;
 const CUT_SCORE_LIMIT: i32 = 64;
 const CUT_PROBE: u32 = 32;
 
+/// Where the runs of a batch of `n` texts on `threads` threads start, and `n` last. Runs
+/// shrink toward the end (each a quarter of what is left per thread), so that the thread
+/// that finishes first waits for a run of a text or two: with runs of equal size it waited
+/// for a sixteenth of the batch, 5-7% of a 2-thread batch of 4 KB documents.
+fn run_starts(n: usize, threads: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    while let Some(&start) = starts.last().filter(|&&start| start < n) {
+        starts.push(start + (n - start).div_ceil(4 * threads));
+    }
+    starts
+}
+
 /// The code point of the character at `bytes[i..]` (valid UTF-8) and where the next starts.
 #[inline(always)]
 fn next_char(bytes: &[u8], i: usize) -> (u32, usize) {
@@ -1747,14 +1759,14 @@ impl Encoder {
             cache.close(self.id);
             return take(out);
         }
-        let run = n.div_ceil(8 * threads);
+        let starts = run_starts(n, threads);
         let batch = BatchCache::new(self.id);
         crate::workers::map_into(
             threads,
-            n.div_ceil(run),
+            starts.len() - 1,
             |i| {
                 let mut cache = MergeCache::open(self.id, Some(&batch));
-                let out = encode(i * run..n.min((i + 1) * run), &mut cache);
+                let out = encode(starts[i]..starts[i + 1], &mut cache);
                 cache.close(self.id);
                 out
             },
@@ -1948,6 +1960,23 @@ mod tests {
             parts[i].extend(right);
         }
         parts.iter().map(|p| enc.token_id(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn batch_runs_cover_every_text_once_and_shrink() {
+        for threads in 1..6 {
+            for n in 0..200 {
+                let starts = run_starts(n, threads);
+                assert_eq!((starts[0], *starts.last().unwrap()), (0, n));
+                let sizes: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+                assert!(sizes.iter().all(|&size| size > 0), "{n} on {threads}: {starts:?}");
+                assert!(sizes.windows(2).all(|w| w[1] <= w[0]), "{n} on {threads}: {sizes:?}");
+                assert!(
+                    sizes.last().is_none_or(|&last| last <= 1 + n / 64),
+                    "{n} on {threads}: {sizes:?}"
+                );
+            }
+        }
     }
 
     #[test]
