@@ -548,14 +548,16 @@ pub const WORD_CACHE_IDS: usize = 1 << 17;
 pub const WORD_CACHE_BYTES: usize = 1 << 19;
 /// Under 2 MB of 64-byte slots, the table staying at most half full.
 pub const WORD_CACHE_MID: usize = 1 << 14;
-/// The pieces a batch run's new word cache holds before its table first grows (256 KB of
-/// zeroed pages, touched as it fills). A thread's own word cache is made at its full size
+/// The pieces a batch run's new word cache holds before its table first grows (64 KB of
+/// zeroed pages, touched as it fills; starting at 4,096 pieces, 256 KB, made 2-thread
+/// batches of fresh 4 KB documents 4% slower in Rust, 16,384 16%; 256 and 512 measured as
+/// 1,024). A thread's own word cache is made at its full size
 /// (`WORD_CACHE_PIECES`, 4 MB on huge pages, faulted in on the first call): growing by
 /// doubling moved every piece again and faulted in each new table's pages, which cost
 /// first sight 3-5% on prose and code, 8% on multilingual text and 20% on o200k's random
 /// letters. A batch's runs start small instead, as a batch of a few milliseconds would
 /// spend a good part of them faulting in 4 MB per worker.
-const BATCH_RUN_CACHE_START: usize = 1 << 12;
+const BATCH_RUN_CACHE_START: usize = 1 << 10;
 /// The pieces of 16 to 31 bytes a word cache holds before that table first grows, as a
 /// share of its pieces (2,048 for a thread's own cache, in 256 KB): made at its full size,
 /// it was faulted in afresh by each new tokenizer, which cost more than the growing.
