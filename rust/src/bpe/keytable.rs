@@ -104,6 +104,13 @@ impl<K: Key> KeyTable<K> {
         self.len
     }
 
+    /// Empties the table, keeping its size and memory.
+    pub(crate) fn clear(&mut self) {
+        // SAFETY: a zeroed slot is an empty one (`Zeroable`).
+        unsafe { std::ptr::write_bytes(self.slots.as_mut_ptr(), 0, self.slots.len()) };
+        self.len = 0;
+    }
+
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<u64> {
         self.get_hashed(key, Self::hash(key))
