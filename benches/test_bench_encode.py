@@ -1,5 +1,5 @@
-"""Encode speed as users see it: fastgpt against fastokens, gigatok, gigatoken, splintr,
-tiktoken, rs-bpe, bpe-openai and Hugging Face tokenizers on cl100k and o200k.
+"""Encode speed as users see it: fastgpt against fastokens, gigatok, gigatoken, snaptokens,
+quicktok, splintr, tiktoken, rs-bpe, bpe-openai and Hugging Face tokenizers on cl100k and o200k.
 
     make bench      # or: pytest benches/test_bench_encode.py --benchmark-enable -k "first_sight and cl100k"
 

@@ -589,7 +589,7 @@ const CUT_PROBE: u32 = 32;
 /// Where the runs of a batch of `n` texts on `threads` threads start, and `n` last. Runs
 /// shrink toward the end (each a quarter of what is left per thread), so that the thread
 /// that finishes first waits for a run of a text or two: with runs of equal size it waited
-/// for a sixteenth of the batch, 5-7% of a 2-thread batch of 4 KB documents.
+/// for a sixteenth of the batch, 4-7% of a 2-thread batch of 4 KB documents.
 fn run_starts(n: usize, threads: usize) -> Vec<usize> {
     let mut starts = vec![0];
     while let Some(&start) = starts.last().filter(|&&start| start < n) {
