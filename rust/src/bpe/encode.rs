@@ -1758,9 +1758,8 @@ impl Encoder {
     /// `encode(run, cache)` over consecutive runs of `0..n`, each result handed to `take` on
     /// the calling thread as soon as it is free (in the order the runs finish). On one
     /// thread, one run with the caller's own word cache, which keeps what the texts add. On
-    /// more, about eight runs per thread, claimed in turn by the caller and the helpers of
-    /// `workers` (with four, the last run left one thread idle for longer: a 2-thread batch
-    /// of 384 KB measured 4% slower); each run's cache reads the caller's word cache
+    /// more, runs that shrink toward the end (`run_starts`), claimed in turn by the caller
+    /// and the helpers of `workers`; each run's cache reads the caller's word cache
     /// (`BatchCache`) behind its own. A thread's runs reuse one cache and one set of
     /// buffers (`MergeCache::open`), so many short texts cost little more than one long one.
     fn in_runs<R: Send>(
