@@ -280,6 +280,11 @@ def test_report_ratios_markdown_and_chart(tmp_path):
             _run("test_pretokenize_to_bin", "pretokenize vs in-memory batch encode", 1.0, bytes=100),
             _run("test_nanogpt_style_pipeline", "pretokenize vs in-memory batch encode", 20.0, bytes=100),
             _run("test_in_memory_batch_encode", "pretokenize vs in-memory batch encode", 0.95, bytes=100),
+            _run("test_parquet_to_bin", "parquet → .bin (cl100k, all threads)", 0.8, bytes=100),
+            _run("test_txt_to_bin", "parquet → .bin (cl100k, all threads)", 1.0, bytes=100),
+            _run("test_pyarrow_tiktoken_loop", "parquet → .bin (cl100k, all threads)", 12.0, bytes=100),
+            _run("test_peak_rss_is_flat[100]", "parquet → .bin peak RSS", 1.0, parquet_bytes=10**8, peak_rss_mb=200),
+            _run("test_peak_rss_is_flat[1000]", "parquet → .bin peak RSS", 9.0, parquet_bytes=10**9, peak_rss_mb=230),
             _run("test_generate_512_tokens_cpu[kv_cache]", "generate 512 new tokens (CPU)", 1.0),
             _run("test_generate_512_tokens_cpu[recompute]", "generate 512 new tokens (CPU)", 8.0),
         ],
@@ -299,6 +304,10 @@ def test_report_ratios_markdown_and_chart(tmp_path):
         ("pretokenize vs in-memory batch encode", "text → .bin", "in-memory batch encode"): 0.95,
         ("pretokenize vs in-memory batch encode", "text → .bin", "nanoGPT-style tiktoken pipeline"): 20.0,
         ("generate 512 new tokens (CPU)", "KV cache", "recomputing the context"): 8.0,
+        # Parquet: against the same documents from .txt (bar: at least 0.9), the plain loop, RSS 1 GB / 100 MB
+        ("parquet → .bin (cl100k, all threads)", "Parquet → .bin", "the same documents from .txt"): 1.25,
+        ("parquet → .bin (cl100k, all threads)", "Parquet → .bin", "pyarrow + tiktoken loop"): 15.0,
+        ("parquet → .bin peak RSS", "1000 MB input", "100 MB input"): 1.15,
     }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
