@@ -74,6 +74,32 @@ def _find(members: list[dict], text: str) -> dict | None:
     return next((m for m in members if text in m["name"]), None)
 
 
+# Groups where one run of ours is held against named runs beside it (ratios of the medians per
+# byte): (group prefix, our run, what it is, [(the other run, what that is, what the ratio
+# means, the bar, charted as a peer)]).
+PAIRED = (
+    (
+        "pretokenize vs in-memory",
+        "pretokenize_to_bin",
+        "text → .bin",
+        [
+            ("in_memory", "in-memory batch encode", "of its throughput", "≥ 0.9", False),
+            ("nanogpt", "nanoGPT-style tiktoken pipeline", "× faster", "", True),
+        ],
+    ),
+    (
+        "parquet → .bin (",
+        "parquet_to_bin",
+        "Parquet → .bin",
+        [
+            ("txt_to_bin", "the same documents from .txt", "of its throughput", "≥ 0.9", False),
+            ("pyarrow_tiktoken_loop", "pyarrow + tiktoken loop", "× faster", "≥ 3", True),
+        ],
+    ),
+    ("generate", "kv_cache", "KV cache", [("recompute", "recomputing the context", "× faster", "≥ 5", False)]),
+)
+
+
 def ratios(runs: list[dict]) -> list[Ratio]:
     """fastgpt against each peer in its group, and the in-house bars that compare two of our own runs."""
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -96,34 +122,15 @@ def ratios(runs: list[dict]) -> list[Ratio]:
                             peer=False,
                         )
                     )
-        elif group.startswith("pretokenize vs in-memory"):
-            ours, ref, nano = (
-                _find(members, "pretokenize_to_bin"),
-                _find(members, "in_memory"),
-                _find(members, "nanogpt"),
-            )
-            if ours and ref:
-                out.append(
-                    Ratio(
-                        group,
-                        "text → .bin",
-                        "in-memory batch encode",
-                        per_byte(ref) / per_byte(ours),
-                        "of its throughput",
-                        "≥ 0.9",
-                        peer=False,
+        elif paired := next((p for p in PAIRED if group.startswith(p[0])), None):
+            _, ours_name, ours_label, others = paired
+            ours = _find(members, ours_name)
+            for name, other_label, meaning, bar, peer in others:
+                other = _find(members, name)
+                if ours and other:
+                    out.append(
+                        Ratio(group, ours_label, other_label, per_byte(other) / per_byte(ours), meaning, bar, peer)
                     )
-                )
-            if ours and nano:
-                out.append(
-                    Ratio(
-                        group,
-                        "text → .bin",
-                        "nanoGPT-style tiktoken pipeline",
-                        per_byte(nano) / per_byte(ours),
-                        "× faster",
-                    )
-                )
         elif group.endswith("peak RSS"):  # pretokenize's (text) and Parquet's: the largest input against the smallest
             info = [m.get("extra_info") or {} for m in members]
             rss = sorted((i.get("bytes") or i.get("parquet_bytes") or 0, i.get("peak_rss_mb")) for i in info)
@@ -136,49 +143,6 @@ def ratios(runs: list[dict]) -> list[Ratio]:
                         rss[-1][1] / rss[0][1],
                         "× the peak RSS",
                         "≤ 1.2" if group.startswith("parquet") else "≈ 1 (flat)",
-                        peer=False,
-                    )
-                )
-        elif group.startswith("parquet → .bin"):
-            parquet, txt, loop = (
-                _find(members, "parquet_to_bin"),
-                _find(members, "txt_to_bin"),
-                _find(members, "pyarrow_tiktoken_loop"),
-            )
-            if parquet and txt:
-                out.append(
-                    Ratio(
-                        group,
-                        "Parquet → .bin",
-                        "the same documents from .txt",
-                        per_byte(txt) / per_byte(parquet),
-                        "of its throughput",
-                        "≥ 0.9",
-                        peer=False,
-                    )
-                )
-            if parquet and loop:
-                out.append(
-                    Ratio(
-                        group,
-                        "Parquet → .bin",
-                        "pyarrow + tiktoken loop",
-                        per_byte(loop) / per_byte(parquet),
-                        "× faster",
-                        "≥ 3",
-                    )
-                )
-        elif group.startswith("generate"):
-            cached, recompute = _find(members, "kv_cache"), _find(members, "recompute")
-            if cached and recompute:
-                out.append(
-                    Ratio(
-                        group,
-                        "KV cache",
-                        "recomputing the context",
-                        per_byte(recompute) / per_byte(cached),
-                        "× faster",
-                        "≥ 5",
                         peer=False,
                     )
                 )
