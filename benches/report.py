@@ -134,12 +134,13 @@ def ratios(runs: list[dict]) -> list[Ratio]:
         elif group.endswith("peak RSS"):  # pretokenize's (text) and Parquet's: the largest input against the smallest
             info = [m.get("extra_info") or {} for m in members]
             rss = sorted((i.get("bytes") or i.get("parquet_bytes") or 0, i.get("peak_rss_mb")) for i in info)
+            unit = "MB of Parquet" if group.startswith("parquet") else "MB input"
             if len(rss) >= 2 and rss[0][1] and rss[-1][1]:
                 out.append(
                     Ratio(
                         group,
-                        f"{rss[-1][0] / 1e6:.0f} MB input",
-                        f"{rss[0][0] / 1e6:.0f} MB input",
+                        f"{rss[-1][0] / 1e6:.0f} {unit}",
+                        f"{rss[0][0] / 1e6:.0f} {unit}",
                         rss[-1][1] / rss[0][1],
                         "× the peak RSS",
                         "≤ 1.2" if group.startswith("parquet") else "≈ 1 (flat)",

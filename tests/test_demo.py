@@ -307,7 +307,7 @@ def test_report_ratios_markdown_and_chart(tmp_path):
         # Parquet: against the same documents from .txt (bar: at least 0.9), the plain loop, RSS 1 GB / 100 MB
         ("parquet → .bin (cl100k, all threads)", "Parquet → .bin", "the same documents from .txt"): 1.25,
         ("parquet → .bin (cl100k, all threads)", "Parquet → .bin", "pyarrow + tiktoken loop"): 15.0,
-        ("parquet → .bin peak RSS", "1000 MB input", "100 MB input"): 1.15,
+        ("parquet → .bin peak RSS", "1000 MB of Parquet", "100 MB of Parquet"): 1.15,
     }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
