@@ -164,6 +164,22 @@ def test_a_batch_item_that_is_no_str_is_named(pair):
             getattr(ours, method)(("a", "b", b"c"), num_threads=1)
 
 
+def test_a_batch_that_is_one_text_or_a_flat_list_of_ids_is_an_error(pair):
+    ours, theirs = pair
+    # tiktoken encodes each character of a str as a text of its own; that is always a mistake.
+    assert theirs.encode_ordinary_batch("ab") == [theirs.encode_ordinary("a"), theirs.encode_ordinary("b")]
+    for method in ["encode_batch", "encode_ordinary_batch"]:
+        for one in ["ab", b"ab"]:
+            with pytest.raises(TypeError, match=rf"^{method} takes a list of texts, not one {type(one).__name__} "):
+                getattr(ours, method)(one)
+    assert ours.decode_batch([[15339], (1917,), []]) == theirs.decode_batch([[15339], (1917,), []])
+    for method in ["decode_batch", "decode_bytes_batch"]:
+        with pytest.raises(TypeError, match=r"^item 0 of the batch is of type int, not a list of token ids: 15339 "):
+            getattr(ours, method)([15339, 1917])
+        with pytest.raises(TypeError, match=r"^item 1 of the batch is of type str, not a list of token ids: 'x' "):
+            getattr(ours, method)([[15339], "x"])
+
+
 def test_single_tokens(pair):
     ours, theirs = pair
     for value in ["hello", b" world", "<|endoftext|>", b"<|endofprompt|>", "hello world", b"\xff\xfe", "", 17, None]:

@@ -23,7 +23,7 @@ import operator
 import os
 import re
 import reprlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -422,6 +422,7 @@ class Tokenizer:
         disallowed_special: DisallowedSpecial = "all",
     ) -> list[list[int]]:
         """Encodes many texts on `num_threads` threads (all cores by default), GIL released."""
+        _refuse_one_text("encode_batch", text)
         texts = list(text)
         try:
             allowed, allow_all = self._special_policy(allowed_special, disallowed_special, texts)
@@ -432,6 +433,7 @@ class Tokenizer:
 
     def encode_ordinary_batch(self, text: Sequence[str], *, num_threads: int | None = None) -> list[list[int]]:
         """`encode_ordinary` of many texts on `num_threads` threads (all cores by default)."""
+        _refuse_one_text("encode_ordinary_batch", text)
         texts = list(text)
         try:
             return self._batch(texts, None, False, num_threads)
@@ -628,12 +630,12 @@ class Tokenizer:
     ) -> list[str]:
         """`decode` of each list of tokens."""
         _check_threads(num_threads)
-        return [self.decode(tokens, errors) for tokens in batch]
+        return [_named(i, tokens, self.decode, errors) for i, tokens in enumerate(batch)]
 
     def decode_bytes_batch(self, batch: Sequence[Sequence[int]], *, num_threads: int | None = None) -> list[bytes]:
         """`decode_bytes` of each list of tokens."""
         _check_threads(num_threads)
-        return [self.decode_bytes(tokens) for tokens in batch]
+        return [_named(i, tokens, self.decode_bytes) for i, tokens in enumerate(batch)]
 
 
 def _raise_disallowed(found: str) -> NoReturn:
@@ -659,6 +661,28 @@ def _name_a_text_that_is_not_str(texts: list) -> None:
             raise TypeError(
                 f"text {i} of the batch is of type {type(text).__name__}, not str: {reprlib.repr(text)}"
             ) from None
+
+
+def _refuse_one_text(method: str, text: object) -> None:
+    """A batch method given one str (or bytes) would encode each character as a text of its
+    own, as tiktoken's does; that is always a mistake, so it is an error here."""
+    if isinstance(text, (str, bytes)):
+        raise TypeError(
+            f"{method} takes a list of texts, not one {type(text).__name__} (its characters would be "
+            f"taken as the texts); to encode one text use {method.removesuffix('_batch')}"
+        )
+
+
+def _named(i: int, tokens: Sequence[int], decode: Callable[..., Any], *args: object) -> Any:
+    """`decode(tokens, *args)` for item `i` of a batch; an item that is no list of ids (a flat
+    list of ids passed as the batch) is named in the error."""
+    if isinstance(tokens, (int, str, bytes)) or not isinstance(tokens, Iterable):
+        raise TypeError(
+            f"item {i} of the batch is of type {type(tokens).__name__}, not a list of token ids: "
+            f"{reprlib.repr(tokens)} (a batch is a list of token lists; to decode one list use "
+            f"{decode.__name__})"
+        )
+    return decode(tokens, *args)
 
 
 def _check_threads(num_threads: int | None) -> None:
