@@ -70,6 +70,30 @@ def test_batch_sizes_and_threads_do_not_change_the_tokens(
     assert TokenFile(tmp_path / "out.bin")[:].tolist() == expected_tokens(cl100k, docs)
 
 
+def test_text_files_go_to_rust_as_bytes_and_invalid_utf8_is_replaced_and_counted(cl100k, tmp_path, stdlib_texts):
+    """Blocks of a text file are handed over undecoded; one that is not UTF-8 is decoded in
+    Python (invalid bytes become U+FFFD, counted), as a str would have been, and nothing of
+    it is written twice."""
+    good = [line for line in "".join(stdlib_texts[40:44]).splitlines() if line.strip()]
+    lines = [line.encode() for line in good[:60]]
+    lines += ["π ≈ 3.14 — ça va\r".encode(), b"bad \xff\xfe here " + "\ufffd real".encode()]
+    raw = b"\n".join(lines + [line.encode() for line in good[60:]]) + b"\n"
+    (tmp_path / "in.txt").write_bytes(raw)
+    docs = [line.rstrip("\r") for line in raw.decode("utf-8", "replace").split("\n") if line.rstrip("\r")]
+    summary = pretokenize(tmp_path / "in.txt", cl100k, tmp_path / "out.bin", batch_bytes=2_000, progress=False)
+    assert TokenFile(tmp_path / "out.bin")[:].tolist() == expected_tokens(cl100k, docs)
+    assert summary.invalid_utf8 == 2 and summary.documents == len(docs)
+
+    from fastgpt import _core
+
+    writer = _core.TokenWriter(str(tmp_path / "w.bin"), cl100k.n_vocab, cl100k.eot_token, None)
+    assert writer.write_lines(cl100k._core, "a\nb\n") == writer.write_lines(cl100k._core, b"a\nb\n")
+    with pytest.raises(UnicodeDecodeError, match="can't decode byte 0xff in position 7"):
+        writer.write_lines(cl100k._core, b"ok\nbad \xff\n")
+    assert writer.num_tokens == 8  # the two good blocks only: a, eot, b, eot twice
+    writer.abort()
+
+
 def test_llm_c_layout_reads_our_files(byte_tokenizer, tmp_path):
     """A reader written from llm.c's published header layout, independent of fastgpt.data."""
     (tmp_path / "x.txt").write_text("hi\nyo\n")

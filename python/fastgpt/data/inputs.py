@@ -227,7 +227,8 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
-def _decode(raw: bytes, stats: CorpusStats) -> str:
+def decode(raw: bytes, stats: CorpusStats) -> str:
+    """`raw` as text, invalid UTF-8 replaced by U+FFFD and counted in `stats`."""
     text = raw.decode("utf-8", errors="replace")
     if "\ufffd" in text:
         # Count only replacements, not U+FFFD characters the file really holds.
@@ -248,12 +249,19 @@ def iter_lines(path: Path, stats: CorpusStats) -> Iterator[str]:
     with _reading(path, stats) as f:
         for raw in f:
             stats.bytes_read += len(raw)
-            yield _decode(raw, stats)
+            yield decode(raw, stats)
 
 
 def iter_blocks(path: Path, stats: CorpusStats, block_bytes: int = 8 << 20) -> Iterator[str]:
     """A text file in blocks of about `block_bytes`, each ending at a newline (but the
     last): reading in blocks costs far less than line by line."""
+    for raw in iter_raw_blocks(path, stats, block_bytes):
+        yield decode(raw, stats)
+
+
+def iter_raw_blocks(path: Path, stats: CorpusStats, block_bytes: int = 8 << 20) -> Iterator[bytes]:
+    """`iter_blocks`' blocks as the file's bytes (decompressed), not decoded: for a reader
+    that checks and decodes UTF-8 itself (`decode` for a block it finds invalid)."""
     rest = b""
     with _reading(path, stats) as f:
         while chunk := f.read(block_bytes):
@@ -262,10 +270,10 @@ def iter_blocks(path: Path, stats: CorpusStats, block_bytes: int = 8 << 20) -> I
             if cut < 0:
                 rest += chunk
                 continue
-            yield _decode(rest + chunk[: cut + 1], stats)
+            yield rest + chunk[: cut + 1]
             rest = chunk[cut + 1 :]
     if rest:
-        yield _decode(rest, stats)
+        yield rest
 
 
 # ---- documents ---------------------------------------------------------------------------

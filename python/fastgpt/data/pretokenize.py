@@ -44,10 +44,12 @@ from fastgpt.data.inputs import (
     base_name,
     batched,
     check_outputs,
+    decode,
     expand_inputs,
     has_records,
     iter_blocks,
     iter_documents,
+    iter_raw_blocks,
     safe_runs,
 )
 from fastgpt.tokenizer import Tokenizer
@@ -250,10 +252,13 @@ def _pretokenize(
         sink = _core.TokenWriter(str(output), tok.n_vocab, tok.eot_token, shard_tokens)
     try:
         for item in _prefetch(work):
-            if isinstance(item, str) and format == "bin":
-                stats.documents += sink.write_lines(tok._core, item, threads)[1]
+            if isinstance(item, bytes) and format == "bin":
+                try:
+                    stats.documents += sink.write_lines(tok._core, item, threads)[1]
+                except UnicodeDecodeError:  # nothing written: the block again, invalid bytes replaced
+                    stats.documents += sink.write_lines(tok._core, decode(item, stats), threads)[1]
             else:
-                texts, ends = _lines_as_documents(item, stats) if isinstance(item, str) else item
+                texts, ends = _lines_as_documents(decode(item, stats), stats) if isinstance(item, bytes) else item
                 if format == "bin":
                     sink.write_texts(tok._core, texts, ends, threads)
                 else:
@@ -325,10 +330,10 @@ def _source_batches(data, text_field: str, stats: CorpusStats, batch_bytes: int)
 
 def _batches(
     units: list[parquet.Unit], tok: Tokenizer, doc_sep: DocSep, text_field: str, stats: CorpusStats, batch_bytes: int
-) -> Iterator[str | tuple[list[str], list[bool]]]:
-    """Work items: a text block whose non-empty lines are the documents (the fast path
-    for one document per line), or (texts, ends) where `ends[i]` says whether a document
-    ends after `texts[i]`."""
+) -> Iterator[bytes | tuple[list[str], list[bool]]]:
+    """Work items: a block of the file's bytes whose non-empty lines are the documents (the
+    fast path for one document per line; checked and decoded in Rust), or (texts, ends)
+    where `ends[i]` says whether a document ends after `texts[i]`."""
     for path, group in itertools.groupby(units, key=lambda u: u.path):
         if parquet.is_columnar(path):
             # Parquet / Arrow by record batch (a shard's row groups of the file together), not record by record.
@@ -338,7 +343,7 @@ def _batches(
             for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
                 yield batch, [True] * len(batch)
         elif doc_sep == "line":
-            yield from iter_blocks(path, stats, batch_bytes)
+            yield from iter_raw_blocks(path, stats, batch_bytes)
         else:
             texts: list[str] = []
             ends: list[bool] = []
