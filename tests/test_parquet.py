@@ -69,6 +69,46 @@ def test_parquet_ids_equal_jsonl_and_tiktoken(docs, cl100k, cl100k_reference, tm
     assert a.bytes == sum(len(d.encode()) for d in docs)  # text bytes, not the compressed file's
 
 
+def test_arrow_strings_are_read_from_their_buffers_in_every_layout(docs, cl100k, tmp_path):
+    """`TokenWriter.write_strings` reads Arrow's buffers (sliced arrays, 64-bit offsets); string
+    views and strings that are not UTF-8 (which pyarrow's Parquet reader lets through) go as
+    Python strs, invalid bytes replaced and counted, as in text files."""
+    from fastgpt import _core
+    from fastgpt.data.parquet import text_buffers
+
+    def written(columns) -> list[int]:
+        writer = _core.TokenWriter(str(tmp_path / "w.bin"), cl100k.n_vocab, cl100k.eot_token, None)
+        writer.write_strings(cl100k._core, columns)
+        (finished,) = writer.finish()  # a temporary name, which pretokenize renames
+        return tokens(finished)
+
+    def expected(texts) -> list[int]:
+        return [i for d in texts if d for i in [*cl100k.encode_ordinary(d), cl100k.eot_token]]
+
+    sliced = pa.array(docs[:30])[7:19]
+    assert written([text_buffers(sliced), text_buffers(pa.array(docs[40:45], pa.large_string()))]) == expected(
+        docs[7:19] + docs[40:45]
+    )
+    wrong = (b"abc", (0).to_bytes(4, "little") + (9).to_bytes(4, "little"), False, 0, 1)
+    with pytest.raises(ValueError, match="pass the end of 3 bytes of data"):
+        written([wrong])
+
+    bad = pa.Array.from_buffers(
+        pa.string(), 3, pa.array([b"ok", b"bad \xff x", b"\xef\xbf\xbd"], pa.binary()).buffers()
+    )
+    pq.write_table(pa.table({"text": bad}), tmp_path / "bad.parquet")
+    summary = pretokenize(tmp_path / "bad.parquet", cl100k, tmp_path / "bad.bin", progress=False)
+    assert tokens(tmp_path / "bad.bin") == expected(["ok", "bad \ufffd x", "\ufffd"])
+    assert summary.invalid_utf8 == 1 and summary.documents == 3
+    if hasattr(pa, "string_view"):
+        views = pa.array(docs[50:60], pa.string_view())
+        assert text_buffers(views) is None
+        pq.write_table(pa.table({"text": views}), tmp_path / "views.parquet")
+        summary = pretokenize(tmp_path / "views.parquet", cl100k, tmp_path / "views.bin", progress=False)
+        assert tokens(tmp_path / "views.bin") == expected(docs[50:60])
+        assert summary.bytes == sum(len(d.encode()) for d in docs[50:60])
+
+
 def test_datasets_and_iterables_stream_into_pretokenize(docs, cl100k, tmp_path):
     datasets = pytest.importorskip("datasets")
     write_jsonl(tmp_path / "c.jsonl", docs)

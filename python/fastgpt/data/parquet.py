@@ -174,25 +174,41 @@ def _checked(path: Path, batches, text_field: str, row: int) -> Iterator[Any]:
 
 
 def text_bytes(column) -> int:
-    """UTF-8 bytes of the strings in an Arrow string array."""
+    """UTF-8 bytes of the strings in an Arrow string array (string views too, which
+    `binary_length` does not take)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.large_string())
     return int(pc.sum(pc.binary_length(column)).as_py() or 0)
 
 
-def iter_text_batches(
-    path: str | os.PathLike, text_field: str = "text", stats=None, row_groups: Iterable[int] | None = None
-) -> Iterator[list[str]]:
-    """Lists of the non-empty documents of a Parquet or Arrow file, one list per record batch.
-    `stats` (a `CorpusStats`) counts files, text bytes and documents."""
-    if stats is not None:
-        stats.files += 1
-    for column in iter_text_arrays(path, text_field, row_groups):
-        docs = [t for t in column.to_pylist() if t]
-        if stats is not None:
-            stats.bytes_read += text_bytes(column)
-            stats.documents += len(docs)
-        yield docs
+def text_buffers(column) -> tuple[bytes, bytes, bool, int, int] | None:
+    """(data, offsets, whether the offsets are 64-bit, the array's offset, its length) of a
+    string or large_string array: its strings as `TokenWriter.write_strings` reads them, with
+    no str made per row. None for other layouts (string views)."""
+    import pyarrow as pa
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    _, offsets, data = column.buffers()
+    large = pa.types.is_large_string(column.type)
+    return (data.to_pybytes() if data is not None else b""), offsets.to_pybytes(), large, column.offset, len(column)
+
+
+def decoded_texts(column, stats) -> list[str]:
+    """The non-empty strings of a text array. pyarrow's Parquet reader does not check that
+    strings are UTF-8: invalid bytes become U+FFFD, counted in `stats`, as in text files."""
+    try:
+        return [t for t in column.to_pylist() if t]
+    except UnicodeDecodeError:
+        import pyarrow as pa
+
+        from fastgpt.data.inputs import decode
+
+        raw = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+        return [t for b in raw.to_pylist() if (t := decode(b, stats))]
 
 
 def iter_records(path: Path, text_field: str, stats) -> Iterator[tuple[str, int, None]]:

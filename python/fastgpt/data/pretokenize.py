@@ -252,13 +252,10 @@ def _pretokenize(
         sink = _core.TokenWriter(str(output), tok.n_vocab, tok.eot_token, shard_tokens)
     try:
         for item in _prefetch(work):
-            if isinstance(item, bytes) and format == "bin":
-                try:
-                    stats.documents += sink.write_lines(tok._core, item, threads)[1]
-                except UnicodeDecodeError:  # nothing written: the block again, invalid bytes replaced
-                    stats.documents += sink.write_lines(tok._core, decode(item, stats), threads)[1]
+            if format == "bin" and isinstance(item, (bytes, _Columns)):
+                _write_raw(sink, tok, item, stats, threads)
             else:
-                texts, ends = _lines_as_documents(decode(item, stats), stats) if isinstance(item, bytes) else item
+                texts, ends = _as_texts(item, stats)
                 if format == "bin":
                     sink.write_texts(tok._core, texts, ends, threads)
                 else:
@@ -307,6 +304,59 @@ def _columnar(unit: parquet.Unit) -> bool:
     return parquet.is_columnar(unit.path)
 
 
+@dataclasses.dataclass
+class _Columns:
+    """A work item of Arrow string arrays (of a Parquet or Arrow file): their non-empty
+    strings are the documents."""
+
+    arrays: list[Any]
+
+
+def _columns(path: Path, text_field: str, stats: CorpusStats, row_groups, batch_bytes: int) -> Iterator[_Columns]:
+    """The text column of a Parquet or Arrow file in work items of about `batch_bytes`."""
+    stats.files += 1
+    arrays: list[Any] = []
+    size = 0
+    for column in parquet.iter_text_arrays(path, text_field, row_groups):
+        arrays.append(column)
+        size += (n := parquet.text_bytes(column))
+        stats.bytes_read += n
+        if size >= batch_bytes:
+            yield _Columns(arrays)
+            arrays, size = [], 0
+    if arrays:
+        yield _Columns(arrays)
+
+
+def _write_raw(sink, tok: Tokenizer, item: bytes | _Columns, stats: CorpusStats, threads) -> None:
+    """The documents of a text file's block, or of Arrow arrays, into `sink`, read in Rust
+    from their bytes; where those are not UTF-8 (or the arrays are string views), from
+    Python strs instead (`_as_texts`: invalid bytes replaced and counted)."""
+    try:
+        if isinstance(item, bytes):
+            stats.documents += sink.write_lines(tok._core, item, threads)[1]
+            return
+        buffers = [parquet.text_buffers(a) for a in item.arrays]
+        if all(b is not None for b in buffers):
+            stats.documents += sink.write_strings(tok._core, buffers, threads)[1]
+            return
+    except UnicodeDecodeError:  # nothing was written
+        pass
+    texts, ends = _as_texts(item, stats)
+    sink.write_texts(tok._core, texts, ends, threads)
+
+
+def _as_texts(item: bytes | _Columns | tuple[list[str], list[bool]], stats: CorpusStats):
+    """A work item's documents as (texts, ends), decoded in Python, invalid UTF-8 replaced."""
+    if isinstance(item, bytes):
+        return _lines_as_documents(decode(item, stats), stats)
+    if isinstance(item, _Columns):
+        texts = [t for a in item.arrays for t in parquet.decoded_texts(a, stats)]
+        stats.documents += len(texts)
+        return texts, [True] * len(texts)
+    return item
+
+
 def _regroup(batches: Iterable[list[str]], batch_bytes: int) -> Iterator[tuple[list[str], list[bool]]]:
     """Lists of documents joined into work items of about `batch_bytes` characters."""
     texts: list[str] = []
@@ -330,7 +380,7 @@ def _source_batches(data, text_field: str, stats: CorpusStats, batch_bytes: int)
 
 def _batches(
     units: list[parquet.Unit], tok: Tokenizer, doc_sep: DocSep, text_field: str, stats: CorpusStats, batch_bytes: int
-) -> Iterator[bytes | tuple[list[str], list[bool]]]:
+) -> Iterator[bytes | _Columns | tuple[list[str], list[bool]]]:
     """Work items: a block of the file's bytes whose non-empty lines are the documents (the
     fast path for one document per line; checked and decoded in Rust), or (texts, ends)
     where `ends[i]` says whether a document ends after `texts[i]`."""
@@ -338,7 +388,7 @@ def _batches(
         if parquet.is_columnar(path):
             # Parquet / Arrow by record batch (a shard's row groups of the file together), not record by record.
             row_groups = [g for u in group for g in u.row_groups or ()] or None
-            yield from _regroup(parquet.iter_text_batches(path, text_field, stats, row_groups), batch_bytes)
+            yield from _columns(path, text_field, stats, row_groups, batch_bytes)
         elif has_records(path) or doc_sep == "blank":
             for batch in batched(iter_documents([path], doc_sep, text_field, stats), batch_bytes):
                 yield batch, [True] * len(batch)
