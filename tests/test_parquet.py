@@ -70,11 +70,12 @@ def test_parquet_ids_equal_jsonl_and_tiktoken(docs, cl100k, cl100k_reference, tm
 
 
 def test_arrow_strings_are_read_from_their_buffers_in_every_layout(docs, cl100k, tmp_path):
-    """`TokenWriter.write_strings` reads Arrow's buffers (sliced arrays, 64-bit offsets); string
-    views and strings that are not UTF-8 (which pyarrow's Parquet reader lets through) go as
-    Python strs, invalid bytes replaced and counted, as in text files."""
+    """`TokenWriter.write_strings` reads Arrow string arrays in place through the C data
+    interface (sliced arrays, 64-bit offsets; other arrays are refused); string views and
+    strings that are not UTF-8 (which pyarrow's Parquet reader lets through) go as Python
+    strs, invalid bytes replaced and counted, as in text files."""
     from fastgpt import _core
-    from fastgpt.data.parquet import text_buffers
+    from fastgpt.data.parquet import text_export
 
     def written(columns) -> list[int]:
         writer = _core.TokenWriter(str(tmp_path / "w.bin"), cl100k.n_vocab, cl100k.eot_token, None)
@@ -86,12 +87,14 @@ def test_arrow_strings_are_read_from_their_buffers_in_every_layout(docs, cl100k,
         return [i for d in texts if d for i in [*cl100k.encode_ordinary(d), cl100k.eot_token]]
 
     sliced = pa.array(docs[:30])[7:19]
-    assert written([text_buffers(sliced), text_buffers(pa.array(docs[40:45], pa.large_string()))]) == expected(
+    assert written([text_export(sliced), text_export(pa.array(docs[40:45], pa.large_string()))]) == expected(
         docs[7:19] + docs[40:45]
     )
-    wrong = (b"abc", (0).to_bytes(4, "little") + (9).to_bytes(4, "little"), False, 0, 1)
-    with pytest.raises(ValueError, match="pass the end of 3 bytes of data"):
-        written([wrong])
+    assert written([text_export(pa.array(["", ""]))]) == []
+    with pytest.raises(ValueError, match="with nulls"):
+        written([text_export(pa.array(["a", None]))])
+    with pytest.raises(ValueError, match="not string or large string"):
+        written([pa.array([1, 2]).__arrow_c_array__()])
 
     bad = pa.Array.from_buffers(
         pa.string(), 3, pa.array([b"ok", b"bad \xff x", b"\xef\xbf\xbd"], pa.binary()).buffers()
@@ -102,7 +105,7 @@ def test_arrow_strings_are_read_from_their_buffers_in_every_layout(docs, cl100k,
     assert summary.invalid_utf8 == 1 and summary.documents == 3
     if hasattr(pa, "string_view"):
         views = pa.array(docs[50:60], pa.string_view())
-        assert text_buffers(views) is None
+        assert text_export(views) is None
         pq.write_table(pa.table({"text": views}), tmp_path / "views.parquet")
         summary = pretokenize(tmp_path / "views.parquet", cl100k, tmp_path / "views.bin", progress=False)
         assert tokens(tmp_path / "views.bin") == expected(docs[50:60])

@@ -1,6 +1,7 @@
 # Typed stub of the Rust extension (rust/src/py.rs). Kept by hand; tests/test_stub.py
 # checks that it names exactly what the extension exports.
 from os import PathLike
+from typing import Any
 
 class CoreBPE:
     @staticmethod
@@ -53,7 +54,7 @@ class TokenWriter:
     def write_strings(
         self,
         encoder: CoreBPE,
-        columns: list[tuple[bytes, bytes, bool, int, int]],  # Arrow (data, offsets, 64-bit, offset, length)
+        columns: list[tuple[Any, Any]],  # (schema, array) capsules: `pyarrow.Array.__arrow_c_array__()`
         num_threads: int | None = None,
     ) -> tuple[int, int]: ...
     def finish(self) -> list[str]: ...  # the pieces' temporary files, for the caller to rename

@@ -10,6 +10,8 @@ pub mod workers;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_arrow;
 
 pub use bpe::encode::{Allowed, Encoder};
 pub use bpe::train::{Merger, WordCounter};

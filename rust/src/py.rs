@@ -374,11 +374,6 @@ impl PyTokenWriter {
     }
 }
 
-/// An Arrow string array as `PyTokenWriter::write_strings` takes it: (data, offsets, whether
-/// the offsets are 64-bit, the array's offset, its length).
-type PyArrowColumn<'py> = (Bound<'py, PyBytes>, Bound<'py, PyBytes>, bool, usize, usize);
-type ArrowColumn<'a> = (&'a [u8], &'a [u8], bool, usize, usize);
-
 /// Why `PyTokenWriter::write_lines` or `write_strings` failed, told apart after the GIL is
 /// taken back: text that is not UTF-8 (the bytes, where the error is), or anything else.
 enum LinesError {
@@ -394,32 +389,6 @@ fn lines_error(py: Python<'_>, error: LinesError) -> PyErr {
         },
         LinesError::Write(e) => to_py(e),
     }
-}
-
-/// The `len + 1` offsets from `first` of an Arrow string array's offsets buffer (32- or
-/// 64-bit, little-endian), checked to rise and to stay within its `data_len` bytes of data.
-fn arrow_offsets(offsets: &[u8], wide: bool, first: usize, len: usize, data_len: usize) -> crate::Result<Vec<usize>> {
-    let width = if wide { 8 } else { 4 };
-    let bytes = offsets.get(first * width..(first + len + 1) * width).ok_or_else(|| {
-        crate::Error::Invalid(format!(
-            "an Arrow offsets buffer of {} bytes holds no {} offsets from {first}",
-            offsets.len(),
-            len + 1
-        ))
-    })?;
-    let bounds: Vec<usize> = bytes
-        .chunks_exact(width)
-        .map(|b| match wide {
-            true => i64::from_le_bytes(b.try_into().expect("8 bytes")) as usize,
-            false => i32::from_le_bytes(b.try_into().expect("4 bytes")) as u32 as usize,
-        })
-        .collect();
-    if bounds.windows(2).any(|w| w[0] > w[1]) || bounds[len] > data_len {
-        return Err(crate::Error::Invalid(format!(
-            "Arrow offsets that fall or pass the end of {data_len} bytes of data"
-        )));
-    }
-    Ok(bounds)
 }
 
 #[pymethods]
@@ -499,31 +468,31 @@ impl PyTokenWriter {
     }
 
     /// Like `write_texts` with the non-empty strings of Arrow string arrays as the
-    /// documents, read from copies of the arrays' buffers (`PyArrowColumn`), with no str
-    /// made per document: Parquet of multilingual text to `.bin` measured 1.1x faster so.
-    /// Returns (tokens written, documents). Each string is checked to be UTF-8 (pyarrow's
-    /// Parquet reader does not check), and one that is not raises UnicodeDecodeError before
-    /// anything is written.
+    /// documents, each array given as the (schema, array) capsules of its C data interface
+    /// export (`__arrow_c_array__`) and read in place (`py_arrow.rs`). Returns (tokens
+    /// written, documents). Each string is checked to be UTF-8 (pyarrow's Parquet reader
+    /// does not check), and one that is not raises UnicodeDecodeError before anything is
+    /// written; an array that is not a string or large string one without nulls raises
+    /// ValueError.
     #[pyo3(signature = (encoder, columns, num_threads=None))]
     fn write_strings(
         &mut self,
         py: Python<'_>,
         encoder: &Bound<'_, PyEncoder>,
-        columns: Vec<PyArrowColumn<'_>>,
+        columns: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
         num_threads: Option<usize>,
     ) -> PyResult<(u64, usize)> {
         let encoder = &encoder.get().inner;
         let writer = self.writer()?;
-        let columns: Vec<ArrowColumn> = columns
+        let columns = columns
             .iter()
-            .map(|(data, offsets, wide, first, len)| (data.as_bytes(), offsets.as_bytes(), *wide, *first, *len))
-            .collect();
+            .map(|(schema, array)| crate::py_arrow::strings(schema, array))
+            .collect::<PyResult<Vec<_>>>()?;
         py.detach(|| {
             let mut docs: Vec<&str> = Vec::new();
-            for &(data, offsets, wide, first, len) in &columns {
-                let bounds = arrow_offsets(offsets, wide, first, len, data.len()).map_err(LinesError::Write)?;
-                for pair in bounds.windows(2).filter(|pair| pair[0] < pair[1]) {
-                    let doc = &data[pair[0]..pair[1]];
+            for column in &columns {
+                for pair in column.bounds.windows(2).filter(|pair| pair[0] < pair[1]) {
+                    let doc = &column.data[pair[0]..pair[1]];
                     docs.push(std::str::from_utf8(doc).map_err(|e| LinesError::NotUtf8(doc.to_vec(), e))?);
                 }
             }

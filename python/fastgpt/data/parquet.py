@@ -184,17 +184,15 @@ def text_bytes(column) -> int:
     return int(pc.sum(pc.binary_length(column)).as_py() or 0)
 
 
-def text_buffers(column) -> tuple[bytes, bytes, bool, int, int] | None:
-    """(data, offsets, whether the offsets are 64-bit, the array's offset, its length) of a
-    string or large_string array: its strings as `TokenWriter.write_strings` reads them, with
-    no str made per row. None for other layouts (string views)."""
+def text_export(column) -> tuple[Any, Any] | None:
+    """A string or large_string array's (schema, array) capsules of the Arrow C data
+    interface, through which `TokenWriter.write_strings` reads its strings in place, with no
+    copy and no str per row; None for other layouts (string views)."""
     import pyarrow as pa
 
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return None
-    _, offsets, data = column.buffers()
-    large = pa.types.is_large_string(column.type)
-    return (data.to_pybytes() if data is not None else b""), offsets.to_pybytes(), large, column.offset, len(column)
+    return column.__arrow_c_array__()
 
 
 def decoded_texts(column, stats) -> list[str]:

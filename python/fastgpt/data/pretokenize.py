@@ -313,15 +313,19 @@ class _Columns:
 
 
 def _columns(path: Path, text_field: str, stats: CorpusStats, row_groups, batch_bytes: int) -> Iterator[_Columns]:
-    """The text column of a Parquet or Arrow file in work items of about `batch_bytes`."""
+    """The text column of a Parquet or Arrow file in work items of about `batch_bytes`; the
+    first is one record batch, so that encoding starts as soon as one is read (the cores
+    waited 8-18 ms of a 16 MB file's 55-65 for a first item of two)."""
     stats.files += 1
     arrays: list[Any] = []
     size = 0
+    first = True
     for column in parquet.iter_text_arrays(path, text_field, row_groups):
         arrays.append(column)
         size += (n := parquet.text_bytes(column))
         stats.bytes_read += n
-        if size >= batch_bytes:
+        if size >= batch_bytes or first:
+            first = False
             yield _Columns(arrays)
             arrays, size = [], 0
     if arrays:
@@ -336,9 +340,9 @@ def _write_raw(sink, tok: Tokenizer, item: bytes | _Columns, stats: CorpusStats,
         if isinstance(item, bytes):
             stats.documents += sink.write_lines(tok._core, item, threads)[1]
             return
-        buffers = [parquet.text_buffers(a) for a in item.arrays]
-        if all(b is not None for b in buffers):
-            stats.documents += sink.write_strings(tok._core, buffers, threads)[1]
+        exports = [parquet.text_export(a) for a in item.arrays]
+        if all(e is not None for e in exports):
+            stats.documents += sink.write_strings(tok._core, exports, threads)[1]
             return
     except UnicodeDecodeError:  # nothing was written
         pass
