@@ -350,7 +350,9 @@ def _write_raw(sink, tok: Tokenizer, item: bytes | _Columns, stats: CorpusStats,
     sink.write_texts(tok._core, texts, ends, threads)
 
 
-def _as_texts(item: bytes | _Columns | tuple[list[str], list[bool]], stats: CorpusStats):
+def _as_texts(
+    item: bytes | _Columns | tuple[list[str], list[bool]], stats: CorpusStats
+) -> tuple[list[str], list[bool]]:
     """A work item's documents as (texts, ends), decoded in Python, invalid UTF-8 replaced."""
     if isinstance(item, bytes):
         return _lines_as_documents(decode(item, stats), stats)
@@ -385,9 +387,10 @@ def _source_batches(data, text_field: str, stats: CorpusStats, batch_bytes: int)
 def _batches(
     units: list[parquet.Unit], tok: Tokenizer, doc_sep: DocSep, text_field: str, stats: CorpusStats, batch_bytes: int
 ) -> Iterator[bytes | _Columns | tuple[list[str], list[bool]]]:
-    """Work items: a block of the file's bytes whose non-empty lines are the documents (the
-    fast path for one document per line; checked and decoded in Rust), or (texts, ends)
-    where `ends[i]` says whether a document ends after `texts[i]`."""
+    """Work items: a block of a text file's bytes whose non-empty lines are the documents
+    (the fast path for one document per line; checked and decoded in Rust), the text column
+    of a Parquet or Arrow file (`_Columns`, read in place in Rust), or (texts, ends) where
+    `ends[i]` says whether a document ends after `texts[i]`."""
     for path, group in itertools.groupby(units, key=lambda u: u.path):
         if parquet.is_columnar(path):
             # Parquet / Arrow by record batch (a shard's row groups of the file together), not record by record.
