@@ -1,6 +1,7 @@
 //! fastgpt's Rust core: byte-level BPE encoding and training and the file formats
 //! around it. Pure Rust; the Python bindings live in `py.rs`, behind the `python` feature.
 
+pub mod arrow_c;
 pub mod binfile;
 pub mod bpe;
 pub mod error;
@@ -10,8 +11,6 @@ pub mod workers;
 
 #[cfg(feature = "python")]
 mod py;
-#[cfg(feature = "python")]
-mod py_arrow;
 
 pub use bpe::encode::{Allowed, Encoder};
 pub use bpe::train::{Merger, WordCounter};

@@ -381,6 +381,19 @@ enum LinesError {
     Write(crate::Error),
 }
 
+/// The pointer a PyCapsule named `name` holds, or an error naming what was expected.
+fn capsule_pointer(capsule: &Bound<'_, PyAny>, name: &std::ffi::CStr) -> PyResult<*const std::ffi::c_void> {
+    // SAFETY: any object may be asked; a wrong type or name gives null and an exception set.
+    let pointer = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), name.as_ptr()) };
+    if pointer.is_null() {
+        let _ = PyErr::take(capsule.py());
+        return Err(PyValueError::new_err(format!(
+            "expected a PyCapsule named {name:?} (an Arrow C data interface export)"
+        )));
+    }
+    Ok(pointer.cast_const())
+}
+
 fn lines_error(py: Python<'_>, error: LinesError) -> PyErr {
     match error {
         LinesError::NotUtf8(bytes, e) => match PyUnicodeDecodeError::new_utf8(py, &bytes, e) {
@@ -469,7 +482,7 @@ impl PyTokenWriter {
 
     /// Like `write_texts` with the non-empty strings of Arrow string arrays as the
     /// documents, each array given as the (schema, array) capsules of its C data interface
-    /// export (`__arrow_c_array__`) and read in place (`py_arrow.rs`). Returns (tokens
+    /// export (`__arrow_c_array__`) and read in place (`arrow_c.rs`). Returns (tokens
     /// written, documents). Each string is checked to be UTF-8 (pyarrow's Parquet reader
     /// does not check), and one that is not raises UnicodeDecodeError before anything is
     /// written; an array that is not a string or large string one without nulls raises
@@ -486,7 +499,15 @@ impl PyTokenWriter {
         let writer = self.writer()?;
         let columns = columns
             .iter()
-            .map(|(schema, array)| crate::py_arrow::strings(schema, array))
+            .map(|(schema, array)| {
+                let (schema, array) = (
+                    capsule_pointer(schema, c"arrow_schema")?,
+                    capsule_pointer(array, c"arrow_array")?,
+                );
+                // SAFETY: a capsule holds its live export until it is freed, and `columns`
+                // (which holds the capsules) outlives every use of the strings.
+                unsafe { crate::arrow_c::strings(schema, array) }.map_err(to_py)
+            })
             .collect::<PyResult<Vec<_>>>()?;
         py.detach(|| {
             let mut docs: Vec<&str> = Vec::new();

@@ -1,12 +1,10 @@
-//! Arrow string arrays read in place, through the Arrow C data interface: pyarrow hands an
-//! array over as two PyCapsules (`__arrow_c_array__`, pyarrow 14 and later), one holding its
-//! `ArrowSchema` and one its `ArrowArray`, and keeps the buffers alive as long as the
-//! capsules are. So `PyTokenWriter::write_strings` encodes a Parquet file's text column
-//! without a copy of its bytes, or a Python string per row.
+//! Arrow string arrays read in place, through the Arrow C data interface: a producer
+//! (pyarrow's `__arrow_c_array__`, which `py.rs` unwraps from its PyCapsules) hands over an
+//! `ArrowSchema` and an `ArrowArray`, and keeps the buffers alive until they are released.
+//! So a Parquet file's text column is encoded without a copy of its bytes, or a Python
+//! string per row.
 
-use pyo3::exceptions::PyValueError;
-use pyo3::ffi;
-use pyo3::prelude::*;
+use crate::error::{Error, Result};
 use std::ffi::{c_char, c_void, CStr};
 
 /// The C data interface's `struct ArrowSchema` (only `format` is read).
@@ -39,34 +37,24 @@ struct ArrowArray {
 }
 
 /// The strings of one Arrow string array: `bounds[i]..bounds[i + 1]` of `data` is string `i`.
-pub(crate) struct ArrowStrings<'a> {
-    pub(crate) data: &'a [u8],
-    pub(crate) bounds: Vec<usize>,
+pub struct ArrowStrings<'a> {
+    pub data: &'a [u8],
+    pub bounds: Vec<usize>,
 }
 
-/// The pointer a capsule named `name` holds, or an error naming what was expected.
-fn capsule_pointer<T>(capsule: &Bound<'_, PyAny>, name: &CStr) -> PyResult<*const T> {
-    // SAFETY: any object may be asked; a wrong type or name gives null and an exception set.
-    let pointer = unsafe { ffi::PyCapsule_GetPointer(capsule.as_ptr(), name.as_ptr()) };
-    if pointer.is_null() {
-        let _ = PyErr::take(capsule.py());
-        return Err(PyValueError::new_err(format!(
-            "expected a PyCapsule named {name:?} (an Arrow C data interface export)"
-        )));
-    }
-    Ok(pointer.cast())
-}
-
-/// The strings of the array exported as `(schema, array)` capsules, borrowed from them: a
-/// `string` or `large_string` array without nulls. Anything else is a ValueError (the caller
-/// reads other layouts, such as string views, through Python).
-pub(crate) fn strings<'a>(schema: &'a Bound<'_, PyAny>, array: &'a Bound<'_, PyAny>) -> PyResult<ArrowStrings<'a>> {
-    let bad = |what: &str| PyValueError::new_err(format!("an Arrow string array export {what}"));
-    // SAFETY: the capsules hold a live schema and array until they are freed, and `'a`
-    // borrows them; the producer keeps the buffers valid while the array is not released.
+/// The strings of an exported `string` or `large_string` array without nulls, borrowed from
+/// the export; anything else is an error (the caller reads other layouts, such as string
+/// views, another way).
+///
+/// # Safety
+/// `schema` and `array` point to a live `ArrowSchema` and `ArrowArray` whose buffers stay
+/// valid for `'a`.
+pub unsafe fn strings<'a>(schema: *const c_void, array: *const c_void) -> Result<ArrowStrings<'a>> {
+    let bad = |what: &str| Error::Invalid(format!("an Arrow string array export {what}"));
+    // SAFETY: as the caller promises; every pointer read below is checked first.
     unsafe {
-        let schema = &*capsule_pointer::<ArrowSchema>(schema, c"arrow_schema")?;
-        let array = &*capsule_pointer::<ArrowArray>(array, c"arrow_array")?;
+        let schema = &*schema.cast::<ArrowSchema>();
+        let array = &*array.cast::<ArrowArray>();
         if schema.release.is_none() || array.release.is_none() || schema.format.is_null() {
             return Err(bad("that was released"));
         }
