@@ -91,12 +91,9 @@ def test_encode_batch(benchmark, vocab, peer, threads):
     def batch(texts, n):
         return loaded["peer"].batch(texts, n)
 
-    def fresh():  # a fresh, warmed instance per round, as for one thread, the old one freed first
+    def fresh():  # a fresh, warmed instance per round, as for one thread
         loaded.clear()
-        gc.collect()
-        loaded["peer"] = suite.load_peer(peer, vocab)
-        loaded["peer"].encode(suite.warm_text("prose"))
-        gc.collect()
+        loaded["peer"] = suite.fresh_peer(peer, vocab, "prose")
         return (docs, threads), {}
 
     benchmark.group = f"encode batch: {vocab} prose 4KB"
