@@ -22,7 +22,8 @@
 //! then scans on with `scan.rs`. Tests compare every piece with the original patterns.
 
 /// The class masks of a window: bit `i` is byte `i`.
-struct Classes {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Classes {
     letter: u64,
     upper: u64,
     digit: u64,
@@ -35,56 +36,189 @@ struct Classes {
     non_ascii: u64,
 }
 
+/// An instruction set that classifies a window. A value is proof that the CPU has it:
+/// the wider sets are only made by `detect`, so their `classify` may use them.
+pub(crate) trait Classify: Copy {
+    fn classify(self, w: &[u8; 64]) -> Classes;
+}
+
+/// What every CPU of the target has: SSE2 on x86_64, plain code elsewhere.
+#[derive(Clone, Copy)]
+pub(crate) struct Basic;
+
+impl Classify for Basic {
+    #[inline(always)]
+    fn classify(self, w: &[u8; 64]) -> Classes {
+        #[cfg(target_arch = "x86_64")]
+        return classify_sse2(w);
+        #[cfg(not(target_arch = "x86_64"))]
+        return classify_portable(w);
+    }
+}
+
+/// AVX2: the window in two loads instead of SSE2's four.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn classify(w: &[u8; 64]) -> Classes {
-    use std::arch::x86_64::*;
-    let mut m = [0u64; 9];
-    // SAFETY: SSE2 is part of x86_64; each load reads 16 of the window's 64 bytes.
-    unsafe {
-        let set = |b: u8| _mm_set1_epi8(b as i8);
-        // Bytes in `lo..=lo + n`: the difference from `lo`, unsigned, is at most `n`.
-        let within = |v: __m128i, lo: u8, n: u8| {
-            let d = _mm_sub_epi8(v, set(lo));
-            _mm_cmpeq_epi8(_mm_min_epu8(d, set(n)), d)
-        };
-        for k in 0..4 {
-            let v = _mm_loadu_si128(w.as_ptr().add(16 * k).cast());
-            let eq = |b: u8| _mm_cmpeq_epi8(v, set(b));
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2(());
+
+/// AVX-512 (BW): the window in one load, each class's mask straight from one compare.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    pub(crate) fn detect() -> Option<Self> {
+        is_x86_feature_detected!("avx2").then_some(Avx2(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512 {
+    pub(crate) fn detect() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")).then_some(Avx512(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Classify for Avx2 {
+    #[inline(always)]
+    fn classify(self, w: &[u8; 64]) -> Classes {
+        // SAFETY: an `Avx2` is only made where the CPU has AVX2.
+        unsafe { classify_avx2(w) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Classify for Avx512 {
+    #[inline(always)]
+    fn classify(self, w: &[u8; 64]) -> Classes {
+        // SAFETY: an `Avx512` is only made where the CPU has AVX-512 F and BW.
+        unsafe { classify_avx512(w) }
+    }
+}
+
+/// The masks from `n`-byte lanes' worth of byte-class vectors, shared by SSE2 and AVX2:
+/// each class is `mask(v)` of a compare, `k` the lane's index.
+macro_rules! classify_lanes {
+    ($w:expr, $lanes:expr, $width:expr, $load:ident, $set:ident, $sub:ident, $min:ident, $eq:ident, $or:ident, $movemask:ident, $ty:ty) => {{
+        let mut m = [0u64; 9];
+        for k in 0..$lanes {
+            let v = $load($w.as_ptr().add($width * k).cast());
+            // Bytes in `lo..=lo + n`: the difference from `lo`, unsigned, is at most `n`.
+            let within = |v, lo: u8, n: u8| {
+                let d = $sub(v, $set(lo as i8));
+                $eq($min(d, $set(n as i8)), d)
+            };
+            let eq = |b: u8| $eq(v, $set(b as i8));
             let bits = [
                 // Setting bit 5 folds A-Z onto a-z and nothing else onto them.
-                within(_mm_or_si128(v, set(0x20)), b'a', 25),
+                within($or(v, $set(0x20)), b'a', 25),
                 within(v, b'A', 25),
                 within(v, b'0', 9),
-                _mm_or_si128(within(v, b'\t', 4), eq(b' ')),
-                _mm_or_si128(eq(b'\n'), eq(b'\r')),
+                $or(within(v, b'\t', 4), eq(b' ')),
+                $or(eq(b'\n'), eq(b'\r')),
                 eq(b' '),
                 eq(b'\''),
                 eq(b'/'),
                 v,
             ];
             for (mask, b) in m.iter_mut().zip(bits) {
-                *mask |= (_mm_movemask_epi8(b) as u16 as u64) << (16 * k);
+                *mask |= ($movemask(b) as $ty as u64) << ($width * k);
             }
         }
-    }
-    let [letter, upper, digit, space, newline, blank_space, apostrophe, slash, non_ascii] = m;
-    Classes {
-        letter,
-        upper,
-        digit,
-        space,
-        newline,
-        blank_space,
-        apostrophe,
-        slash,
-        non_ascii,
+        let [letter, upper, digit, space, newline, blank_space, apostrophe, slash, non_ascii] = m;
+        Classes {
+            letter,
+            upper,
+            digit,
+            space,
+            newline,
+            blank_space,
+            apostrophe,
+            slash,
+            non_ascii,
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn classify_sse2(w: &[u8; 64]) -> Classes {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86_64; each load reads 16 of the window's 64 bytes.
+    unsafe {
+        classify_lanes!(
+            w,
+            4,
+            16,
+            _mm_loadu_si128,
+            _mm_set1_epi8,
+            _mm_sub_epi8,
+            _mm_min_epu8,
+            _mm_cmpeq_epi8,
+            _mm_or_si128,
+            _mm_movemask_epi8,
+            u16
+        )
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn classify(w: &[u8; 64]) -> Classes {
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn classify_avx2(w: &[u8; 64]) -> Classes {
+    use std::arch::x86_64::*;
+    // SAFETY: each load reads 32 of the window's 64 bytes.
+    unsafe {
+        classify_lanes!(
+            w,
+            2,
+            32,
+            _mm256_loadu_si256,
+            _mm256_set1_epi8,
+            _mm256_sub_epi8,
+            _mm256_min_epu8,
+            _mm256_cmpeq_epi8,
+            _mm256_or_si256,
+            _mm256_movemask_epi8,
+            u32
+        )
+    }
+}
+
+/// # Safety
+/// The CPU has AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn classify_avx512(w: &[u8; 64]) -> Classes {
+    use std::arch::x86_64::*;
+    // SAFETY: the load reads the window's 64 bytes.
+    let v = unsafe { _mm512_loadu_si512(w.as_ptr().cast()) };
+    let set = |b: u8| _mm512_set1_epi8(b as i8);
+    let eq = |b: u8| _mm512_cmpeq_epi8_mask(v, set(b));
+    // Bytes in `lo..=lo + n`: the difference from `lo`, unsigned, is at most `n`.
+    let within = |v: __m512i, lo: u8, n: u8| _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, set(lo)), set(n));
+    Classes {
+        letter: within(_mm512_or_si512(v, set(0x20)), b'a', 25),
+        upper: within(v, b'A', 25),
+        digit: within(v, b'0', 9),
+        space: within(v, b'\t', 4) | eq(b' '),
+        newline: eq(b'\n') | eq(b'\r'),
+        blank_space: eq(b' '),
+        apostrophe: eq(b'\''),
+        slash: eq(b'/'),
+        non_ascii: _mm512_movepi8_mask(v),
+    }
+}
+
+/// The masks one byte at a time: the reference the others are tested against, and the
+/// code for targets other than x86_64.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn classify_portable(w: &[u8; 64]) -> Classes {
     let mask = |f: &dyn Fn(u8) -> bool| w.iter().enumerate().fold(0u64, |m, (i, &b)| m | (f(b) as u64) << i);
     Classes {
         letter: mask(&|b| b.is_ascii_alphabetic()),
@@ -121,8 +255,8 @@ fn highest_at_or_below(x: u64, at: u32) -> u32 {
 /// the bytes that the rules above do not cover; whether the first of those is not ASCII.
 /// `o200k` selects o200k's rules, else cl100k's.
 #[inline(always)]
-pub(crate) fn starts(window: &[u8; 64], o200k: bool) -> (u64, u64, bool) {
-    let c = classify(window);
+pub(crate) fn starts(isa: impl Classify, window: &[u8; 64], o200k: bool) -> (u64, u64, bool) {
+    let c = isa.classify(window);
     let (letter, digit, space, newline) = (c.letter, c.digit, c.space, c.newline);
     let other = !(letter | digit | space);
     let before = |x: u64| x << 1; // bit i: byte i - 1 is in x
@@ -171,4 +305,39 @@ pub(crate) fn starts(window: &[u8; 64], o200k: bool) -> (u64, u64, bool) {
     let below = if limit == 0 { 1 } else { (1u64 << limit) - 1 };
     let first_non_ascii = uncovered & uncovered.wrapping_neg() & c.non_ascii != 0;
     (starts & below, uncovered, first_non_ascii)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpe::TestRng;
+
+    /// Every instruction set this CPU has gives the portable code's masks, on windows
+    /// of every byte value and of the bytes near each class's edges.
+    #[test]
+    fn every_instruction_set_classifies_as_the_portable_code() {
+        let edges: Vec<u8> = b"\t\n\x0b\x0c\r\x08\x0e\x1f !&'(./09:@AZ[`az{\x7f"
+            .iter()
+            .copied()
+            .chain([0x80, 0xc3, 0xff])
+            .collect();
+        let mut rng = TestRng(7);
+        let mut windows: Vec<[u8; 64]> = (0..4).map(|k| std::array::from_fn(|i| (64 * k + i) as u8)).collect();
+        for _ in 0..2000 {
+            windows.push(std::array::from_fn(|_| edges[rng.below(edges.len())]));
+        }
+        for w in &windows {
+            let want = classify_portable(w);
+            assert_eq!(Basic.classify(w), want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if let Some(isa) = Avx2::detect() {
+                    assert_eq!(isa.classify(w), want);
+                }
+                if let Some(isa) = Avx512::detect() {
+                    assert_eq!(isa.classify(w), want);
+                }
+            }
+        }
+    }
 }

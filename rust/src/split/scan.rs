@@ -359,6 +359,7 @@ pub(crate) fn gpt2(s: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+#[inline(always)]
 pub(crate) fn cl100k(s: &[u8], start: usize) -> Option<usize> {
     let b = s[start];
     let c = class(b);
@@ -402,6 +403,7 @@ pub(crate) fn cl100k(s: &[u8], start: usize) -> Option<usize> {
     })
 }
 
+#[inline(always)]
 pub(crate) fn o200k(s: &[u8], start: usize) -> Option<usize> {
     let b = s[start];
     let c = class(b);

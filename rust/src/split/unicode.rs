@@ -278,6 +278,7 @@ pub fn gpt2(s: &str, start: usize) -> Option<usize> {
 }
 
 /// The end of the cl100k piece starting at `start`, or `None` to ask the DFA.
+#[inline(always)]
 pub fn cl100k(s: &str, start: usize) -> Option<usize> {
     let cur = Cursor {
         s: s.as_bytes(),
@@ -310,6 +311,7 @@ pub fn cl100k(s: &str, start: usize) -> Option<usize> {
 }
 
 /// The end of the o200k piece starting at `start`, or `None` to ask the DFA.
+#[inline(always)]
 pub fn o200k(s: &str, start: usize) -> Option<usize> {
     let cur = Cursor {
         s: s.as_bytes(),
@@ -318,11 +320,21 @@ pub fn o200k(s: &str, start: usize) -> Option<usize> {
     let c0 = cur.at(start)?;
     let next = start + c0.len;
     let has_prefix = Cursor::prefix(c0);
-    // The two letter branches, each first with the optional prefix, then without.
-    let word = (has_prefix.then(|| word_lower(&cur, next)).flatten())
-        .or_else(|| word_lower(&cur, start))
-        .or_else(|| has_prefix.then(|| word_upper(&cur, next)).flatten())
-        .or_else(|| word_upper(&cur, start));
+    // The two letter branches, each first with the optional prefix, then without. (Plain
+    // `if`s: `or_else` chains were left as calls once the splitter loop had three copies.)
+    let mut word = None;
+    if has_prefix {
+        word = word_lower(&cur, next);
+    }
+    if word.is_none() {
+        word = word_lower(&cur, start);
+    }
+    if word.is_none() && has_prefix {
+        word = word_upper(&cur, next);
+    }
+    if word.is_none() {
+        word = word_upper(&cur, start);
+    }
     if let Some(end) = word {
         return Some(end + cur.contraction(end)?);
     }
