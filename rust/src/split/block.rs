@@ -100,6 +100,7 @@ impl Classify for Avx512 {
 
 /// The masks from `n`-byte lanes' worth of byte-class vectors, shared by SSE2 and AVX2:
 /// each class is `mask(v)` of a compare, `k` the lane's index.
+#[cfg(target_arch = "x86_64")]
 macro_rules! classify_lanes {
     ($w:expr, $lanes:expr, $width:expr, $load:ident, $set:ident, $sub:ident, $min:ident, $eq:ident, $or:ident, $movemask:ident, $ty:ty) => {{
         let mut m = [0u64; 9];
