@@ -14,10 +14,13 @@
 //! - a punctuation run is one piece, joined by a space before it, with the newlines right
 //!   after it;
 //! - a whitespace run (less those newlines) is a piece up to its last newline, then the
-//!   blanks after it less the last, then the last blank, joining what follows.
+//!   blanks after it less the last, then the last blank, joining what follows;
+//! - an apostrophe followed by `s`, `d`, `m`, `t`, `ll`, `ve` or `re` (any case) is a
+//!   contraction: in cl100k a piece of its own where the apostrophe starts a piece, in o200k
+//!   the end of the letters right before it; the letters after it start the next piece.
 //!
-//! What these rules do not cover (non-ASCII bytes, apostrophes, which may start or end a
-//! contraction, a fourth digit, o200k's `/` after a newline, and the run that reaches the
+//! What these rules do not cover (non-ASCII bytes, a contraction too near the window's
+//! end to read, a fourth digit, o200k's `/` after a newline, and the run that reaches the
 //! window's end) limits the pieces taken to those before the run next to it; the caller
 //! then scans on with `scan.rs`. Tests compare every piece with the original patterns.
 
@@ -262,13 +265,40 @@ pub(crate) fn starts(isa: impl Classify, window: &[u8; 64], o200k: bool) -> (u64
     let other = !(letter | digit | space);
     let before = |x: u64| x << 1; // bit i: byte i - 1 is in x
     let after = |x: u64| x >> 1; // bit i: byte i + 1 is in x
-    let mut uncovered =
-        c.non_ascii | c.apostrophe | (digit & before(digit) & before(before(digit)) & before(before(before(digit))));
+    let mut uncovered = c.non_ascii | (digit & before(digit) & before(before(digit)) & before(before(before(digit))));
     if o200k {
         uncovered |= c.slash & before(newline);
     }
     let run_start = |x: u64| x & !before(x);
     let (letter_runs, digit_runs, other_runs) = (run_start(letter), run_start(digit), run_start(other));
+    // Punctuation: a run joined by a space before it; a lone byte before letters joins them.
+    let spaced = other_runs & before(c.blank_space);
+    // Contractions: `'` and `s`, `d`, `m`, `t`, `ll`, `ve` or `re` (any case). cl100k takes
+    // one as a piece of its own where the apostrophe starts a piece; o200k adds it to the
+    // letters right before it. Either way the letters after it start the next piece; any
+    // other apostrophe is punctuation like the rest.
+    let (mut inside_contractions, mut after_contractions) = (0, 0);
+    let mut quotes = c.apostrophe & after(letter) & if o200k { before(letter) } else { other_runs & !spaced };
+    // Too close to the window's end to read the letters it may take.
+    let edge = u64::MAX << 61;
+    uncovered |= quotes & edge;
+    quotes &= !edge;
+    while quotes != 0 {
+        let i = quotes.trailing_zeros();
+        quotes &= quotes - 1;
+        // o200k: a word takes one contraction; an apostrophe right after it starts a piece.
+        if o200k && after_contractions & (1 << i) != 0 {
+            continue;
+        }
+        let n = match (window[i as usize + 1] | 0x20, window[i as usize + 2] | 0x20) {
+            (b's' | b'd' | b'm' | b't', _) => 2,
+            (b'l', b'l') | (b'v' | b'r', b'e') => 3,
+            _ => continue,
+        };
+        let contraction = ((1u64 << n) - 1) << i;
+        inside_contractions |= if o200k { contraction } else { contraction & !(1 << i) };
+        after_contractions |= 1 << (i + n);
+    }
     // o200k cuts letter runs where a lower-case letter meets an upper-case one, whatever
     // follows: for the limit below, those cuts start runs of their own.
     let case_cuts = if o200k { c.upper & before(letter & !c.upper) } else { 0 };
@@ -282,8 +312,6 @@ pub(crate) fn starts(isa: impl Classify, window: &[u8; 64], o200k: bool) -> (u64
             u => limit.min(highest_at_or_below(runs, u - 1)),
         };
     }
-    // Punctuation: a run joined by a space before it; a lone byte before letters joins them.
-    let spaced = other_runs & before(c.blank_space);
     let joins_letters = other_runs & !after(other) & !spaced & after(letter);
     // Whitespace: the newlines right after punctuation belong to its piece.
     let seeds = newline & before(other);
@@ -295,13 +323,15 @@ pub(crate) fn starts(isa: impl Classify, window: &[u8; 64], o200k: bool) -> (u64
     let last_space = space & !after(space);
     let joins_next = last_space & !newline;
     let joined_letters = letter_runs & before(joins_next | joins_letters);
-    let starts = (letter_runs & !joined_letters)
+    let starts = ((letter_runs & !joined_letters)
         | digit_runs
         | (other_runs & !spaced)
         | run_start(rest)
         | (before(last_newlines) & rest)
         | joins_next
-        | case_cuts
+        | case_cuts)
+        & !inside_contractions
+        | (after_contractions & letter)
         | 1;
     let below = if limit == 0 { 1 } else { (1u64 << limit) - 1 };
     let first_non_ascii = uncovered & uncovered.wrapping_neg() & c.non_ascii != 0;

@@ -610,7 +610,8 @@ mod tests {
 
     /// Long texts, mostly ASCII of every class that the 64-byte windows' rules tell apart,
     /// so that windows meet every rule at every offset and at their edges, and hand over
-    /// to the scanners (non-ASCII, apostrophes, long digit runs, `/` after a newline).
+    /// to the scanners (non-ASCII, contractions at a window's end, long digit runs, `/` after
+    /// a newline).
     #[test]
     fn windows_of_64_bytes_match_the_backtracking_reference() {
         const FRAGMENTS: &[&str] = &[
@@ -655,6 +656,20 @@ mod tests {
             "'s",
             "'T",
             "'ll",
+            "'LL",
+            "'lL",
+            "'re",
+            "'Ve",
+            "'d",
+            "'M",
+            "'l",
+            "'v",
+            "'R",
+            "'x",
+            "''",
+            "ll",
+            "e",
+            "s",
             "é",
             "\u{a0}",
             "你",
