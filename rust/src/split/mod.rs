@@ -240,30 +240,25 @@ rules!(Gpt2 => gpt2, Cl100k => cl100k, O200k => o200k);
 fn block_pieces<'t, R: Rules>(text: &'t str, regex: &Regex, newline_aware: bool, o200k: bool, f: impl FnMut(&'t str)) {
     #[cfg(target_arch = "x86_64")]
     {
-        /// # Safety
-        /// The CPU has AVX-512 F and BW (as `isa` proves).
-        #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn avx512<'t, R: Rules>(
-            text: &'t str,
-            regex: &Regex,
-            newline_aware: bool,
-            block: Option<(bool, block::Avx512)>,
-            f: impl FnMut(&'t str),
-        ) {
-            named_pieces::<R>(text, regex, newline_aware, block, f)
+        // `named_pieces` compiled with an instruction set's features enabled.
+        macro_rules! compiled_with {
+            ($name:ident, $features:literal, $isa:ty) => {
+                /// # Safety
+                /// The CPU has the features (as the `isa` in `block` proves).
+                #[target_feature(enable = $features)]
+                unsafe fn $name<'t, R: Rules>(
+                    text: &'t str,
+                    regex: &Regex,
+                    newline_aware: bool,
+                    block: Option<(bool, $isa)>,
+                    f: impl FnMut(&'t str),
+                ) {
+                    named_pieces::<R>(text, regex, newline_aware, block, f)
+                }
+            };
         }
-        /// # Safety
-        /// The CPU has AVX2 (as `isa` proves).
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<'t, R: Rules>(
-            text: &'t str,
-            regex: &Regex,
-            newline_aware: bool,
-            block: Option<(bool, block::Avx2)>,
-            f: impl FnMut(&'t str),
-        ) {
-            named_pieces::<R>(text, regex, newline_aware, block, f)
-        }
+        compiled_with!(avx512, "avx512f,avx512bw", block::Avx512);
+        compiled_with!(avx2, "avx2", block::Avx2);
         // A text under 64 bytes has no window to classify: it skips the detection.
         if text.len() >= 64 {
             if let Some(isa) = block::Avx512::detect() {
