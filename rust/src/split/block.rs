@@ -271,7 +271,7 @@ pub(crate) fn starts(isa: impl Classify, window: &[u8; 64], o200k: bool) -> (u64
     }
     let run_start = |x: u64| x & !before(x);
     let (letter_runs, digit_runs, other_runs) = (run_start(letter), run_start(digit), run_start(other));
-    // Punctuation: a run joined by a space before it; a lone byte before letters joins them.
+    // Punctuation: a run joined by a space before it.
     let spaced = other_runs & before(c.blank_space);
     // Contractions: `'` and `s`, `d`, `m`, `t`, `ll`, `ve` or `re` (any case). cl100k takes
     // one as a piece of its own where the apostrophe starts a piece; o200k adds it to the
@@ -312,6 +312,7 @@ pub(crate) fn starts(isa: impl Classify, window: &[u8; 64], o200k: bool) -> (u64
             u => limit.min(highest_at_or_below(runs, u - 1)),
         };
     }
+    // A lone punctuation byte before letters joins them.
     let joins_letters = other_runs & !after(other) & !spaced & after(letter);
     // Whitespace: the newlines right after punctuation belong to its piece.
     let seeds = newline & before(other);
