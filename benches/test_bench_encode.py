@@ -6,7 +6,8 @@ quicktok, splintr, tiktoken, rs-bpe, bpe-openai and Hugging Face tokenizers on c
 - first sight: documents of about 1 KB, 4 KB and 64 KB of English prose, multilingual web
   and UI text, Python code and markup/docs. Every round builds a fresh instance, warms it on
   other text (with a piece over 64 bytes), and times 128 KB of documents it has not seen
-  (median of five rounds, each on new documents), pinned to one CPU. "repeated" times the same documents a second time (on 4 KB documents).
+  (median of five rounds, each on new documents), pinned to one CPU. "repeated" times the
+  same documents a second time (on 4 KB documents).
   fastokens, gigatok and tiktoken (the bars' peers) run every size; the others 4 KB.
 - batch: 4 KB documents on 2 threads (and fastgpt on 1, for the scaling bar).
 - short: chat-sized inputs (13–100 bytes), calls per second of encode_ordinary and encode.
@@ -30,7 +31,7 @@ from fastgpt.apps import bench as suite
 
 PEERS = list(suite.ENCODE_PEERS)
 # The peers the bars name, measured on every corpus and size; the others on 4 KB documents,
-# and "repeated" on 4 KB documents only, so that `make bench` stays near ten minutes here.
+# and "repeated" on 4 KB documents only, so that `make bench` stays near a quarter of an hour here.
 BAR_PEERS = {"fastgpt", "fastokens", "gigatok", "tiktoken"}
 # Rounds per document benchmark, each on new documents (the 64 KB docs corpus has six). With
 # three, the median of one peer against another moved by up to 20% between two runs of the
