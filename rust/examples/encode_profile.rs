@@ -3,7 +3,8 @@
 //! word cache) warmed on the file's last 64 KB, then timing 128 KB of documents of 64 KB
 //! (DOC=BYTES: of that size); all of the file in turn. FRESH=1 loads a new encoder for
 //! every round, as the suite does; EVICT=1 reads 64 MB before each timed encode, as a
-//! gc.collect() in between would.
+//! gc.collect() in between would; EVICT_LOAD=1 (with FRESH) reads it between the load and
+//! the warm-up instead, as the suite's collection after a load does.
 //! `cargo run --release --example encode_profile -- RANKS.tiktoken cl100k|o200k TEXT [ROUNDS]`
 
 use fastgpt::bpe::vocab::parse_tiktoken;
@@ -72,7 +73,8 @@ fn main() {
     }
     // 64 MB read through before each timed encode under EVICT (allocated once, so that
     // page faults stay out of a profile).
-    let junk = vec![1u8; if std::env::var("EVICT").is_ok() { 64 << 20 } else { 0 }];
+    let evicts = std::env::var("EVICT").is_ok() || std::env::var("EVICT_LOAD").is_ok();
+    let junk = vec![1u8; if evicts { 64 << 20 } else { 0 }];
     for _ in 0..rounds {
         let (mut secs, mut tokens) = (0.0, 0);
         // 128 KB of documents per fresh thread, as in one round of the suite.
@@ -82,6 +84,9 @@ fn main() {
                 enc = Some(load());
             }
             let enc = enc.as_ref().unwrap();
+            if fresh && std::env::var("EVICT_LOAD").is_ok() {
+                evict(&junk);
+            }
             let (s, n) = std::thread::scope(|s| {
                 s.spawn(|| {
                     enc.encode_ordinary(warm);
@@ -92,7 +97,9 @@ fn main() {
                     }
                     // What other work between encodes (a Python gc.collect()) does to the
                     // CPU's caches.
-                    evict(&junk);
+                    if std::env::var("EVICT").is_ok() {
+                        evict(&junk);
+                    }
                     perf_control(b"enable\n");
                     let t = cpu_time();
                     let n: usize = pair.iter().map(|d| enc.encode_ordinary(d).len()).sum();
