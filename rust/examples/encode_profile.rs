@@ -71,7 +71,7 @@ fn main() {
         docs.push(&body[start..end]);
         start = end;
     }
-    // 64 MB read through before each timed encode under EVICT (allocated once, so that
+    // 64 MB read through under EVICT or EVICT_LOAD (allocated once, so that
     // page faults stay out of a profile).
     let evicts = std::env::var("EVICT").is_ok() || std::env::var("EVICT_LOAD").is_ok();
     let junk = vec![1u8; if evicts { 64 << 20 } else { 0 }];
