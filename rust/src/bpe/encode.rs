@@ -158,6 +158,10 @@ const LONG_HOLE: u32 = 1 << 31;
 struct Waiting<K, const N: usize> {
     slots: Vec<NewWord<K, N>>,
     len: usize,
+    /// A bit per `WaitingKey::tag` of the words waiting (its top 8 bits): a word whose bit is
+    /// clear, most new words, is surely not among them, and is added without comparing its
+    /// key with theirs (that search was 3% of the instructions of multilingual text).
+    tags: [u64; 4],
 }
 
 impl<K, const N: usize> Default for Waiting<K, N> {
@@ -165,11 +169,38 @@ impl<K, const N: usize> Default for Waiting<K, N> {
         Waiting {
             slots: Vec::new(),
             len: 0,
+            tags: [0; 4],
         }
     }
 }
 
-impl<K: PartialEq + Copy, const N: usize> Waiting<K, N> {
+/// A waiting word's key, and a hash of it.
+trait WaitingKey: PartialEq + Copy {
+    fn tag(&self) -> u64;
+}
+
+impl WaitingKey for u128 {
+    #[inline(always)]
+    fn tag(&self) -> u64 {
+        KeyTable::hash(*self)
+    }
+}
+
+impl WaitingKey for LongKey {
+    /// From the length and the first 16 bytes (a long word has at least 16).
+    #[inline(always)]
+    fn tag(&self) -> u64 {
+        let head = u128::from_le_bytes(self.bytes[..16].try_into().unwrap());
+        KeyTable::hash(head ^ self.len as u128)
+    }
+}
+
+impl<K: WaitingKey, const N: usize> Waiting<K, N> {
+    fn clear(&mut self) {
+        self.len = 0;
+        self.tags = [0; 4];
+    }
+
     fn words(&mut self) -> &mut [NewWord<K, N>] {
         &mut self.slots[..self.len]
     }
@@ -181,9 +212,14 @@ impl<K: PartialEq + Copy, const N: usize> Waiting<K, N> {
     /// The index of the word `key` of `bytes`, added unless it is there.
     #[inline(always)]
     fn find_or_add(&mut self, encoder: &Encoder, key: K, bytes: &[u8]) -> u32 {
-        if let Some(i) = self.slots[..self.len].iter().position(|w| w.key == key) {
-            return i as u32;
+        let tag = key.tag();
+        let (word, bit) = ((tag >> 62) as usize, 1u64 << (tag >> 56 & 63));
+        if self.tags[word] & bit != 0 {
+            if let Some(i) = self.slots[..self.len].iter().position(|w| w.key == key) {
+                return i as u32;
+            }
         }
+        self.tags[word] |= bit;
         if self.len == self.slots.len() {
             self.slots.push(NewWord {
                 key,
@@ -1282,12 +1318,7 @@ impl Encoder {
     /// The index in `words` of the word `key`, added (its first pairs' merges fetched)
     /// unless it is there.
     #[inline(always)]
-    fn pending_word<K: PartialEq + Copy, const N: usize>(
-        &self,
-        words: &mut Waiting<K, N>,
-        key: K,
-        bytes: &[u8],
-    ) -> u32 {
+    fn pending_word<K: WaitingKey, const N: usize>(&self, words: &mut Waiting<K, N>, key: K, bytes: &[u8]) -> u32 {
         let before = words.len;
         let i = words.find_or_add(self, key, bytes);
         if words.len > before {
@@ -1330,8 +1361,8 @@ impl Encoder {
             out[at + shift..at + shift + ids.len()].copy_from_slice(ids);
             end = at;
         }
-        pending.words.len = 0;
-        pending.long_words.len = 0;
+        pending.words.clear();
+        pending.long_words.clear();
         pending.holes.clear();
         cache.pending = pending;
     }
