@@ -321,6 +321,17 @@ struct Scan<const N: usize> {
     live: usize,
 }
 
+/// `[offset, 1 + offset, 2 + offset, ...]`, wrapping: `Scan`'s links before any merge.
+const fn links<const N: usize>(offset: u8) -> [u8; N] {
+    let mut links = [0; N];
+    let mut i = 0;
+    while i < N {
+        links[i] = (i as u8).wrapping_add(offset);
+        i += 1;
+    }
+    links
+}
+
 const POSITION_BITS: u32 = 6;
 const NO_KEY: u32 = u32::MAX;
 /// Merge priorities (and so tiktoken's ids) stay below this, leaving room for a position in
@@ -381,10 +392,9 @@ impl<const N: usize> Scan<N> {
                 }
             }
         }
-        for i in 0..n {
-            self.next[i] = i as u8 + 1;
-            self.prev[i] = (i as u8).wrapping_sub(1);
-        }
+        // Each position linked to the next and the one before, copied whole (N bytes each).
+        self.next = const { links::<N>(1) };
+        self.prev = const { links::<N>(u8::MAX) };
         (self.n, self.live) = (n, n);
         // Every key that `step` reads: those of the pairs, and the rest of their strides.
         self.keys[..n.saturating_sub(1).next_multiple_of(8)].fill(NO_KEY);
