@@ -1151,12 +1151,20 @@ impl Encoder {
         self.cuts = Some(Cuts::build(&self.tokens));
     }
 
-    /// The merge of `a` and `b`, `NO_MERGE` where they do not merge.
-    #[inline]
+    /// The merge of `a` and `b`, `NO_MERGE` where they do not merge. Two bytes' merge, one
+    /// load, is always inlined: pieces of two bytes and three or four that are no token
+    /// (`merge_three`) look up little else.
+    #[inline(always)]
     fn pair(&self, a: Rank, b: Rank) -> Merge {
         if a < LOW && b < LOW {
             return self.low[(a * LOW + b) as usize];
         }
+        self.pair_above_low(a, b)
+    }
+
+    /// `pair` where `a` or `b` is not below `LOW`: a lookup in `merges`.
+    #[inline]
+    fn pair_above_low(&self, a: Rank, b: Rank) -> Merge {
         let key = pair_key(a, b);
         if !self.filter.may_hold(key) {
             return NO_MERGE;
