@@ -1554,7 +1554,7 @@ impl Encoder {
     /// the third, since that would make the whole piece. Pieces of three bytes take this
     /// instead of the word cache and a merge loop: random letters are mostly such pieces
     /// in o200k, whose pattern cuts words where the case changes.
-    #[inline]
+    #[inline(always)]
     fn merge_three(&self, [x, y, z]: [Rank; 3], out: &mut Vec<Rank>) {
         let (left, right) = (self.pair(x, y), self.pair(y, z));
         if left.priority != NONE && left.priority <= right.priority {
