@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastgpt import Tokenizer, _core
+from helpers.references import rank_file
 
 # Fragments that stress each branch of the split patterns.
 FRAGMENTS = [
@@ -281,6 +282,22 @@ def test_fragments_across_character_edges_match_tiktoken(openai_pair):
     ours, theirs = tok.encode_ordinary_batch(texts), ref.encode_ordinary_batch(texts)
     mismatched = [text for text, a, b in zip(texts, ours, theirs) if a != b]
     assert not mismatched, f"{len(mismatched)} differ, first: {mismatched[:3]}"
+
+
+def test_every_three_byte_character_matches_tiktoken(openai_pair):
+    """Words of CJK and other such scripts are cut into parts that are mostly single
+    characters of three bytes, whose ids come from a table made at load: every character
+    from U+0800 to U+FFFF, in lines of 20 in random order (so each meets other neighbours),
+    on a tokenizer that has not seen them."""
+    tok, ref = openai_pair
+    chars = [chr(c) for c in range(0x800, 0x10000) if not 0xD800 <= c < 0xE000]
+    random.Random(3).shuffle(chars)
+    lines = ["".join(chars[i : i + 20]) for i in range(0, len(chars), 20)]
+    fresh = Tokenizer.from_tiktoken(rank_file(ref.name))
+    ours, theirs = fresh.encode_ordinary_batch(lines, num_threads=1), ref.encode_ordinary_batch(lines)
+    mismatched = [line for line, a, b in zip(lines, ours, theirs) if a != b]
+    assert not mismatched, f"{len(mismatched)} of {len(lines)} lines differ, first: {mismatched[:2]}"
+    assert tok.encode_ordinary("\n".join(lines)) == ref.encode_ordinary("\n".join(lines))
 
 
 WORST_CASES = {

@@ -344,6 +344,8 @@ const fn links<const N: usize>(offset: u8) -> [u8; N] {
 }
 
 const POSITION_BITS: u32 = 6;
+/// Bits per id (plus one, so that 0 is none) in `Encoder::char_ids`: three in a `u64`.
+const CHAR_ID_BITS: u32 = 21;
 const NO_KEY: u32 = u32::MAX;
 /// Merge priorities (and so tiktoken's ids) stay below this, leaving room for a position in
 /// a key (and a key below `NO_KEY`): 67 million, far more than any vocabulary's.
@@ -956,6 +958,12 @@ pub struct Encoder {
     pub(crate) atoms: Option<Atoms>,
     /// Where new words in other scripts may be cut into parts merged alone.
     cuts: Option<Cuts>,
+    /// BPE of each character of three bytes (U+0800 to U+FFFF) on its own bytes, up to
+    /// three ids packed by `CHAR_ID_BITS` (512 KB; empty without `cuts`, or for a
+    /// vocabulary of more ids than they hold). Most parts that `encode_cut` cuts words of
+    /// CJK and other such scripts into are one such character: one load from here, where
+    /// the word cache took two dependent misses, and on first sight a merge.
+    char_ids: Box<[u64]>,
     /// Names this encoder's per-thread word caches.
     id: u64,
 }
@@ -1131,6 +1139,7 @@ impl Encoder {
             long_pieces: None,
             atoms: None,
             cuts: None,
+            char_ids: Box::new([]),
             id: NEXT_ENCODER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
@@ -1164,6 +1173,62 @@ impl Encoder {
         };
         self.atoms = Atoms::build(&self.tokens, &self.byte_ids, merges, pair);
         self.cuts = Some(Cuts::build(&self.tokens));
+        self.set_char_ids();
+    }
+
+    /// Fills `char_ids` (1.5-3 ms of a load). BPE of three symbols is at most two merges:
+    /// the better of the two pairs (the left on a tie, as in `merge_three`), then the two
+    /// symbols left, if they merge.
+    fn set_char_ids(&mut self) {
+        if self.n_vocab >= (1 << CHAR_ID_BITS) - 1 {
+            return;
+        }
+        let mut table = vec![0u64; 0x10000].into_boxed_slice();
+        let mut buf = [0u8; 4];
+        for c in (0x800..0x10000).filter_map(char::from_u32) {
+            let bytes = c.encode_utf8(&mut buf).as_bytes();
+            let [x, y, z] = [bytes[0], bytes[1], bytes[2]].map(|b| self.byte_ids[b as usize]);
+            let (left, right) = (self.pair(x, y), self.pair(y, z));
+            let pack = |ids: &[Rank]| {
+                ids.iter()
+                    .rev()
+                    .fold(0, |packed, &id| packed << CHAR_ID_BITS | (id as u64 + 1))
+            };
+            table[c as usize] = if left.priority == NONE && right.priority == NONE {
+                pack(&[x, y, z])
+            } else if left.priority <= right.priority {
+                match self.pair(left.id, z) {
+                    m if m.priority == NONE => pack(&[left.id, z]),
+                    m => pack(&[m.id]),
+                }
+            } else {
+                match self.pair(x, right.id) {
+                    m if m.priority == NONE => pack(&[x, right.id]),
+                    m => pack(&[m.id]),
+                }
+            };
+        }
+        self.char_ids = table;
+    }
+
+    /// Appends the ids of the character of three bytes `[x, y, z]` from `char_ids`; false
+    /// where it has none (no table, or bytes that are not one such character).
+    #[inline(always)]
+    fn char_part(&self, [x, y, z]: [u8; 3], out: &mut Vec<Rank>) -> bool {
+        if x & 0xF0 != 0xE0 || (y & 0xC0, z & 0xC0) != (0x80, 0x80) || self.char_ids.is_empty() {
+            return false;
+        }
+        let c = (x as usize & 0x0F) << 12 | (y as usize & 0x3F) << 6 | z as usize & 0x3F;
+        // 0 for an overlong form or a surrogate, which are no character.
+        let mut packed = self.char_ids[c];
+        if packed == 0 {
+            return false;
+        }
+        while packed != 0 {
+            out.push((packed & ((1 << CHAR_ID_BITS) - 1)) as Rank - 1);
+            packed >>= CHAR_ID_BITS;
+        }
+        true
     }
 
     /// The merge of `a` and `b`, `NO_MERGE` where they do not merge. Two bytes' merge, one
@@ -1676,6 +1741,7 @@ impl Encoder {
                 };
                 return true;
             }
+            [x, y, z] if self.char_part([x, y, z], out) => return true,
             _ => {}
         }
         if let Some((id, len)) = self.atoms.as_ref().and_then(|atoms| atoms.at(part, 0)) {
@@ -2043,9 +2109,14 @@ mod tests {
     /// tiktoken's algorithm, transcribed naively: merge the lowest-ranked adjacent pair of
     /// byte ranges, leftmost first, until no concatenation is in the vocabulary.
     fn naive(enc: &Encoder, piece: &[u8]) -> Vec<Rank> {
-        if let Some(id) = enc.token_id(piece) {
-            return vec![id];
+        match enc.token_id(piece) {
+            Some(id) => vec![id],
+            None => naive_merge(enc, piece),
         }
+    }
+
+    /// `naive` without the whole-piece lookup: BPE on the bytes alone, as parts get.
+    fn naive_merge(enc: &Encoder, piece: &[u8]) -> Vec<Rank> {
         let mut parts: Vec<Vec<u8>> = piece.iter().map(|&b| vec![b]).collect();
         loop {
             let best = (0..parts.len().saturating_sub(1))
@@ -2380,6 +2451,14 @@ mod tests {
             }
             let vocab = enc.ranks().into_iter().map(|(b, id)| (b.to_vec(), id)).collect();
             let listed = Encoder::from_merges(vocab, list.clone(), "gpt2", vec![], false).unwrap();
+            // Parts of one character of three bytes come from `char_ids`, in both models.
+            for c in ["中", "文"] {
+                let bytes: [u8; 3] = c.as_bytes().try_into().unwrap();
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                assert!(enc.char_part(bytes, &mut ours) && listed.char_part(bytes, &mut theirs));
+                assert_eq!(ours, naive_merge(&enc, &bytes));
+                assert_eq!(theirs, naive_listed(&listed, &list, &bytes));
+            }
             let mut expect = Vec::new();
             listed.splitter().for_each_piece(&text, |piece| {
                 expect.extend(naive_listed(&listed, &list, piece.as_bytes()))
