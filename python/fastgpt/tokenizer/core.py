@@ -570,7 +570,9 @@ class Tokenizer:
         text holds a disallowed special token."""
         if not self._special_set:
             return None, False
-        allowed = self._special_set if allowed_special == "all" else frozenset(allowed_special)
+        if allowed_special == "all" and (disallowed_special == "all" or not disallowed_special):
+            return None, True  # the usual call of chat templates: nothing is left to check
+        allowed = frozenset(allowed_special)
         if not allowed <= self._special_set:
             allowed &= self._special_set  # tiktoken ignores names that are not special tokens
         disallowed = self._special_set - allowed if disallowed_special == "all" else frozenset(disallowed_special)
