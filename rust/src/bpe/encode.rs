@@ -700,7 +700,20 @@ fn key_is_ascii(key: u128) -> bool {
 /// `word_key` of the first `len` (at most 15) of the 16 bytes `loaded` (little-endian).
 #[inline(always)]
 pub(crate) fn prefix_key(loaded: u128, len: usize) -> u128 {
-    loaded & ((1u128 << (8 * len)) - 1) | (len as u128) << 120
+    // The mask from a table: a shift of a `u128` by a variable amount is several
+    // instructions with branches or conditional moves, on every piece.
+    const MASKS: [u128; 16] = {
+        let mut masks = [0; 16];
+        let mut len = 0;
+        while len < 16 {
+            masks[len] = ((1u128 << (8 * len)) - 1) | (len as u128) << 120;
+            len += 1;
+        }
+        masks
+    };
+    debug_assert!(len < 16);
+    let mask = MASKS[len & 15];
+    loaded & mask | mask & (0xFF << 120)
 }
 
 /// Up to 15 bytes and their length packed into one integer; `None` for longer pieces.
