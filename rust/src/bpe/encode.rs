@@ -713,6 +713,7 @@ pub(crate) fn prefix_key(loaded: u128, len: usize) -> u128 {
     };
     debug_assert!(len < 16);
     let mask = MASKS[len & 15];
+    // The top byte of `loaded & mask` holds only bits of the length, which the OR sets.
     loaded & mask | mask & (0xFF << 120)
 }
 
