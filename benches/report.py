@@ -172,7 +172,8 @@ def ratios(runs: list[dict]) -> list[Ratio]:
 
 def _encode_internal(runs: list[dict]) -> list[Ratio]:
     """The encode bars that compare two of our own runs: o200k against cl100k on the same
-    documents (≥ 0.7) and the 2-thread batch against 1 thread (≥ 1.8)."""
+    documents (≥ 0.7) and the 2-thread batch against 1 thread (≥ 1.8; the 1-thread median is
+    timed in the same benchmark, in alternating rounds)."""
     ours = {(r["group"], str((r.get("params") or {}).get("threads", ""))): r for r in runs if is_ours(r)}
     out = []
     for (group, threads), run in ours.items():
@@ -191,10 +192,12 @@ def _encode_internal(runs: list[dict]) -> list[Ratio]:
                         peer=False,
                     )
                 )
-        if group.startswith("encode batch") and threads == "2" and (group, "1") in ours:
-            one = ours[(group, "1")]
+        one_thread = (run.get("extra_info") or {}).get("one_thread_seconds")
+        if group.startswith("encode batch") and one_thread:
             out.append(
-                Ratio(group, "2 threads", "1 thread", per_byte(one) / per_byte(run), "× faster", "≥ 1.8", peer=False)
+                Ratio(
+                    group, "2 threads", "1 thread", one_thread / run["stats"]["median"], "× faster", "≥ 1.8", peer=False
+                )
             )
     return out
 

@@ -739,6 +739,15 @@ def first_sight_round(name: str, vocab: str, kind: str, size: str, round: int, r
     return (lambda text: _ROUND_PEER[0].encode(text)), docs
 
 
+def timed_batch(name: str, vocab: str, kind: str, docs: list[str], threads: int) -> float:
+    """Seconds of one `batch` of `docs` on `threads` threads, by a fresh, warmed instance."""
+    peer = fresh_peer(name, vocab, kind)
+    with pinned(threads):
+        start = time.perf_counter()
+        peer.batch(docs, threads)
+        return time.perf_counter() - start
+
+
 def encode_all(encode: Callable[[str], list[int]], docs: list[str]) -> int:
     return sum(len(encode(doc)) for doc in docs)
 
@@ -873,14 +882,14 @@ def run_encode_suite(
         docs = [d for r in range(3) for d in round_documents(corpora[0], "4KB", r)]
         n = sum(len(d.encode()) for d in docs)
         for name in usable:
-            for threads in (1, 2):
-                peer = fresh_peer(name, vocab, corpora[0])
-                with pinned(threads):
-                    start = time.perf_counter()
-                    peer.batch(docs, threads)
-                    seconds = time.perf_counter() - start
+            # fastgpt's 1 and 2 threads in alternating rounds, so that both meet the same
+            # state of a shared machine: their ratio is a bar.
+            best = {threads: float("inf") for threads in ((1, 2) if name == "fastgpt" else (2,))}
+            for _ in range(rounds):
+                for threads in best:
+                    best[threads] = min(best[threads], timed_batch(name, vocab, corpora[0], docs, threads))
+            for threads, seconds in best.items():
                 rows.append(SuiteRow(f"{threads}-thread batch", vocab, f"{corpora[0]} 4KB", name, n / seconds / 1e6))
-                del peer
                 say(f"{threads}-thread batch: {vocab}: {name} {rows[-1].mb_per_s:.1f} MB/s")
         shorts = short_texts()
         n = sum(len(t.encode()) for t in shorts)
