@@ -1391,11 +1391,18 @@ impl Encoder {
             if let Some((_, hash)) = key {
                 if cache.few_tokens {
                     self.short_filter.prefetch(hash);
+                    if let (true, &[x, y, z, w]) = (self.direct_lookup, bytes) {
+                        self.prefetch_four([x, y, z, w]);
+                    }
                 }
                 self.tokens.short.prefetch_hashed(hash);
-                cache.words.map.prefetch_hashed(hash);
-                if let Some(seed) = cache.batch.and_then(|batch| batch.seed.as_ref()) {
-                    seed.map.prefetch_hashed(hash);
+                // Pieces of 3 or 4 bytes that are no token are merged straight away
+                // (`merge_three`, `encode_four`), never looked up in a word cache.
+                if len > 4 || !self.direct_lookup {
+                    cache.words.map.prefetch_hashed(hash);
+                    if let Some(seed) = cache.batch.and_then(|batch| batch.seed.as_ref()) {
+                        seed.map.prefetch_hashed(hash);
+                    }
                 }
             } else if let Some(mid) = mid_key(bytes) {
                 let hash = KeyTable::hash(mid);
@@ -1645,6 +1652,20 @@ impl Encoder {
     /// of the three byte pairs (the leftmost on ties), from the dense table of low merges.
     #[inline]
     fn encode_four(&self, bytes: [u8; 4], out: &mut Vec<Rank>) {
+        let (ids, first, made) = self.first_of_four(bytes);
+        let [a, b, c, d] = ids;
+        match first {
+            _ if made == NONE => out.extend_from_slice(&ids),
+            0 => self.merge_three([made, c, d], out),
+            1 => self.merge_three([a, made, d], out),
+            _ => self.merge_three([a, b, made], out),
+        }
+    }
+
+    /// The ids of four bytes, where the first of their merges is (the index of its left
+    /// byte), and the id it makes (`NONE` where no two of them merge).
+    #[inline(always)]
+    fn first_of_four(&self, bytes: [u8; 4]) -> ([Rank; 4], usize, Rank) {
         let ids = bytes.map(|b| self.byte_ids[b as usize]);
         let [a, b, c, d] = ids;
         let pairs = [self.pair(a, b), self.pair(b, c), self.pair(c, d)];
@@ -1655,12 +1676,22 @@ impl Encoder {
                 best
             }
         });
-        let made = pairs[first].id;
+        (ids, first, pairs[first].id)
+    }
+
+    /// Fetches the merges that `encode_four` will look up in `merges` (those of the token
+    /// that the first merge makes with its neighbours), so that its misses overlap.
+    #[inline(always)]
+    fn prefetch_four(&self, bytes: [u8; 4]) {
+        let ([a, b, c, d], first, made) = self.first_of_four(bytes);
         match first {
-            _ if pairs[first].priority == NONE => out.extend_from_slice(&ids),
-            0 => self.merge_three([made, c, d], out),
-            1 => self.merge_three([a, made, d], out),
-            _ => self.merge_three([a, b, made], out),
+            _ if made == NONE => {}
+            0 => self.prefetch_pair(made, c),
+            1 => {
+                self.prefetch_pair(a, made);
+                self.prefetch_pair(made, d);
+            }
+            _ => self.prefetch_pair(b, made),
         }
     }
 
