@@ -1394,8 +1394,9 @@ impl Encoder {
                     if let (true, &[x, y, z, w]) = (self.direct_lookup, bytes) {
                         self.prefetch_four([x, y, z, w]);
                     }
+                } else {
+                    self.tokens.short.prefetch_hashed(hash);
                 }
-                self.tokens.short.prefetch_hashed(hash);
                 // Pieces of 3 or 4 bytes that are no token are merged straight away
                 // (`merge_three`, `encode_four`), never looked up in a word cache.
                 if len > 4 || !self.direct_lookup {
@@ -1410,6 +1411,17 @@ impl Encoder {
                 cache.words.mid.prefetch_hashed(hash);
             }
             *slot = key;
+        }
+        if cache.few_tokens {
+            // The filter's words fetched above are in by now: only the pieces it may hold
+            // are fetched from the vocabulary's table (random letters: 1 in 10 of their
+            // pieces of 3 bytes or more), so the CPU's misses in flight are not spent on
+            // slots that will not be read.
+            for &(_, hash) in keys[..spans.len()].iter().flatten() {
+                if self.short_filter.may_hold(hash) {
+                    self.tokens.short.prefetch_hashed(hash);
+                }
+            }
         }
         for (&(start, len), &key) in spans.iter().zip(&keys) {
             self.encode_piece(all, &all[start..start + len], key, cache, out);
