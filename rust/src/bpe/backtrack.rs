@@ -339,7 +339,7 @@ impl LongPieces {
 
     /// Whether encoding the bytes of `a` then `b` gives back `[a, b]` (see `compatible`).
     #[inline]
-    fn compatible(&self, encoder: &Encoder, a: Rank, b: Rank) -> bool {
+    pub(crate) fn compatible(&self, encoder: &Encoder, a: Rank, b: Rank) -> bool {
         let part = |t: Rank| {
             let t = self.tokens[t as usize];
             (t.left, t.right)
@@ -353,6 +353,12 @@ impl LongPieces {
                 self.tokens[a as usize].partners & class_bit(b) != 0 && self.merges_below(encoder, a, b, limit)
             }
         })
+    }
+
+    /// The length in bytes of the token `t`, one that BPE reaches.
+    #[inline]
+    pub(crate) fn token_len(&self, t: Rank) -> usize {
+        self.tokens[t as usize].len as usize
     }
 
     /// Appends the BPE encoding of `text` to `out`; `false` (with `out` unchanged) if the
@@ -477,6 +483,24 @@ mod tests {
                 }
             }
             assert!(merging >= 150, "{merging} merging pairs");
+        }
+    }
+
+    /// Long pieces are merged in parts of 32 bytes, joined where the tokens on the two
+    /// sides of a cut are compatible and merged again across it where they are not (over
+    /// small alphabets, most cuts); one of 3000 bytes passes to the walk part way.
+    #[test]
+    fn parts_joined_agree_with_naive_bpe_on_grown_vocabularies() {
+        let mut rng = TestRng(7);
+        for seed in [1, 2, 3, 4] {
+            let (enc, ids) = grown(seed);
+            for len in [65usize, 100, 1000, 3000] {
+                for alphabet in [&b"ab"[..], b"abcd", b"abcdx"] {
+                    let piece = rng.bytes(len, alphabet);
+                    let text = std::str::from_utf8(&piece).unwrap();
+                    assert_eq!(enc.encode_ordinary(text), naive(&ids, &piece), "piece {text:?}");
+                }
+            }
         }
     }
 

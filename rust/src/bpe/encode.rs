@@ -24,6 +24,11 @@ use std::collections::BinaryHeap;
 
 /// Pieces up to this many bytes are merged by scanning; longer ones through a heap.
 const SCAN_LIMIT: usize = 64;
+/// Bytes in each part that `merge_in_parts` cuts a long piece into, and parts merged at once.
+const PART: usize = 32;
+const PARTS_AT_ONCE: usize = 32;
+/// Bytes per token above which `merge_in_parts` leaves the rest of a piece to backtracking.
+const LONG_TOKEN: usize = 3;
 /// Pieces the splitter gathers before they are looked up together (`encode_group`).
 const GROUP: usize = 64;
 const NONE: u32 = u32::MAX;
@@ -2015,9 +2020,106 @@ impl Encoder {
         if !self
             .long_pieces
             .as_ref()
-            .is_some_and(|long| long.encode(self, piece, out))
+            .is_some_and(|long| self.merge_in_parts(long, piece, out) || long.encode(self, piece, out))
         {
             self.merge(piece, NONE, out);
+        }
+    }
+
+    /// BPE on a long piece cut into parts of `PART` bytes, merged in lockstep (their
+    /// lookups overlap, where the backtracking walk waits on each in turn) and then joined.
+    /// A run of whitespace, or a piece whose tokens turn out long (one letter repeated),
+    /// is left to the walk, which finds a long token in one step where parts merge it
+    /// byte by byte. False, with `out` as it was, where the walk should take the piece.
+    fn merge_in_parts(&self, long: &LongPieces, piece: &[u8], out: &mut Vec<Rank>) -> bool {
+        if piece[0].is_ascii_whitespace() {
+            return false;
+        }
+        let base = out.len();
+        let blank = NewWord {
+            key: (),
+            scan: Scan::<PART>::blank(),
+            at: 0,
+        };
+        let mut parts = [blank; PARTS_AT_ONCE];
+        let mut window = Vec::new();
+        let mut at = 0;
+        for group in piece.chunks(PART * PARTS_AT_ONCE) {
+            let mut n = 0;
+            for (part, bytes) in parts.iter_mut().zip(group.chunks(PART)) {
+                part.scan.reset(self, bytes, None);
+                n += 1;
+            }
+            self.merge_words(&mut parts[..n], u64::MAX >> (64 - n));
+            let before = out.len();
+            for (part, bytes) in parts.iter().zip(group.chunks(PART)) {
+                if !self.join(long, piece, (base, at), part.ids(), &mut window, out) {
+                    out.truncate(base);
+                    return false;
+                }
+                at += bytes.len();
+            }
+            if (out.len() - before) * LONG_TOKEN < group.len() && at < piece.len() {
+                let mut rest = Vec::new();
+                if !(long.encode(self, &piece[at..], &mut rest)
+                    && self.join(long, piece, (base, at), &rest, &mut window, out))
+                {
+                    out.truncate(base);
+                    return false;
+                }
+                return true;
+            }
+        }
+        true
+    }
+
+    /// Appends `ids`, the BPE of a part of `piece` that starts at byte `at`, to `out`, which
+    /// from `base` holds the BPE of `piece[..at]`. Where the tokens on the two sides of the
+    /// cut are compatible (encoding their bytes alone gives them back), every two
+    /// neighbours of the whole are, so it is the BPE of `piece[..at]` and the part (see
+    /// `backtrack`). Elsewhere the tokens next to the cut are merged again as one window,
+    /// widened on whichever side is not compatible with its neighbour until both are.
+    /// False where the window would pass `SCAN_LIMIT` bytes.
+    fn join(
+        &self,
+        long: &LongPieces,
+        piece: &[u8],
+        (base, at): (usize, usize),
+        ids: &[Rank],
+        window: &mut Vec<Rank>,
+        out: &mut Vec<Rank>,
+    ) -> bool {
+        match out[base..].last() {
+            Some(&last) if !long.compatible(self, last, ids[0]) => {}
+            _ => {
+                out.extend_from_slice(ids);
+                return true;
+            }
+        }
+        let (mut back, mut ahead) = (1, 1);
+        loop {
+            let kept = out.len() - back;
+            let start = at - out[kept..].iter().map(|&t| long.token_len(t)).sum::<usize>();
+            let end = at + ids[..ahead].iter().map(|&t| long.token_len(t)).sum::<usize>();
+            if end - start > SCAN_LIMIT {
+                return false;
+            }
+            window.clear();
+            self.merge(&piece[start..end], NONE, window);
+            let left = kept == base || long.compatible(self, out[kept - 1], window[0]);
+            let right = ahead == ids.len() || long.compatible(self, window[window.len() - 1], ids[ahead]);
+            if left && right {
+                out.truncate(kept);
+                out.extend_from_slice(window);
+                out.extend_from_slice(&ids[ahead..]);
+                return true;
+            }
+            if !left {
+                back = (2 * back).min(out.len() - base);
+            }
+            if !right {
+                ahead = (2 * ahead).min(ids.len());
+            }
         }
     }
 
