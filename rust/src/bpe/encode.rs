@@ -1530,8 +1530,29 @@ impl Encoder {
 
     /// BPE on the words whose bits are set in `live`, in lockstep: each round makes the
     /// best merge of every word still merging and fetches the merges of the new pairs,
-    /// then prices them, so that the lookups of all the words overlap.
-    fn merge_words<K, const N: usize>(&self, words: &mut [NewWord<K, N>], mut live: u64) {
+    /// then prices them, so that the lookups of all the words overlap. Compiled for
+    /// SSE4.1 where the CPU has it: the scan's minimum of unsigned keys is then one
+    /// instruction for 4 keys, where SSE2 takes six (random letters: 17% fewer
+    /// instructions in cl100k, whose long piece is merged in parts, 6% in o200k).
+    fn merge_words<K, const N: usize>(&self, words: &mut [NewWord<K, N>], live: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// # Safety
+            /// The CPU has SSE4.1.
+            #[target_feature(enable = "sse4.1")]
+            unsafe fn sse41<K, const N: usize>(encoder: &Encoder, words: &mut [NewWord<K, N>], live: u64) {
+                encoder.merge_words_in_lockstep(words, live)
+            }
+            if std::arch::is_x86_feature_detected!("sse4.1") {
+                // SAFETY: detected just now.
+                return unsafe { sse41(self, words, live) };
+            }
+        }
+        self.merge_words_in_lockstep(words, live)
+    }
+
+    #[inline(always)]
+    fn merge_words_in_lockstep<K, const N: usize>(&self, words: &mut [NewWord<K, N>], mut live: u64) {
         let each = |mut bits: u64| {
             std::iter::from_fn(move || {
                 let i = bits.trailing_zeros() as usize;
