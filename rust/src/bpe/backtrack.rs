@@ -488,14 +488,15 @@ mod tests {
 
     /// Long pieces are merged in parts of 32 bytes, joined where the tokens on the two
     /// sides of a cut are compatible and merged again across it where they are not (over
-    /// small alphabets, most cuts); one of 3000 bytes passes to the walk part way.
+    /// small alphabets, most cuts; with capitals, parts end before one); one of 3000 bytes
+    /// passes to the walk part way.
     #[test]
     fn parts_joined_agree_with_naive_bpe_on_grown_vocabularies() {
         let mut rng = TestRng(7);
         for seed in [1, 2, 3, 4] {
             let (enc, ids) = grown(seed);
             for len in [65usize, 100, 1000, 3000] {
-                for alphabet in [&b"ab"[..], b"abcd", b"abcdx"] {
+                for alphabet in [&b"ab"[..], b"abcd", b"abcdx", b"abcdAB"] {
                     let piece = rng.bytes(len, alphabet);
                     let text = std::str::from_utf8(&piece).unwrap();
                     assert_eq!(enc.encode_ordinary(text), naive(&ids, &piece), "piece {text:?}");

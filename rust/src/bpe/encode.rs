@@ -337,6 +337,21 @@ struct Scan<const N: usize> {
     live: usize,
 }
 
+/// Where the part of a long piece that starts at `from` ends (`merge_in_parts`): `PART`
+/// bytes on, or a few bytes sooner, before a capital after a small letter, an edge that
+/// few tokens cross (cl100k's random letters: 1 cut in 55 merged again, where 1 in 3 were;
+/// 5% fewer instructions).
+fn part_end(piece: &[u8], from: usize) -> usize {
+    let end = from + PART;
+    if end >= piece.len() {
+        return piece.len();
+    }
+    (end - PART / 4..=end)
+        .rev()
+        .find(|&k| piece[k - 1].is_ascii_lowercase() && piece[k].is_ascii_uppercase())
+        .unwrap_or(end)
+}
+
 /// `[offset, 1 + offset, 2 + offset, ...]`, wrapping: `Scan`'s links before any merge.
 const fn links<const N: usize>(offset: u8) -> [u8; N] {
     let mut links = [0; N];
@@ -2063,24 +2078,28 @@ impl Encoder {
             at: 0,
         };
         let mut parts = [blank; PARTS_AT_ONCE];
+        let mut ends = [0; PARTS_AT_ONCE];
         let mut window = Vec::new();
         let mut at = 0;
-        for group in piece.chunks(PART * PARTS_AT_ONCE) {
-            let mut n = 0;
-            for (part, bytes) in parts.iter_mut().zip(group.chunks(PART)) {
-                part.scan.reset(self, bytes, None);
+        while at < piece.len() {
+            let (start, mut end, mut n) = (at, at, 0);
+            while n < PARTS_AT_ONCE && end < piece.len() {
+                let from = end;
+                end = part_end(piece, from);
+                parts[n].scan.reset(self, &piece[from..end], None);
+                ends[n] = end;
                 n += 1;
             }
             self.merge_words(&mut parts[..n], u64::MAX >> (64 - n));
             let before = out.len();
-            for (part, bytes) in parts.iter().zip(group.chunks(PART)) {
+            for (part, &end) in parts[..n].iter().zip(&ends) {
                 if !self.join(long, piece, (base, at), part.ids(), &mut window, out) {
                     out.truncate(base);
                     return false;
                 }
-                at += bytes.len();
+                at = end;
             }
-            if (out.len() - before) * LONG_TOKEN < group.len() && at < piece.len() {
+            if (out.len() - before) * LONG_TOKEN < at - start && at < piece.len() {
                 let mut rest = Vec::new();
                 if !(long.encode(self, &piece[at..], &mut rest)
                     && self.join(long, piece, (base, at), &rest, &mut window, out))
