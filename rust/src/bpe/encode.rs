@@ -2091,6 +2091,11 @@ impl Encoder {
                 n += 1;
             }
             self.merge_words(&mut parts[..n], u64::MAX >> (64 - n));
+            // Each cut's check is a chain of lookups: its first ones are fetched for all
+            // the cuts at once (cl100k's random letters about 10% faster).
+            for pair in parts[..n].windows(2) {
+                long.prefetch_compatible(pair[0].ids()[pair[0].scan.n - 1], pair[1].ids()[0]);
+            }
             let before = out.len();
             for (part, &end) in parts[..n].iter().zip(&ends) {
                 if !self.join(long, piece, (base, at), part.ids(), &mut window, out) {
