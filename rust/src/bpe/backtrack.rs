@@ -337,22 +337,40 @@ impl LongPieces {
         self.pairs[h >> 6] >> (h & 63) & 1 == 1 && encoder.merge_rank(a, b).is_some_and(|r| r < limit)
     }
 
+    /// A token's two parts, for `compatible`.
+    #[inline(always)]
+    fn parts(&self, t: Rank) -> (Rank, Rank) {
+        let t = self.tokens[t as usize];
+        (t.left, t.right)
+    }
+
+    /// Whether `a` and `b` (both single bytes when `leaves`) merge with a priority below
+    /// `limit`, for `compatible`.
+    #[inline(always)]
+    fn merges_before(&self, encoder: &Encoder, a: Rank, b: Rank, limit: u32, leaves: bool) -> bool {
+        if leaves && self.byte_table {
+            // Both are bytes' ids, below 256 (`byte_table`): the mask changes nothing but
+            // lets the compiler drop the bounds check.
+            self.byte_merges[((a as usize) << 8 | b as usize) & 0xFFFF] < limit
+        } else {
+            self.tokens[a as usize].partners & class_bit(b) != 0 && self.merges_below(encoder, a, b, limit)
+        }
+    }
+
     /// Whether encoding the bytes of `a` then `b` gives back `[a, b]` (see `compatible`).
     #[inline]
-    pub(crate) fn compatible(&self, encoder: &Encoder, a: Rank, b: Rank) -> bool {
-        let part = |t: Rank| {
-            let t = self.tokens[t as usize];
-            (t.left, t.right)
-        };
-        compatible(a, b, NONE, part, |a, b, limit, leaves| {
-            if leaves && self.byte_table {
-                // Both are bytes' ids, below 256 (`byte_table`): the mask changes nothing
-                // but lets the compiler drop the bounds check.
-                self.byte_merges[((a as usize) << 8 | b as usize) & 0xFFFF] < limit
-            } else {
-                self.tokens[a as usize].partners & class_bit(b) != 0 && self.merges_below(encoder, a, b, limit)
-            }
-        })
+    fn compatible(&self, encoder: &Encoder, a: Rank, b: Rank) -> bool {
+        let merges = |a, b, limit, leaves| self.merges_before(encoder, a, b, limit, leaves);
+        compatible(a, b, NONE, |t| self.parts(t), merges)
+    }
+
+    /// `compatible` for the joins of a long piece's parts (`Encoder::join`), out of line
+    /// and with closures of its own: where the walk's were called from there too, they
+    /// were no longer inlined into the walk, and one letter repeated took 15-45% longer.
+    #[inline(never)]
+    pub(crate) fn compatible_at_cut(&self, encoder: &Encoder, a: Rank, b: Rank) -> bool {
+        let merges = |a, b, limit, leaves| self.merges_before(encoder, a, b, limit, leaves);
+        compatible(a, b, NONE, |t| self.parts(t), merges)
     }
 
     /// Asks the CPU for what `compatible(a, b)` reads first: the two tokens' entries and

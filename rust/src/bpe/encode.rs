@@ -2062,13 +2062,15 @@ impl Encoder {
         }
     }
 
-    /// BPE on a long piece cut into parts of `PART` bytes, merged in lockstep (their
-    /// lookups overlap, where the backtracking walk waits on each in turn) and then joined.
-    /// A run of whitespace, or a piece whose tokens turn out long (one letter repeated),
-    /// is left to the walk, which finds a long token in one step where parts merge it
-    /// byte by byte. False, with `out` as it was, where the walk should take the piece.
+    /// BPE on a long piece cut into parts of up to `PART` bytes (`part_end`), merged in
+    /// lockstep (their lookups overlap, where the backtracking walk waits on each in turn)
+    /// and then joined. A run of whitespace or punctuation (a line of dashes), or a piece
+    /// whose tokens turn out long (one letter repeated), is left to the walk, which finds
+    /// a long token in one step where parts merge it byte by byte. False, with `out` as it
+    /// was, where the walk should take the piece.
     fn merge_in_parts(&self, long: &LongPieces, piece: &[u8], out: &mut Vec<Rank>) -> bool {
-        if piece[0].is_ascii_whitespace() {
+        // A piece's first byte may be a space or a mark before its letters.
+        if piece[1].is_ascii() && !piece[1].is_ascii_alphanumeric() {
             return false;
         }
         let base = out.len();
@@ -2105,14 +2107,18 @@ impl Encoder {
                 at = end;
             }
             if (out.len() - before) * LONG_TOKEN < at - start && at < piece.len() {
-                let mut rest = Vec::new();
-                if !(long.encode(self, &piece[at..], &mut rest)
-                    && self.join(long, piece, (base, at), &rest, &mut window, out))
-                {
+                // The walk appends in place; only where its first token does not fit the
+                // last part's is it taken out again to be joined.
+                let mid = out.len();
+                let joined = long.encode(self, &piece[at..], out)
+                    && (long.compatible_at_cut(self, out[mid - 1], out[mid]) || {
+                        let rest = out.split_off(mid);
+                        self.join(long, piece, (base, at), &rest, &mut window, out)
+                    });
+                if !joined {
                     out.truncate(base);
-                    return false;
                 }
-                return true;
+                return joined;
             }
         }
         true
@@ -2135,7 +2141,7 @@ impl Encoder {
         out: &mut Vec<Rank>,
     ) -> bool {
         match out[base..].last() {
-            Some(&last) if !long.compatible(self, last, ids[0]) => {}
+            Some(&last) if !long.compatible_at_cut(self, last, ids[0]) => {}
             _ => {
                 out.extend_from_slice(ids);
                 return true;
@@ -2151,8 +2157,8 @@ impl Encoder {
             }
             window.clear();
             self.merge(&piece[start..end], NONE, window);
-            let left = kept == base || long.compatible(self, out[kept - 1], window[0]);
-            let right = ahead == ids.len() || long.compatible(self, window[window.len() - 1], ids[ahead]);
+            let left = kept == base || long.compatible_at_cut(self, out[kept - 1], window[0]);
+            let right = ahead == ids.len() || long.compatible_at_cut(self, window[window.len() - 1], ids[ahead]);
             if left && right {
                 out.truncate(kept);
                 out.extend_from_slice(window);
