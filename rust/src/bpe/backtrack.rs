@@ -514,7 +514,7 @@ mod tests {
         }
     }
 
-    /// Long pieces are merged in parts of 32 bytes, joined where the tokens on the two
+    /// Long pieces are merged in parts of up to 32 bytes, joined where the tokens on the two
     /// sides of a cut are compatible and merged again across it where they are not (over
     /// small alphabets, most cuts; with capitals, parts end before one); one of 3000 bytes
     /// passes to the walk part way.
