@@ -342,3 +342,20 @@ def test_bench_peers_share_one_tokenizer_json():
         held.cleanup()
     bench._JSON_DIRS.clear()
     assert not directory.exists()
+
+
+def test_bench_rounds_time_documents_the_instance_has_not_seen():
+    # Rounds hold disjoint documents until the corpus runs out, then start over; no round
+    # holds the spare first document or any text of the warm-up (the corpus's tail).
+    from fastgpt.apps import bench
+
+    docs, warm = bench.documents("docs", "64KB"), bench.warm_text("docs")
+    rounds = [bench.round_documents("docs", "64KB", r) for r in range(12)]
+    firsts = [r[0] for r in rounds]
+    fits = firsts.index(firsts[0], 1)
+    assert fits >= 3 and len(set(firsts[:fits])) == fits
+    assert all(rounds[r] == rounds[r % fits] for r in range(12))
+    timed = [d for r in rounds for d in r]
+    assert docs[0] not in timed
+    assert all(d not in warm and warm[:1000] not in d for d in timed)
+    assert all(len(r) == bench.ROUND_BYTES // bench.DOC_SIZES["64KB"] for r in rounds)

@@ -313,6 +313,7 @@ def results_json(results: list[BenchResult]) -> list[dict]:
 
 DOC_SIZES = {"1KB": 1 << 10, "4KB": 4 << 10, "64KB": 64 << 10}
 ROUND_BYTES = 128 << 10  # text timed per round: 128 documents of 1 KB, 32 of 4 KB, 2 of 64 KB
+WARM_CHARS = 64 << 10  # the corpus's tail that warms each round's instance, never timed
 CORPORA = ("prose", "multilingual", "code", "docs")
 VOCABS = ("cl100k_base", "o200k_base")
 ENCODE_PEERS = (
@@ -463,20 +464,25 @@ def documents(kind: str, size: str) -> list[str]:
 
 
 def round_documents(kind: str, size: str, round: int) -> list[str]:
-    """The documents of one round: disjoint from every other round's and from the warm-up."""
-    docs = documents(kind, size)
+    """The documents of one round: never the first (spare) nor any in the warm-up text, and
+    disjoint from every other round's until the corpus runs out; later rounds start over
+    (every round's instance is fresh, so the text is still new to it)."""
+    docs, end = documents(kind, size), len(corpus_text(kind)) - WARM_CHARS
+    while docs and sum(map(len, docs)) > end:  # the last documents overlap the warm-up
+        docs.pop()
     per_round = max(1, ROUND_BYTES // DOC_SIZES[size])
-    chosen = docs[1 + round * per_round : 1 + (round + 1) * per_round]
-    if len(chosen) < per_round:
-        raise Unavailable(f"{kind} text runs out of {size} documents at round {round}")
-    return chosen
+    fits = (len(docs) - 1) // per_round
+    if fits < 1:
+        raise Unavailable(f"{kind} text has too few {size} documents for a round")
+    start = 1 + round % fits * per_round
+    return docs[start : start + per_round]
 
 
 def warm_text(kind: str) -> str:
     """Other text to warm an encoder on: the corpus's last 64 KB (never timed) and one piece
     far over 64 bytes, so that long-piece structures built on first use are built."""
     text = corpus_text(kind)
-    return text[-(64 << 10) :] + "\n" + "=" * 300 + " " + "abcdefghij" * 30 + "\n"
+    return text[-WARM_CHARS:] + "\n" + "=" * 300 + " " + "abcdefghij" * 30 + "\n"
 
 
 def rank_file(vocab: str) -> Path:
