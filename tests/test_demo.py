@@ -294,6 +294,22 @@ def test_report_ratios_markdown_and_chart(tmp_path):
             _run("test_peak_rss_is_flat[1000]", "parquet → .bin peak RSS", 9.0, parquet_bytes=10**9, peak_rss_mb=230),
             _run("test_generate_512_tokens_cpu[kv_cache]", "generate 512 new tokens (CPU)", 1.0),
             _run("test_generate_512_tokens_cpu[recompute]", "generate 512 new tokens (CPU)", 8.0),
+            _run(
+                "test_encode_short[cl100k_base-encode-fastgpt]",
+                "encode short inputs (13-100 bytes, calls/s): cl100k_base encode",
+                2.0,
+                {"peer": "fastgpt"},
+                bytes=100,
+                fastokens_seconds=3.0,  # timed in the same benchmark, alternating with ours
+                alternating_seconds=2.5,
+            ),
+            _run(
+                "test_encode_short[cl100k_base-encode-fastokens]",
+                "encode short inputs (13-100 bytes, calls/s): cl100k_base encode",
+                1.0,
+                {"peer": "fastokens"},
+                bytes=100,
+            ),
         ],
     }
     got = {(r.group, r.ours, r.other): round(r.value, 3) for r in report.ratios(data["benchmarks"])}
@@ -315,6 +331,13 @@ def test_report_ratios_markdown_and_chart(tmp_path):
         ("parquet → .bin (cl100k, all threads)", "Parquet → .bin", "the same documents from .txt"): 1.25,
         ("parquet → .bin (cl100k, all threads)", "Parquet → .bin", "pyarrow + tiktoken loop"): 15.0,
         ("parquet → .bin peak RSS", "1000 MB of Parquet", "100 MB of Parquet"): 1.15,
+        # Short inputs: the fastokens cell of its own, and the rounds alternating with ours (the bar)
+        ("encode short inputs (13-100 bytes, calls/s): cl100k_base encode", "fastgpt", "fastokens"): 0.5,
+        (
+            "encode short inputs (13-100 bytes, calls/s): cl100k_base encode",
+            "fastgpt",
+            "fastokens, alternating rounds",
+        ): 1.2,
     }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
@@ -323,6 +346,9 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     assert "Measured 2025-01-02 03:04 UTC on Test CPU, 2 cores" in md and "commit abcdef1234" in md
     assert "| encode batch | fastgpt, threads=1 | tiktoken, threads=1 | **4.00** × faster |" in md
     assert "| encode batch | 1-fastgpt | 1.000 s | 3 | 0.0 MB/s |" in md
+    short = "| encode short inputs (13-100 bytes, calls/s): cl100k_base encode | fastgpt | fastokens"
+    assert f"{short} | **0.50** × faster |  |" in md  # the bar goes to the alternating rounds
+    assert f"{short}, alternating rounds | **1.20** × faster | ≥ 1 |" in md
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
