@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,16 @@ import pytest
 from fastgpt.apps.bench import WET_DIR, peak_rss, tiktoken_encoding
 from fastgpt.apps.demo import stdlib_sources
 
-__all__ = ["stdlib_sources", "rank_file", "tiktoken_encoding", "real_wet_files", "peak_rss", "python_peak_rss"]
+__all__ = [
+    "stdlib_sources",
+    "rank_file",
+    "tiktoken_encoding",
+    "real_wet_files",
+    "peak_rss",
+    "python_peak_rss",
+    "timed",
+    "alternating_medians",
+]
 
 HERE = Path(__file__).resolve().parent
 # Real Common Crawl WET samples (see their README); override with FASTGPT_WET_SAMPLES.
@@ -55,3 +66,19 @@ def python_peak_rss(code: str, *args: str) -> int:
     epilogue = "\nfrom fastgpt.apps.bench import peak_rss\nprint(peak_rss())\n"
     out = subprocess.run([sys.executable, "-c", code + epilogue, *args], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def alternating_medians(alternating: dict[str, list[float]], rounds: int) -> dict[str, float]:
+    """The medians of the last `rounds` rounds (a warm-up round runs the setup too) that a
+    benchmark of ours timed alternating with a peer's, as `benches/report.py` reads them for
+    the bar against that peer: `alternating_seconds` ours, `<peer>_seconds` the peer's."""
+    return {
+        "alternating_seconds" if name == "fastgpt" else f"{name}_seconds": statistics.median(times[-rounds:])
+        for name, times in alternating.items()
+    }

@@ -29,10 +29,10 @@ from __future__ import annotations
 import gc
 import gzip
 import statistics
-import time
 
 import pytest
 
+from benchlib import alternating_medians, timed
 from fastgpt.apps import bench as suite
 
 PEERS = list(suite.ENCODE_PEERS)
@@ -110,21 +110,6 @@ def test_encode_documents(benchmark, one_cpu, seen, vocab, kind, size, peer):
     assert tokens > 0
     if paired:
         benchmark.extra_info |= alternating_medians(alternating, n_rounds)
-
-
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
-
-
-def alternating_medians(alternating: dict[str, list[float]], rounds: int) -> dict[str, float]:
-    """The medians of the last `rounds` alternating rounds (a warm-up round runs the setup
-    too), as `benches/report.py` reads them for the bar against fastokens."""
-    return {
-        "fastokens_seconds": statistics.median(alternating["fastokens"][-rounds:]),
-        "alternating_seconds": statistics.median(alternating["fastgpt"][-rounds:]),
-    }
 
 
 # Rounds of the batch benchmark. fastgpt's 1-thread batch runs in the same rounds,

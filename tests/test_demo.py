@@ -320,6 +320,17 @@ def test_report_ratios_markdown_and_chart(tmp_path):
                 alternating_seconds=2.5,
             ),
             _run(
+                "test_train_steps_cpu[fastgpt]",
+                "train step (CPU, fp32)",
+                6.0,
+                {"which": "fastgpt"},
+                nanogpt_reference_seconds=5.4,  # timed in the same benchmark, alternating with ours
+                alternating_seconds=5.0,
+            ),
+            _run(
+                "test_train_steps_cpu[nanogpt_reference]", "train step (CPU, fp32)", 4.8, {"which": "nanogpt_reference"}
+            ),
+            _run(
                 "test_encode_short[cl100k_base-encode-fastokens]",
                 "encode short inputs (13-100 bytes, calls/s): cl100k_base encode",
                 1.0,
@@ -357,6 +368,8 @@ def test_report_ratios_markdown_and_chart(tmp_path):
             "fastgpt",
             "fastokens, alternating rounds",
         ): 1.2,
+        ("train step (CPU, fp32)", "fastgpt", "nanogpt_reference"): 0.8,
+        ("train step (CPU, fp32)", "fastgpt", "nanogpt_reference, alternating rounds"): 1.08,
     }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
@@ -371,6 +384,10 @@ def test_report_ratios_markdown_and_chart(tmp_path):
     first = "| encode 1 thread first sight: cl100k_base code 4KB | fastgpt | fastokens"
     assert (
         f"{first} | **0.90** × faster |  |" in md and f"{first}, alternating rounds | **1.20** × faster | ≥ 1 |" in md
+    )
+    train = "| train step (CPU, fp32) | fastgpt | nanogpt_reference"
+    assert (
+        f"{train} | **0.80** × faster |  |" in md and f"{train}, alternating rounds | **1.08** × faster | ≥ 0.9 |" in md
     )
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
