@@ -37,7 +37,7 @@ from fastgpt.apps import bench as suite
 
 PEERS = list(suite.ENCODE_PEERS)
 # The peers the bars name, measured on every corpus and size; the others on 4 KB documents,
-# and "repeated" on 4 KB documents only, so that `make bench` stays near 40 minutes here.
+# and "repeated" on 4 KB documents only, so that `make bench` stays within 40-60 minutes here.
 BAR_PEERS = {"fastgpt", "fastokens", "gigatok", "tiktoken"}
 # Rounds per document benchmark, each on new documents while the corpus lasts (the docs
 # corpus has five rounds' worth). A fresh instance's speed moves by up to 1.5x from one round
