@@ -148,13 +148,13 @@ def ratios(runs: list[dict]) -> list[Ratio]:
                     )
                 )
         else:
-            ours = [m for m in members if is_ours(m)]
+            our_runs = [m for m in members if is_ours(m)]
             for m in members:
                 if is_ours(m):
                     continue
                 # A parametrized peer meets our run with the same other parameters; an unparametrized
                 # baseline (cc-extract's) meets each of our variants.
-                matches = [o for o in ours if _other_params(o) == _other_params(m)] if m.get("params") else ours
+                matches = [o for o in our_runs if _other_params(o) == _other_params(m)] if m.get("params") else our_runs
                 for o in matches:
                     ours_label, peer_label = short_label(o, group), short_label(m, group)
                     out.append(
@@ -256,8 +256,8 @@ def machine(data: dict) -> str:
 def _when(data: dict) -> str:
     stamp = data.get("datetime")
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
-    except (AttributeError, ValueError):
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
         return str(stamp)
 
 

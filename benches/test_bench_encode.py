@@ -126,7 +126,7 @@ def test_encode_batch(benchmark, vocab, peer):
     usable(peer, vocab)
     docs = [d for r in range(3) for d in suite.round_documents("prose", "4KB", r)]
     one_thread: list[float] = []
-    loaded = {}
+    loaded: dict[str, suite.Peer] = {}
 
     def batch(texts, n):
         return loaded["peer"].batch(texts, n)
@@ -211,8 +211,8 @@ def test_encode_worst_case(benchmark, one_cpu, vocab, case, peer):
     texts = [suite.worst_case(case, r) for r in range(3)]  # a new text each round
     benchmark.group = f"worst case vs prose: {vocab}, {peer}"
     benchmark.extra_info["bytes"] = sum(len(t.encode()) for t in texts) // len(texts)
-    texts = iter(texts)
-    benchmark.pedantic(instance.encode, setup=lambda: ((next(texts),), {}), rounds=3, iterations=1)
+    each = iter(texts)
+    benchmark.pedantic(instance.encode, setup=lambda: ((next(each),), {}), rounds=3, iterations=1)
 
 
 @pytest.mark.parametrize("peer", ["fastgpt", "tiktoken"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,10 @@ def test_train_steps_cpu(benchmark, tmp_path, which):
 
     def run(who: str) -> dict:
         reference = who == "nanogpt_reference"
+        # The reference's recipe: nanoGPT's optimizer and schedule.
+        recipe: dict[str, Any] = (
+            {"optimizer": "adamw", "schedule": "cosine", "learning_rate": 2e-3} if reference else {}
+        )
         cfg = TrainConfig(
             tokenizer=str(tok),
             train_data=str(train_bin),
@@ -62,7 +67,7 @@ def test_train_steps_cpu(benchmark, tmp_path, which):
             max_steps=20,
             batch_size=spec["batch_size"],
             device="cpu",
-            **({"optimizer": "adamw", "schedule": "cosine", "learning_rate": 2e-3} if reference else {}),
+            **recipe,
         )
         return train(cfg, GPTConfig(**spec["model"]), build_model=NanoGPT if reference else None)
 

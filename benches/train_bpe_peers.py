@@ -44,12 +44,13 @@ def train(which: str, corpus: str, vocab_size: int):
         tok = Tokenizer.train(corpus, vocab_size, pattern="cl100k", progress=False)
         return tok.encode_ordinary
     if which == "hf_tokenizers":
-        from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+        from tokenizers import Regex, models, pre_tokenizers, trainers
+        from tokenizers import Tokenizer as HFTokenizer  # not fastgpt's, imported above
 
         from fastgpt.tokenizer import huggingface as hf_format
 
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.Sequence(
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.Sequence(
             [
                 pre_tokenizers.Split(Regex(hf_format.oniguruma_pattern(cl100k_regex())), behavior="isolated"),
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
@@ -61,8 +62,8 @@ def train(which: str, corpus: str, vocab_size: int):
             special_tokens=["<|endoftext|>"],
             show_progress=False,
         )
-        tok.train([corpus], trainer)
-        return lambda text: tok.encode(text).ids
+        hf.train([corpus], trainer)
+        return lambda text: hf.encode(text).ids
     if which == "rustbpe":
         import rustbpe
 
