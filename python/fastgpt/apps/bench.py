@@ -746,9 +746,11 @@ def first_sight_round(name: str, vocab: str, kind: str, size: str, round: int, r
 
 
 def timed_batch(name: str, vocab: str, kind: str, docs: list[str], threads: int) -> float:
-    """Seconds of one `batch` of `docs` on `threads` threads, by a fresh, warmed instance."""
-    peer = fresh_peer(name, vocab, kind)
+    """Seconds of one `batch` of `docs` on `threads` threads, by a fresh instance warmed on
+    the CPUs it is timed on (warmed before the pinning, a 1-thread round could start on the
+    other core, away from the caches its warm-up filled)."""
     with pinned(threads):
+        peer = fresh_peer(name, vocab, kind)
         start = time.perf_counter()
         peer.batch(docs, threads)
         return time.perf_counter() - start
